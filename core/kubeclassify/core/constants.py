@@ -1,0 +1,28 @@
+"""Names that the operator, the gateway, the charts and the tests must agree on."""
+
+GROUP = "kubeclassify.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MODEL_DEPLOYMENT = "ModelDeployment"
+CLASSIFICATION_BATCH = "ClassificationBatch"
+PLURALS = {MODEL_DEPLOYMENT: "modeldeployments", CLASSIFICATION_BATCH: "classificationbatches"}
+SHORT_NAMES = {MODEL_DEPLOYMENT: ["md"], CLASSIFICATION_BATCH: ["cb"]}
+CATEGORY = "kubeclassify"
+
+# Labels on every child object; `kubeclassify.io/<kind>` names the owning resource.
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MODEL_DEPLOYMENT = f"{GROUP}/modeldeployment"
+LABEL_CLASSIFICATION_BATCH = f"{GROUP}/classificationbatch"
+LABEL_OWNER = f"{GROUP}/owner"
+
+# Kopf keeps its progress and diff-base in annotations under this prefix, so our status
+# schema stays strict (a structural schema would otherwise prune Kopf's status fields).
+KOPF_PREFIX = GROUP
+FINALIZER = f"{GROUP}/finalizer"
+ANNOTATION_TICK = f"{GROUP}/tick"
+ANNOTATION_RERUN_DATE = f"{GROUP}/rerun-date"

