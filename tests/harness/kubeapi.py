@@ -51,6 +51,9 @@ CORE_RESOURCES: dict[str, dict[str, Any]] = {
     "batch/v1/jobs": {"kind": "Job", "subresources": {"status"}},
     "batch/v1/cronjobs": {"kind": "CronJob", "subresources": {"status"}},
     "events.k8s.io/v1/events": {"kind": "Event"},
+    # Kopf waits until discovery shows these two, even when it watches all namespaces.
+    "v1/namespaces": {"kind": "Namespace", "namespaced": False},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {"kind": "CustomResourceDefinition", "namespaced": False},
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 _UNCHANGED = object()
@@ -124,6 +127,7 @@ class KubernetesStatusError(k8s.KubernetesError):
 class KubeApiEmulator(kmock.KubernetesEmulator):
     _revision: int = attrs.field(default=0, init=False)
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    verbose: bool = False
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -135,7 +139,13 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         )
 
     def register_crd(self, crd: dict[str, Any]) -> None:
+        """Serve the CRD's resource, and the CRD itself as an object."""
         spec = crd["spec"]
+        crd = copy.deepcopy(crd)
+        crd["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=_now(),
+                               resourceVersion=self._next_revision(), generation=1)
+        self.objects[kmock.resource("apiextensions.k8s.io/v1/customresourcedefinitions"), None,
+                     crd["metadata"]["name"]] = crd
         for version in spec["versions"]:
             self.register(
                 f"{spec['group']}/{version['name']}/{spec['names']['plural']}",
@@ -155,6 +165,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         return new
 
     async def _handle(self, request: rendering.Request) -> Any:
+        if self.verbose:
+            print(request.method, request.url.path_qs, flush=True)
         if request.resource is None:
             return await super()._handle(request)
         if request.method == "GET" and str(request.params.get("watch", "")).lower() in ("true", "1"):
@@ -372,14 +384,15 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                     yield event
 
 
-async def serve(port: int, crds: list[Path], ready_file: Path | None) -> None:
+async def serve(port: int, crds: list[Path], ready_file: Path | None, verbose: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with KubeApiEmulator() as emulator, kmock.Server(emulator, port=port):
+    async with KubeApiEmulator(verbose=verbose) as emulator, kmock.Server(emulator, port=port):
         for key, info in CORE_RESOURCES.items():
-            emulator.register(key, kind=info["kind"], subresources=info.get("subresources"))
+            emulator.register(key, kind=info["kind"], namespaced=info.get("namespaced", True),
+                              subresources=info.get("subresources"))
         for path in crds:
             for doc in yaml.safe_load_all(path.read_text()):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
@@ -394,8 +407,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--crd", type=Path, action="append", default=[], help="a CRD YAML file to serve")
     parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--verbose", action="store_true", help="print every request")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.crd, args.ready_file))
+    asyncio.run(serve(args.port, args.crd, args.ready_file, args.verbose))
 
 
 if __name__ == "__main__":
