@@ -66,7 +66,9 @@ def test_every_write_bumps_resource_version_and_spec_changes_bump_generation(
     assert int(changed["metadata"]["resourceVersion"]) > int(status["metadata"]["resourceVersion"])
 
 
-def test_status_subresource_separates_spec_and_status(custom: client.CustomObjectsApi, namespace: str) -> None:
+def test_status_subresource_separates_spec_and_status(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
     create(custom, namespace, batch("sub"))
     main = custom.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "sub", {"spec": {"parallelism": 2}, "status": {"phase": "Failed"}}
@@ -80,8 +82,12 @@ def test_status_subresource_separates_spec_and_status(custom: client.CustomObjec
 
 
 def json_patch(url: str, ops: list[dict[str, Any]]) -> int:
-    req = urllib.request.Request(url, data=json.dumps(ops).encode(), method="PATCH",
-                                 headers={"Content-Type": "application/json-patch+json"})
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(ops).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return int(resp.status)
@@ -90,14 +96,21 @@ def json_patch(url: str, ops: list[dict[str, Any]]) -> int:
 
 
 def test_json_patch_test_failure_is_422_and_changes_nothing(
-    custom: client.CustomObjectsApi, kube_api, namespace: str  # type: ignore[no-untyped-def]
+    custom: client.CustomObjectsApi,
+    kube_api,
+    namespace: str,  # type: ignore[no-untyped-def]
 ) -> None:
     obj = create(custom, namespace, batch("jp", parallelism=1))
     url = f"{kube_api.url}/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/jp"
-    ops = [{"op": "test", "path": "/spec/parallelism", "value": 5},
-           {"op": "replace", "path": "/spec/parallelism", "value": 6}]
+    ops = [
+        {"op": "test", "path": "/spec/parallelism", "value": 5},
+        {"op": "replace", "path": "/spec/parallelism", "value": 6},
+    ]
     assert json_patch(url, ops) == 422
-    assert custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "jp")["spec"]["parallelism"] == 1
+    assert (
+        custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "jp")["spec"]["parallelism"]
+        == 1
+    )
     ops[0]["value"] = 1
     assert json_patch(url, ops) == 200
     got = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "jp")
@@ -108,7 +121,9 @@ def test_json_patch_test_failure_is_422_and_changes_nothing(
 
 def test_stale_resource_version_conflicts(custom: client.CustomObjectsApi, namespace: str) -> None:
     obj = create(custom, namespace, batch("rv"))
-    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "rv", {"spec": {"parallelism": 2}})
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "rv", {"spec": {"parallelism": 2}}
+    )
     stale = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "spec": {"parallelism": 3}}
     with pytest.raises(ApiException) as e:
         custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "rv", stale)
@@ -119,7 +134,9 @@ def test_stale_resource_version_conflicts(custom: client.CustomObjectsApi, names
     assert replaced["spec"]["parallelism"] == 7
 
 
-def test_list_reports_kind_and_current_resource_version(custom: client.CustomObjectsApi, namespace: str) -> None:
+def test_list_reports_kind_and_current_resource_version(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
     a = create(custom, namespace, batch("a"))
     b = create(custom, namespace, {**batch("b"), "metadata": {"name": "b", "labels": {"team": "ops"}}})
     listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
@@ -127,7 +144,9 @@ def test_list_reports_kind_and_current_resource_version(custom: client.CustomObj
     assert listed["apiVersion"] == f"{GROUP}/{VERSION}"
     assert int(listed["metadata"]["resourceVersion"]) >= int(b["metadata"]["resourceVersion"])
     assert {i["metadata"]["name"] for i in listed["items"]} == {"a", "b"}
-    vision = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, label_selector="team=vision")
+    vision = custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, label_selector="team=vision"
+    )
     assert [i["metadata"]["name"] for i in vision["items"]] == [a["metadata"]["name"]]
     not_vision = custom.list_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, label_selector="team notin (vision),team"
@@ -137,13 +156,22 @@ def test_list_reports_kind_and_current_resource_version(custom: client.CustomObj
 
 def test_watch_replays_only_newer_objects(custom: client.CustomObjectsApi, namespace: str) -> None:
     create(custom, namespace, batch("old"))
-    rv = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["metadata"]["resourceVersion"]
+    rv = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["metadata"][
+        "resourceVersion"
+    ]
     seen: list[tuple[str, str]] = []
 
     def consume() -> None:
         w = watch.Watch()
-        for event in w.stream(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                              resource_version=rv, timeout_seconds=3):
+        for event in w.stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            resource_version=rv,
+            timeout_seconds=3,
+        ):
             seen.append((event["type"], event["object"]["metadata"]["name"]))
 
     t = threading.Thread(target=consume)
@@ -157,21 +185,39 @@ def test_watch_replays_only_newer_objects(custom: client.CustomObjectsApi, names
 def test_finalizers_hold_deletion_and_owners_cascade(
     custom: client.CustomObjectsApi, batch_api: client.BatchV1Api, namespace: str
 ) -> None:
-    owner = create(custom, namespace, {**batch("owner"), "metadata": {"name": "owner", "finalizers": ["x/y"]}})
+    owner = create(
+        custom, namespace, {**batch("owner"), "metadata": {"name": "owner", "finalizers": ["x/y"]}}
+    )
     job = client.V1Job(
-        metadata=client.V1ObjectMeta(name="owner-job", owner_references=[client.V1OwnerReference(
-            api_version=f"{GROUP}/{VERSION}", kind="ClassificationBatch", name="owner",
-            uid=owner["metadata"]["uid"], controller=True, block_owner_deletion=True)]),
-        spec=client.V1JobSpec(template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
-            restart_policy="Never", containers=[client.V1Container(name="c", image="busybox:1.37")]))),
+        metadata=client.V1ObjectMeta(
+            name="owner-job",
+            owner_references=[
+                client.V1OwnerReference(
+                    api_version=f"{GROUP}/{VERSION}",
+                    kind="ClassificationBatch",
+                    name="owner",
+                    uid=owner["metadata"]["uid"],
+                    controller=True,
+                    block_owner_deletion=True,
+                )
+            ],
+        ),
+        spec=client.V1JobSpec(
+            template=client.V1PodTemplateSpec(
+                spec=client.V1PodSpec(
+                    restart_policy="Never", containers=[client.V1Container(name="c", image="busybox:1.37")]
+                )
+            )
+        ),
     )
     batch_api.create_namespaced_job(namespace, job)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "owner")
     held = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "owner")
     assert held["metadata"]["deletionTimestamp"]
     assert batch_api.read_namespaced_job("owner-job", namespace).metadata.name == "owner-job"
-    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "owner",
-                                         {"metadata": {"finalizers": None}})
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "owner", {"metadata": {"finalizers": None}}
+    )
     with pytest.raises(ApiException) as e:
         custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "owner")
     assert e.value.status == 404
@@ -185,8 +231,9 @@ def test_kubectl_applies_and_reads_back(kube_api, namespace: str, tmp_path: Path
     manifest = tmp_path / "cb.yaml"
     manifest.write_text(json.dumps(batch("from-kubectl")))
     base = [kubectl, "--kubeconfig", str(kube_api.kubeconfig), "-n", namespace]
-    done = subprocess.run([*base, "create", "--validate=false", "-f", str(manifest)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*base, "create", "--validate=false", "-f", str(manifest)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     got = subprocess.run([*base, "get", "cb", "-o", "json"], capture_output=True, text=True, timeout=60)
     assert got.returncode == 0, got.stderr

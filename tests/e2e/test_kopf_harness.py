@@ -21,12 +21,21 @@ HERE = Path(__file__).resolve().parent
 
 def start_kopf(kubeconfig: Path, probe_log: Path, log_dir: Path) -> LocalProcess:
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), PROBE_LOG=str(probe_log))
-    argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "--verbose",
-            str(HERE / "kopf_probe.py")]
+    argv = [
+        sys.executable,
+        "-m",
+        "kopf",
+        "run",
+        "--standalone",
+        "--all-namespaces",
+        "--verbose",
+        str(HERE / "kopf_probe.py"),
+    ]
     log = log_dir / "kopf.log"
     # Ready once Kopf has started watching our resource.
-    return start_process("kopf", argv, log_dir, lambda: log.exists() and PLURAL in log.read_text(),
-                         timeout=60, env=env)
+    return start_process(
+        "kopf", argv, log_dir, lambda: log.exists() and PLURAL in log.read_text(), timeout=60, env=env
+    )
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -45,22 +54,36 @@ def calls(probe: Path, namespace: str) -> list[str]:
 
 
 def test_handler_runs_exactly_once_and_survives_restart(
-    kube_api, custom: client.CustomObjectsApi, api_client: client.ApiClient,  # type: ignore[no-untyped-def]
-    namespace: str, tmp_path: Path,
+    kube_api,
+    custom: client.CustomObjectsApi,
+    api_client: client.ApiClient,  # type: ignore[no-untyped-def]
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     probe = tmp_path / "calls.txt"
     probe.touch()
     body = {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ClassificationBatch", "metadata": {"name": "once"},
-        "spec": {"modelRef": {"name": "digits"}, "input": {"prefix": {"uri": "s3://data/images/"}},
-                 "output": {"uri": "s3://results/all.csv"}},
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ClassificationBatch",
+        "metadata": {"name": "once"},
+        "spec": {
+            "modelRef": {"name": "digits"},
+            "input": {"prefix": {"uri": "s3://data/images/"}},
+            "output": {"uri": "s3://results/all.csv"},
+        },
     }
     kopf = start_kopf(kube_api.kubeconfig, probe, tmp_path)
     try:
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
         wait_for(lambda: calls(probe, namespace))
-        obj = wait_for(lambda: (o := custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, "once"))["metadata"].get("annotations") and o)
+        obj = wait_for(
+            lambda: (
+                (o := custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "once"))[
+                    "metadata"
+                ].get("annotations")
+                and o
+            )
+        )
         events = wait_for(lambda: client.CoreV1Api(api_client).list_namespaced_event(namespace).items)
         time.sleep(3)  # room for a wrongly repeated call
     finally:

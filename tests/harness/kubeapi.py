@@ -53,7 +53,10 @@ CORE_RESOURCES: dict[str, dict[str, Any]] = {
     "events.k8s.io/v1/events": {"kind": "Event"},
     # Kopf waits until discovery shows these two, even when it watches all namespaces.
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
-    "apiextensions.k8s.io/v1/customresourcedefinitions": {"kind": "CustomResourceDefinition", "namespaced": False},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {
+        "kind": "CustomResourceDefinition",
+        "namespaced": False,
+    },
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 _UNCHANGED = object()
@@ -131,21 +134,38 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
 
     # -- registration ---------------------------------------------------------------------------
 
-    def register(self, key: str, kind: str, namespaced: bool = True, subresources: set[str] | None = None,
-                 shortnames: list[str] | None = None, categories: list[str] | None = None) -> None:
+    def register(
+        self,
+        key: str,
+        kind: str,
+        namespaced: bool = True,
+        subresources: set[str] | None = None,
+        shortnames: list[str] | None = None,
+        categories: list[str] | None = None,
+    ) -> None:
         self.resources[key] = kmock.ResourceInfo(
-            kind=kind, singular=kind.lower(), namespaced=namespaced, verbs=VERBS,
-            subresources=subresources or set(), shortnames=shortnames or [], categories=categories or [],
+            kind=kind,
+            singular=kind.lower(),
+            namespaced=namespaced,
+            verbs=VERBS,
+            subresources=subresources or set(),
+            shortnames=shortnames or [],
+            categories=categories or [],
         )
 
     def register_crd(self, crd: dict[str, Any]) -> None:
         """Serve the CRD's resource, and the CRD itself as an object."""
         spec = crd["spec"]
         crd = copy.deepcopy(crd)
-        crd["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=_now(),
-                               resourceVersion=self._next_revision(), generation=1)
-        self.objects[kmock.resource("apiextensions.k8s.io/v1/customresourcedefinitions"), None,
-                     crd["metadata"]["name"]] = crd
+        crd["metadata"].update(
+            uid=str(uuid.uuid4()),
+            creationTimestamp=_now(),
+            resourceVersion=self._next_revision(),
+            generation=1,
+        )
+        self.objects[
+            kmock.resource("apiextensions.k8s.io/v1/customresourcedefinitions"), None, crd["metadata"]["name"]
+        ] = crd
         for version in spec["versions"]:
             self.register(
                 f"{spec['group']}/{version['name']}/{spec['names']['plural']}",
@@ -218,11 +238,16 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         if request.namespace:
             if meta.get("namespace") not in (None, request.namespace):
                 raise KubernetesStatusError(
-                    400, "BadRequest", "the namespace of the object does not match the namespace on the request"
+                    400,
+                    "BadRequest",
+                    "the namespace of the object does not match the namespace on the request",
                 )
             meta["namespace"] = request.namespace
         meta.update(
-            uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion=self._next_revision(), generation=1
+            uid=str(uuid.uuid4()),
+            creationTimestamp=_now(),
+            resourceVersion=self._next_revision(),
+            generation=1,
         )
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(field, None)
@@ -260,12 +285,17 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             raise KubernetesStatusError(400, "BadRequest", "the patch must be a JSON object or list")
         if precondition is not None and str(precondition) != current["metadata"]["resourceVersion"]:
             raise KubernetesStatusError(
-                409, "Conflict", "the object has been modified; please apply your changes to the latest version"
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes to the latest version",
             )
 
         if request.subresource == "status":
-            new = dict(current, status=new.get("status")) if "status" in new else {
-                k: v for k, v in current.items() if k != "status"}
+            new = (
+                dict(current, status=new.get("status"))
+                if "status" in new
+                else {k: v for k, v in current.items() if k != "status"}
+            )
         elif request.subresource is None and "status" in info.subresources:
             new = {k: v for k, v in new.items() if k != "status"}
             if "status" in current:
@@ -290,8 +320,13 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         current = self._current(request)
         meta = current["metadata"]
         if meta.get("finalizers") and not meta.get("deletionTimestamp"):
-            patch = {"metadata": {"deletionTimestamp": _now(), "deletionGracePeriodSeconds": 0,
-                                  "resourceVersion": self._next_revision()}}
+            patch = {
+                "metadata": {
+                    "deletionTimestamp": _now(),
+                    "deletionGracePeriodSeconds": 0,
+                    "resourceVersion": self._next_revision(),
+                }
+            }
             return self._evolve(request, action=enums.action.UPDATE, data=patch), []
         if meta.get("finalizers"):
             return request, []  # already being deleted; the finalizers decide when
@@ -316,7 +351,9 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         meta = obj.raw.get("metadata", {})
         async with self._lock:
             if meta.get("finalizers"):
-                obj.patch({"metadata": {"deletionTimestamp": _now(), "resourceVersion": self._next_revision()}})
+                obj.patch(
+                    {"metadata": {"deletionTimestamp": _now(), "resourceVersion": self._next_revision()}}
+                )
                 await self._buses[key[0]].put({"type": "MODIFIED", "object": obj.raw})
                 return
             obj.patch({"metadata": {"resourceVersion": self._next_revision()}})
@@ -391,8 +428,12 @@ async def serve(port: int, crds: list[Path], ready_file: Path | None, verbose: b
         loop.add_signal_handler(sig, stop.set)
     async with KubeApiEmulator(verbose=verbose) as emulator, kmock.Server(emulator, port=port):
         for key, info in CORE_RESOURCES.items():
-            emulator.register(key, kind=info["kind"], namespaced=info.get("namespaced", True),
-                              subresources=info.get("subresources"))
+            emulator.register(
+                key,
+                kind=info["kind"],
+                namespaced=info.get("namespaced", True),
+                subresources=info.get("subresources"),
+            )
         for path in crds:
             for doc in yaml.safe_load_all(path.read_text()):
                 if doc and doc.get("kind") == "CustomResourceDefinition":

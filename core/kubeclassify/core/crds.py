@@ -17,17 +17,39 @@ import yaml
 from pydantic import BaseModel
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.resources import ClassificationBatchSpec, ClassificationBatchStatus
-from kubeclassify.core.resources import ModelDeploymentSpec, ModelDeploymentStatus
+from kubeclassify.core.resources import (
+    ClassificationBatchSpec,
+    ClassificationBatchStatus,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 
 DEFAULT_OUTPUT = Path("charts/kubeclassify-crds/templates")
 
 # The keywords a structural schema may carry; anything else pydantic emits (title, const...) goes.
 # They are written in this order, so that the YAML reads well.
 _ORDER = (
-    "description", "type", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields",
-    "format", "enum", "default", "pattern", "minimum", "exclusiveMinimum", "maximum", "minLength",
-    "maxLength", "minItems", "maxItems", "required", "oneOf", "anyOf", "not", "properties", "items",
+    "description",
+    "type",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
+    "format",
+    "enum",
+    "default",
+    "pattern",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "required",
+    "oneOf",
+    "anyOf",
+    "not",
+    "properties",
+    "items",
     "additionalProperties",
 )
 
@@ -112,7 +134,7 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
                 out[key] = convert(out[key])
         return out
 
-    return convert(raw)  # type: ignore[no-any-return]
+    return convert(raw)
 
 
 def build_crd(kind: str, spec: type[BaseModel], status: type[BaseModel]) -> dict[str, Any]:
@@ -232,7 +254,9 @@ def _run(args: argparse.Namespace) -> int:
 def register_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`kubeclassify crds`: write (or check) the CRDs generated from the models."""
     parser = subparsers.add_parser(
-        "crds", help="write the CRDs generated from the models", description=__doc__,
+        "crds",
+        help="write the CRDs generated from the models",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder (default: %(default)s)")

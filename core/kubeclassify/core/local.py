@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -110,8 +111,13 @@ def start_process(
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env, cwd=cwd,
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
         )
     proc = LocalProcess(name, list(argv), log_path, popen)
     _RUNNING[proc.pid] = proc
@@ -175,32 +181,53 @@ def start_seaweedfs(
     access_key_id = access_key_id or "kc" + secrets.token_hex(8)
     secret_access_key = secret_access_key or secrets.token_urlsafe(24)
     identities = data_dir / "s3-identities.json"
-    identities.write_text(json.dumps({"identities": [{
-        "name": "kubeclassify",
-        "credentials": [{"accessKey": access_key_id, "secretKey": secret_access_key}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "kubeclassify",
+                        "credentials": [{"accessKey": access_key_id, "secretKey": secret_access_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     identities.chmod(0o600)
     # Every port is chosen here: weed's defaults (9333, 8888, 23646...) collide between instances.
     (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc, admin, admin_grpc) = free_ports(9)
     s3_port = port or free_port()
     argv = [
-        find_binary("weed"), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-s3.port={s3_port}", f"-s3.config={identities}", f"-s3.port.grpc={s3_grpc}",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-        f"-admin.port={admin}", f"-admin.port.grpc={admin_grpc}",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.telemetry=false",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
+        find_binary("weed"),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={s3_port}",
+        f"-s3.config={identities}",
+        f"-s3.port.grpc={s3_grpc}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.autoCreateBucket=false",  # as on AWS: writing into a missing bucket is an error
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin_grpc}",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        "-master.telemetry=false",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer_grpc}",
     ]
     endpoint = f"http://127.0.0.1:{s3_port}"
 
     def ready() -> bool:
         # Any HTTP answer (403 without credentials) means the S3 gateway is serving.
-        try:
-            urllib.request.urlopen(endpoint, timeout=1)
-        except urllib.error.HTTPError:
-            return True
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(endpoint, timeout=1).close()
         return True
 
     proc = start_process("seaweedfs", argv, log_dir, ready, timeout=60)
@@ -252,14 +279,20 @@ def start_redis(
     # The password goes in a file, not on the command line where `ps` would show it.
     conf.write_text(
         f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
-        f"dir {data_dir}\nsave \"\"\nappendonly {'yes' if persist else 'no'}\n"
+        f'dir {data_dir}\nsave ""\nappendonly {"yes" if persist else "no"}\n'
     )
     conf.chmod(0o600)
 
     def ready() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
             s.sendall(f"AUTH {password}\r\nPING\r\n".encode())
-            return b"+PONG" in s.recv(64) or b"+PONG" in s.recv(64)
+            answer = b""
+            while answer.count(b"\r\n") < 2:
+                chunk = s.recv(64)
+                if not chunk:
+                    return False
+                answer += chunk
+            return answer.endswith(b"+PONG\r\n")  # not -LOADING
 
     proc = start_process("redis", [redis_server_binary(), str(conf)], log_dir, ready, timeout=30)
     return RedisServer(proc, "127.0.0.1", port, password)

@@ -146,12 +146,12 @@ class ObjectStore:
             tmp = self._write_temp(loc, data)
             os.replace(tmp, loc.key)
             return
-        extra = {"ContentType": content_type} if content_type else {}
+        content_type = content_type or "application/octet-stream"
         with self._errors(loc):
             if isinstance(data, bytes):
-                self._s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
+                self._s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type)
             else:  # multipart for large streams; the object appears only when complete
-                self._s3.upload_fileobj(data, loc.bucket, loc.key, ExtraArgs=extra or None)
+                self._s3.upload_fileobj(data, loc.bucket, loc.key, ExtraArgs={"ContentType": content_type})
 
     def create(self, uri: str, data: Data, content_type: str | None = None) -> None:
         """Write the object only if it does not exist yet; `AlreadyExists` otherwise."""
@@ -165,9 +165,14 @@ class ObjectStore:
             finally:
                 os.unlink(tmp)
             return
-        extra = {"ContentType": content_type} if content_type else {}
         with self._errors(loc):
-            self._s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, IfNoneMatch="*", **extra)
+            self._s3.put_object(
+                Bucket=loc.bucket,
+                Key=loc.key,
+                Body=data,
+                IfNoneMatch="*",
+                ContentType=content_type or "application/octet-stream",
+            )
 
     def exists(self, uri: str) -> bool:
         """Whether the object exists; a missing bucket is an error, not False."""
@@ -252,7 +257,7 @@ class ObjectStore:
             aws_access_key_id=cfg.access_key_id,
             aws_secret_access_key=secret,
             config=Config(
-                retries={"max_attempts": cfg.max_attempts, "mode": "standard"},
+                retries={"total_max_attempts": cfg.max_attempts, "mode": "standard"},
                 connect_timeout=cfg.connect_timeout,
                 read_timeout=cfg.read_timeout,
                 max_pool_connections=cfg.max_pool_connections,
@@ -305,8 +310,15 @@ def _code(exc: BaseException) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
-_DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden",
-           "InvalidToken", "ExpiredToken"}
+_DENIED = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidToken",
+    "ExpiredToken",
+}
 
 
 class _S3Errors:

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH
 from kubeclassify.core.resources.common import (
     Condition,
     Cron,
@@ -117,7 +116,8 @@ class OutputSpec(Model):
     """Where and how results are written."""
 
     uri: DatedDataUri = Field(
-        description="The results object, e.g. s3://results/{date}/predictions.csv; `{date}` is the batch's date."
+        description="The results object, e.g. s3://results/{date}/predictions.csv;"
+        " `{date}` is the batch's date."
     )
     format: OutputFormat = Field("csv", description="csv or jsonl.")
     top_k: int = Field(5, ge=1, le=100, description="How many best labels each row carries.")
@@ -148,7 +148,8 @@ class ClassificationBatchSpec(Model):
     output: OutputSpec = Field(description="Where results go.")
     mode: BatchMode = Field(
         "inProcess",
-        description="inProcess: each Job pod loads the model (fastest); remote: call the ModelDeployment's predictor.",
+        description="inProcess: each Job pod loads the model (fastest);"
+        " remote: call the ModelDeployment's predictor.",
     )
     parallelism: int = Field(1, ge=1, le=1000, description="Shards of an Indexed Job, run in parallel.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Compute per shard.")
@@ -232,8 +233,10 @@ class ClassificationBatchStatus(Model):
 class ClassificationBatch(Model):
     """A whole ClassificationBatch resource, as read from the Kubernetes API."""
 
-    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(API_VERSION, description="kubeclassify.io/v1alpha1")
-    kind: Literal["ClassificationBatch"] = Field(CLASSIFICATION_BATCH, description="ClassificationBatch")
+    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(
+        "kubeclassify.io/v1alpha1", description="kubeclassify.io/v1alpha1"
+    )
+    kind: Literal["ClassificationBatch"] = Field("ClassificationBatch", description="ClassificationBatch")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
     spec: ClassificationBatchSpec = Field(description="The desired state.")
     status: ClassificationBatchStatus | None = Field(None, description="The observed state.")

@@ -121,7 +121,9 @@ def _check_time_zone(value: str) -> str:
     return value
 
 
-Cron = Annotated[str, AfterValidator(_check_cron)]
+# The API server can only check the shape; the models check the fields' values too.
+_CRON_SHAPE = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$"
+Cron = Annotated[str, AfterValidator(_check_cron), Field(json_schema_extra={"pattern": _CRON_SHAPE})]
 TimeZone = Annotated[str, AfterValidator(_check_time_zone)]
 
 # --- Kubernetes quantities and scheduling ------------------------------------------------------
@@ -143,7 +145,13 @@ def _parse_quantity(value: Any) -> str:
 Quantity = Annotated[
     str,
     BeforeValidator(_parse_quantity),
-    WithJsonSchema({"x-kubernetes-int-or-string": True}),
+    WithJsonSchema(
+        {  # as controller-gen writes quantities: structural, and checked by the API server
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": _QUANTITY_RE.pattern,
+        }
+    ),
 ]
 
 LabelMap = dict[str, str]

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
 from kubeclassify.core.resources.common import (
     Condition,
     DataUri,
@@ -46,7 +45,8 @@ class ModelSpec(Model):
     version: str | None = Field(
         None,
         max_length=128,
-        description="The version reported with every result; defaults to the weights digest in the model card.",
+        description="The version reported with every result;"
+        " defaults to the weights digest in the model card.",
     )
 
     @model_validator(mode="after")
@@ -190,8 +190,10 @@ class ModelDeploymentStatus(Model):
 class ModelDeployment(Model):
     """A whole ModelDeployment resource, as read from the Kubernetes API."""
 
-    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(API_VERSION, description="kubeclassify.io/v1alpha1")
-    kind: Literal["ModelDeployment"] = Field(MODEL_DEPLOYMENT, description="ModelDeployment")
+    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(
+        "kubeclassify.io/v1alpha1", description="kubeclassify.io/v1alpha1"
+    )
+    kind: Literal["ModelDeployment"] = Field("ModelDeployment", description="ModelDeployment")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
     spec: ModelDeploymentSpec = Field(description="The desired state.")
     status: ModelDeploymentStatus | None = Field(None, description="The observed state.")

@@ -1,0 +1,1 @@
+"""The FastAPI gateway: accounts, credits, classification, images, batches and the web page."""

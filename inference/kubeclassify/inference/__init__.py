@@ -1,0 +1,1 @@
+"""Inference: the KServe predictor, image preprocessing, the batch worker and model training."""

@@ -1,0 +1,1 @@
+"""Test harness: the Kubernetes API emulator and schema validation helpers."""

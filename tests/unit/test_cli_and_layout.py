@@ -1,0 +1,76 @@
+"""The `kubeclassify` command and the layout of the namespace package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from kubeclassify.core import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubeclassify.core.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_help_lists_component_commands() -> None:
+    done = run("--help")
+    assert done.returncode == 0
+    assert "crds" in done.stdout
+
+
+def test_crds_check_passes_on_the_repository() -> None:
+    done = run("crds", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_crds_check_fails_on_drift(tmp_path: Path) -> None:
+    assert cli.main(["crds", "--output", str(tmp_path)]) == 0
+    (tmp_path / "classificationbatches.yaml").write_text("# edited by hand\n")
+    done = run("crds", "--check", "--output", str(tmp_path))
+    assert done.returncode == 1
+    assert "kubeclassify crds" in done.stderr
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    done = run()
+    assert done.returncode == 2 and "commands" in done.stdout
+
+
+def test_standard_operator_module_is_not_shadowed() -> None:
+    """The operator/ folder holds the namespace portion kubeclassify.operator, never `operator`."""
+    assert not (ROOT / "operator" / "__init__.py").exists()
+    done = subprocess.run(
+        [sys.executable, "-c", "import operator, sys; print(operator.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 0 and done.stdout.strip().startswith(sys.base_prefix)
+
+
+def test_components_share_one_namespace() -> None:
+    import kubeclassify.core
+    import kubeclassify.gateway
+    import kubeclassify.inference
+    import kubeclassify.operator
+
+    folders = {
+        Path(m.__file__).parents[2].name
+        for m in (  # type: ignore[arg-type]
+            kubeclassify.core,
+            kubeclassify.operator,
+            kubeclassify.inference,
+            kubeclassify.gateway,
+        )
+    }
+    assert folders == {"core", "operator", "inference", "gateway"}
