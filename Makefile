@@ -1,0 +1,66 @@
+# KubeClassify development tasks. `make test` sets everything up from the package registries.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXTRAS := operator,gateway,inference,local,dev
+PYTEST := $(BIN)/pytest
+
+.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: $(STAMP)  ## create .venv and install the project with every extra
+
+$(BIN)/helm $(BIN)/kubectl: scripts/install_tools.py | $(STAMP)
+	$(BIN)/python scripts/install_tools.py
+
+tools: $(BIN)/helm $(BIN)/kubectl  ## put the real helm and kubectl into .venv/bin
+
+lint: install  ## ruff, mypy, and the CRDs in step with the models
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/kubeclassify crds --check
+
+format: install  ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+crds: install  ## regenerate the CRDs from the models
+	$(BIN)/kubeclassify crds
+
+test: lint tools  ## lint, then every test tier
+	$(PYTEST)
+
+test-unit: install  ## models, builders, routes: no processes
+	$(PYTEST) -m unit
+
+test-integration: install  ## real SeaweedFS, Redis and KServe servers
+	$(PYTEST) -m integration
+
+test-chart: tools  ## helm lint and template, schemas
+	$(PYTEST) -m chart
+
+test-e2e: tools  ## operator and clients against the Kubernetes API emulator
+	$(PYTEST) -m e2e
+
+constraints: $(BIN)/python  ## re-resolve every dependency and pin it in constraints.txt
+	rm -rf $(VENV)/resolve && $(PYTHON) -m venv $(VENV)/resolve
+	$(VENV)/resolve/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/resolve/bin/python -m pip install --quiet ".[$(EXTRAS)]"
+	$(VENV)/resolve/bin/python -m pip freeze --exclude kubeclassify > constraints.txt
+	rm -rf $(VENV)/resolve
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
