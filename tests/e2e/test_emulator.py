@@ -238,3 +238,67 @@ def test_kubectl_applies_and_reads_back(kube_api, namespace: str, tmp_path: Path
     got = subprocess.run([*base, "get", "cb", "-o", "json"], capture_output=True, text=True, timeout=60)
     assert got.returncode == 0, got.stderr
     assert [i["metadata"]["name"] for i in json.loads(got.stdout)["items"]] == ["from-kubectl"]
+
+
+def test_jobs_round_trip(batch_api: client.BatchV1Api, namespace: str) -> None:
+    labels = {"kubeclassify.io/classificationbatch": "daily"}
+    job = client.V1Job(
+        metadata=client.V1ObjectMeta(name="daily-2026-11-20", labels=labels),
+        spec=client.V1JobSpec(
+            completions=2,
+            parallelism=2,
+            completion_mode="Indexed",
+            template=client.V1PodTemplateSpec(
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    containers=[client.V1Container(name="worker", image="busybox:1.37")],
+                )
+            ),
+        ),
+    )
+    created = batch_api.create_namespaced_job(namespace, job)
+    assert created.metadata.uid and created.spec.completion_mode == "Indexed"
+    batch_api.create_namespaced_job(
+        namespace, client.V1Job(metadata=client.V1ObjectMeta(name="unrelated"), spec=job.spec)
+    )
+    listed = batch_api.list_namespaced_job(
+        namespace, label_selector="kubeclassify.io/classificationbatch=daily"
+    )
+    assert [j.metadata.name for j in listed.items] == ["daily-2026-11-20"]
+    seen: list[tuple[str, int | None]] = []
+
+    def consume() -> None:
+        for event in watch.Watch().stream(
+            batch_api.list_namespaced_job,
+            namespace,
+            label_selector="kubeclassify.io/classificationbatch=daily",
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=3,
+        ):
+            seen.append((event["type"], event["object"].status.succeeded if event["object"].status else None))
+
+    t = threading.Thread(target=consume)
+    t.start()
+    batch_api.patch_namespaced_job_status("daily-2026-11-20", namespace, {"status": {"succeeded": 2}})
+    t.join(timeout=10)
+    assert seen == [("MODIFIED", 2)]
+    assert batch_api.read_namespaced_job("daily-2026-11-20", namespace).status.succeeded == 2
+
+
+def test_kubectl_apply_creates_then_updates(kube_api, namespace: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    kubectl = str(ROOT / ".venv" / "bin" / "kubectl")
+    base = [kubectl, "--kubeconfig", str(kube_api.kubeconfig), "-n", namespace]
+    manifest = tmp_path / "cb.yaml"
+    for parallelism in (1, 3):
+        manifest.write_text(json.dumps(batch("applied", parallelism=parallelism)))
+        done = subprocess.run(
+            [*base, "apply", "--validate=false", "-f", str(manifest)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    got = subprocess.run(
+        [*base, "get", "cb", "applied", "-o", "json"], capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(got.stdout)["spec"]["parallelism"] == 3
