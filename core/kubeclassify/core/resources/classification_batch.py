@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from kubeclassify.core.resources.common import (
     Condition,
     Cron,
+    CustomResource,
     DataUri,
     DatedDataUri,
     HttpUrl,
@@ -230,13 +231,9 @@ class ClassificationBatchStatus(Model):
     webhook: WebhookDelivery | None = Field(None, description="The last webhook delivery.")
 
 
-class ClassificationBatch(Model):
+class ClassificationBatch(CustomResource):
     """A whole ClassificationBatch resource, as read from the Kubernetes API."""
 
-    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(
-        "kubeclassify.io/v1alpha1", description="kubeclassify.io/v1alpha1"
-    )
     kind: Literal["ClassificationBatch"] = Field("ClassificationBatch", description="ClassificationBatch")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
     spec: ClassificationBatchSpec = Field(description="The desired state.")
     status: ClassificationBatchStatus | None = Field(None, description="The observed state.")

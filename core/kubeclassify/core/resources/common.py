@@ -221,40 +221,35 @@ def set_condition(
     now: dt.datetime | None = None,
 ) -> list[Condition]:
     """Return the conditions with `type` set; its transition time moves only when its status does."""
-    now = now or dt.datetime.now(dt.UTC).replace(microsecond=0)
-    result: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != type:
-            result.append(c)
-            continue
-        found = True
-        when = c.last_transition_time if c.status == status else now
-        result.append(
-            Condition(
-                type=type,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=when,
-                observed_generation=observed_generation,
-            )
-        )
-    if not found:
-        result.append(
-            Condition(
-                type=type,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=observed_generation,
-            )
-        )
-    return result
+    new = Condition(
+        type=type,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=now or dt.datetime.now(dt.UTC).replace(microsecond=0),
+        observed_generation=observed_generation,
+    )
+    result = list(conditions)
+    for i, old in enumerate(result):
+        if old.type == type:
+            if old.status == status:
+                new.last_transition_time = old.last_transition_time
+            result[i] = new
+            return result
+    return [*result, new]
 
 
 # --- Whole resources -------------------------------------------------------------------------
+
+
+class CustomResource(Model):
+    """A whole custom resource as read from the Kubernetes API; subclasses add kind, spec, status."""
+
+    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(
+        "kubeclassify.io/v1alpha1", description="kubeclassify.io/v1alpha1"
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from kubeclassify.core.resources.common import (
     Condition,
+    CustomResource,
     DataUri,
     Model,
     ModelUri,
@@ -187,13 +188,9 @@ class ModelDeploymentStatus(Model):
     last_updated: dt.datetime | None = Field(None, description="When the status last changed.")
 
 
-class ModelDeployment(Model):
+class ModelDeployment(CustomResource):
     """A whole ModelDeployment resource, as read from the Kubernetes API."""
 
-    api_version: Literal["kubeclassify.io/v1alpha1"] = Field(
-        "kubeclassify.io/v1alpha1", description="kubeclassify.io/v1alpha1"
-    )
     kind: Literal["ModelDeployment"] = Field("ModelDeployment", description="ModelDeployment")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
     spec: ModelDeploymentSpec = Field(description="The desired state.")
     status: ModelDeploymentStatus | None = Field(None, description="The observed state.")
