@@ -74,6 +74,19 @@ def bucket(store: ObjectStore) -> str:
     return name
 
 
+# --- The digits model ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def digits_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test model of the whole project: `kubeclassify train digits`, exported to a folder."""
+    from kubeclassify.core.cli import main
+
+    out = tmp_path_factory.mktemp("models") / "digits"
+    assert main(["train", "digits", "--output", str(out), "--name", "digits"]) == 0
+    return out
+
+
 # --- Redis --------------------------------------------------------------------------------------
 
 

@@ -113,6 +113,8 @@ class ImageInputSpec(Model):
     def _check(self) -> ImageInputSpec:
         if (self.color_mode == "grayscale") != (self.channels == 1):
             raise ValueError("colorMode grayscale goes with channels 1, rgb and bgr with channels 3")
+        if self.scaling == "imagenet" and self.channels != 3:
+            raise ValueError("scaling imagenet normalises three colour channels: use channels 3")
         return self
 
 
