@@ -1,4 +1,4 @@
-"""Launch real services as local processes: SeaweedFS (S3) and redis-server.
+"""Launch real services as local processes: SeaweedFS (S3), redis-server and the predictor.
 
 The test fixtures and `make demo` use these. Every process runs in its own session, on free
 loopback ports, logs to a file, and is stopped by its PID: SIGTERM, then SIGKILL after a grace
@@ -296,3 +296,57 @@ def start_redis(
 
     proc = start_process("redis", [redis_server_binary(), str(conf)], log_dir, ready, timeout=30)
     return RedisServer(proc, "127.0.0.1", port, password)
+
+
+# --- The predictor ---------------------------------------------------------------------------
+
+
+@dataclass
+class PredictorServer:
+    """A running KServe predictor (kubeclassify.inference.predictor) serving one model."""
+
+    process: LocalProcess
+    url: str
+    name: str
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_predictor(
+    spec_file: Path,
+    log_dir: Path,
+    name: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    model_dir: Path | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = 180.0,
+) -> PredictorServer:
+    """Start the predictor for the ModelDeployment in `spec_file` (REST only, on loopback ports)."""
+    port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "kubeclassify.inference.predictor",
+        "--spec",
+        str(spec_file),
+        "--model_name",
+        name,
+        "--http_port",
+        str(port),
+        "--enable_grpc",
+        "false",
+    ]
+    if model_dir is not None:
+        argv += ["--model_dir", str(model_dir)]
+    argv += list(extra_args)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/v2/models/{name}/ready", timeout=2) as resp:
+            return resp.status == 200
+
+    run_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    proc = start_process(f"predictor-{name}", argv, log_dir, ready, timeout=timeout, env=run_env)
+    return PredictorServer(proc, url, name)

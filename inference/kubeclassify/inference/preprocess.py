@@ -46,6 +46,8 @@ def decode(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
         raise ImageError("not an image (or a format that is not supported)") from e
     except Image.DecompressionBombError as e:
         raise ImageError(f"image has too many pixels: {e}") from e
+    except (OSError, SyntaxError, ValueError) as e:  # a header cut short or malformed
+        raise ImageError(f"image is corrupt or truncated: {e}") from e
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")

@@ -1,0 +1,3 @@
+from kubeclassify.inference.predictor.server import main
+
+main()

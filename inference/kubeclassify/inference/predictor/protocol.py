@@ -1,0 +1,118 @@
+"""What the predictor accepts and answers, for the V1 and the Open Inference (V2) protocols.
+
+Inputs, as encoded images (the cheap form on the wire) or as ready tensors:
+- V1 `{"instances": [{"b64": "..."}, ...]}` (or `{"image_bytes": {"b64": ...}}`, or bare base64
+  strings), or the raw image as the request body with an image Content-Type;
+- V2 a BYTES tensor of base64 strings (JSON), a UINT8 tensor of pixels [N, H, W, C], or an FP32
+  tensor [N, H, W, C] already scaled as the model expects.
+Answers carry the label, its score and the top k, with the model's name and version.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from kubeclassify.core.resources import ImageInputSpec
+
+
+@dataclass
+class Batch:
+    """One request's images: encoded blobs to decode, or a ready float32 tensor."""
+
+    blobs: list[bytes] | None = None
+    tensor: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.blobs) if self.blobs is not None else len(self.tensor)  # type: ignore[arg-type]
+
+
+def _b64(value: Any, where: str) -> bytes:
+    if isinstance(value, dict):
+        value = value.get("b64", (value.get("image_bytes") or {}).get("b64"))
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="strict") if value.isascii() else None
+    if not isinstance(value, str):
+        raise InvalidInput(f'{where}: expected a base64 string or {{"b64": ...}}')
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidInput(f"{where}: not valid base64 ({e})") from e
+
+
+def parse_v1(payload: dict[str, Any] | bytes) -> Batch:
+    """A V1 request: the raw image body, or instances of base64 images."""
+    if isinstance(payload, bytes):
+        return Batch(blobs=[payload])
+    instances = payload.get("instances") if isinstance(payload, dict) else None
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput('expected {"instances": [{"b64": "<base64 image>"}, ...]} or a raw image body')
+    return Batch(blobs=[_b64(v, f"instances[{i}]") for i, v in enumerate(instances)])
+
+
+def parse_v2(request: InferRequest, spec: ImageInputSpec) -> Batch:
+    """A V2 request's first input: encoded images, or a ready tensor of the model's shape."""
+    if len(request.inputs) != 1:
+        raise InvalidInput(f"expected one input tensor, got {len(request.inputs)}")
+    tensor = request.inputs[0]
+    if tensor.datatype == "BYTES":
+        values = tensor.as_numpy().reshape(-1)
+        return Batch(blobs=[_b64(v, f"{tensor.name}[{i}]") for i, v in enumerate(values)])
+    expected = (spec.height, spec.width, spec.channels)
+    if tensor.datatype not in ("UINT8", "FP32"):
+        raise InvalidInput(
+            f"datatype {tensor.datatype} is not accepted:"
+            " send BYTES (base64 images), UINT8 pixels or FP32 tensors"
+        )
+    shape = tuple(tensor.shape)
+    if shape == expected:
+        shape = (1, *expected)
+    if len(shape) != 4 or shape[1:] != expected:
+        raise InvalidInput(
+            f"{tensor.name}: shape {list(tensor.shape)} does not match the model's "
+            f"[N, {expected[0]}, {expected[1]}, {expected[2]}]"
+        )
+    try:
+        array = tensor.as_numpy().reshape(shape)
+    except ValueError as e:
+        raise InvalidInput(f"{tensor.name}: the data does not fill shape {list(tensor.shape)}") from e
+    return Batch(tensor=array)
+
+
+def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """The k best (label, score) pairs of each row, best first."""
+    k = min(k, probabilities.shape[1])
+    best = np.argsort(-probabilities, axis=1)[:, :k]
+    return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(probabilities, best, strict=True)]
+
+
+def v1_response(ranked: list[list[tuple[str, float]]], name: str, version: str) -> dict[str, Any]:
+    return {
+        "predictions": [
+            {"label": r[0][0], "score": r[0][1], "top_k": [{"label": lbl, "score": s} for lbl, s in r]}
+            for r in ranked
+        ],
+        "model_name": name,
+        "model_version": version,
+    }
+
+
+def v2_response(
+    ranked: list[list[tuple[str, float]]], name: str, version: str, request_id: str | None
+) -> InferResponse:
+    n, k = len(ranked), len(ranked[0]) if ranked else 0
+    outputs = [
+        InferOutput("label", [n], "BYTES", [r[0][0] for r in ranked]),
+        InferOutput("score", [n], "FP32", [r[0][1] for r in ranked]),
+        InferOutput("top_k_labels", [n, k], "BYTES", [lbl for r in ranked for lbl, _ in r]),
+        InferOutput("top_k_scores", [n, k], "FP32", [s for r in ranked for _, s in r]),
+    ]
+    return InferResponse(
+        response_id=request_id or "", model_name=name, model_version=version, infer_outputs=outputs
+    )

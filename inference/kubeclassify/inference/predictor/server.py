@@ -1,0 +1,141 @@
+"""Start KServe's ModelServer with one ImageClassifier.
+
+The ModelDeployment comes from `--spec FILE` (a whole resource or its spec, YAML or JSON) or from
+the environment variable KUBECLASSIFY_MODEL_DEPLOYMENT (JSON), as the operator sets it. The model
+is read from `--model_dir` (default /mnt/models, where KServe's storage initializer puts it) when
+that folder has files, else fetched from spec.model.uri (s3:// or file://).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubeclassify.core.resources import ModelDeploymentSpec
+from kubeclassify.core.settings import Settings
+from kubeclassify.core.storage import ObjectStore
+from kubeclassify.inference.preprocess import MAX_BYTES
+
+ENV_SPEC = "KUBECLASSIFY_MODEL_DEPLOYMENT"
+
+
+def read_spec(path: str | None) -> tuple[ModelDeploymentSpec, str | None]:
+    """The ModelDeployment spec, and its name when a whole resource was given."""
+    if path:
+        raw: Any = yaml.safe_load(Path(path).read_text())
+    elif os.environ.get(ENV_SPEC):
+        raw = json.loads(os.environ[ENV_SPEC])
+    else:
+        raise SystemExit(f"no ModelDeployment: pass --spec FILE or set {ENV_SPEC}")
+    if isinstance(raw, dict) and "spec" in raw:
+        return ModelDeploymentSpec.model_validate(raw["spec"]), (raw.get("metadata") or {}).get("name")
+    return ModelDeploymentSpec.model_validate(raw), None
+
+
+def _limit_bodies(app: Any, max_bytes: int) -> None:
+    """Refuse bodies over `max_bytes` from their Content-Length, before reading them (413)."""
+    from starlette.responses import JSONResponse
+
+    @app.middleware("http")
+    async def limit(request: Any, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            return JSONResponse(
+                {"error": f"request body is {length} bytes; the limit is {max_bytes}"}, status_code=413
+            )
+        return await call_next(request)
+
+
+def non_utf8_binary_bytes(body: bytes, header_length: int) -> str | None:
+    """The name of a BYTES input whose binary-extension elements are not UTF-8, or None.
+
+    KServe 0.21 turns such elements into a 500 (and puts the bytes in its error message)."""
+    try:
+        header = json.loads(body[:header_length])
+    except ValueError:
+        return None  # KServe answers malformed headers itself
+    offset = header_length
+    for tensor in header.get("inputs") or []:
+        size = int((tensor.get("parameters") or {}).get("binary_data_size") or 0)
+        if not size:
+            continue
+        section, offset = body[offset : offset + size], offset + size
+        if tensor.get("datatype") != "BYTES":
+            continue
+        pos = 0
+        while pos + 4 <= len(section):
+            n = int.from_bytes(section[pos : pos + 4], "little")
+            try:
+                section[pos + 4 : pos + 4 + n].decode("utf-8")
+            except UnicodeDecodeError:
+                return str(tensor.get("name"))
+            pos += 4 + n
+    return None
+
+
+def _refuse_binary_non_utf8(app: Any) -> None:
+    """Answer 400, with what to send instead, for raw image bytes in binary-extension BYTES."""
+    from starlette.responses import JSONResponse
+
+    @app.middleware("http")
+    async def refuse(request: Any, call_next: Any) -> Any:
+        length = request.headers.get("inference-header-content-length")
+        if request.method == "POST" and length and length.isdigit():
+            name = non_utf8_binary_bytes(await request.body(), int(length))
+            if name is not None:
+                return JSONResponse(
+                    status_code=400,
+                    content={
+                        "error": (
+                            f"input {name!r}: BYTES sent with the binary tensor extension must be UTF-8"
+                            " text; send base64-encoded images in a JSON request, or the raw image to the"
+                            " V1 endpoint with an image Content-Type"
+                        )
+                    },
+                )
+        return await call_next(request)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from kserve import model_server
+    from kserve.model_server import ModelServer
+
+    parser = argparse.ArgumentParser(
+        parents=[model_server.parser],
+        conflict_handler="resolve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--spec", help=f"a ModelDeployment as YAML or JSON (default: ${ENV_SPEC})")
+    parser.add_argument(
+        "--model_dir",
+        type=Path,
+        default=Path("/mnt/models"),
+        help="where the model is, if there (default: %(default)s)",
+    )
+    parser.add_argument("--top_k", type=int, default=5, help="labels in each answer (default: %(default)s)")
+    parser.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=4 * MAX_BYTES,
+        help="largest request body (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    spec, resource_name = read_spec(args.spec)
+    name = resource_name if args.model_name in (None, "model") and resource_name else args.model_name
+    from kubeclassify.inference.predictor.model import ImageClassifier
+
+    model = ImageClassifier(
+        name, spec, model_dir=args.model_dir, store=ObjectStore(Settings().s3), top_k=args.top_k
+    )
+    model.load()
+    _limit_bodies(model_server.app, args.max_body_bytes)
+    _refuse_binary_non_utf8(model_server.app)
+    ModelServer(
+        http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc, workers=1
+    ).start([model])

@@ -1,0 +1,315 @@
+"""The predictor serves the digits model over KServe's V1 and V2 protocols: right labels for
+held-out digits as PNG and JPEG, from plain HTTP and from tritonclient; a clear 4xx for every bad
+input while staying healthy; and concurrent requests batched into fewer model calls."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+import yaml
+from PIL import Image
+
+from kubeclassify.core.local import PredictorServer, start_predictor
+from kubeclassify.core.model_card import ModelCard
+from kubeclassify.inference.datasets import materialize, samples_from
+from kubeclassify.inference.training import TrainConfig, split
+
+MAX_BODY = 2 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def card(digits_model: Path) -> ModelCard:
+    return ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def predictor(
+    digits_model: Path, card: ModelCard, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PredictorServer]:
+    base = tmp_path_factory.mktemp("predictor")
+    spec = {
+        "apiVersion": "kubeclassify.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "digits"},
+        "spec": {
+            "model": {"uri": f"file://{digits_model}"},
+            "input": card.input.to_k8s(),
+            "batching": {"maxBatchSize": 32, "maxLatencyMs": 20},
+        },
+    }
+    (base / "digits.yaml").write_text(yaml.safe_dump(spec))
+    server = start_predictor(
+        base / "digits.yaml", base, "digits", extra_args=["--max_body_bytes", str(MAX_BODY)]
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def held_out(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out digits (never trained on) at their own 8x8 size, and their labels."""
+    from sklearn.datasets import load_digits
+
+    data = materialize(
+        samples_from(
+            "digits", __import__("kubeclassify.core.storage", fromlist=["ObjectStore"]).ObjectStore()
+        ),
+        card.input,
+        "digits",
+    )
+    _, _, test = split(data, TrainConfig())
+    digits = load_digits()
+    pixels = (digits.images[test] * (255.0 / 16.0)).round().astype(np.uint8)
+    return pixels, digits.target[test]
+
+
+def encode(pixels: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        text = e.read().decode(errors="replace")
+        try:
+            return e.code, json.loads(text)
+        except json.JSONDecodeError:
+            return e.code, text
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_v1_base64_labels_held_out_digits(
+    predictor: PredictorServer, held_out: tuple[np.ndarray, np.ndarray], card: ModelCard, fmt: str
+) -> None:
+    pixels, labels = held_out
+    body = json.dumps({"instances": [{"b64": b64(encode(p, fmt))} for p in pixels]}).encode()
+    status, out = post(f"{predictor.url}/v1/models/digits:predict", body)
+    assert status == 200
+    predicted = [p["label"] for p in out["predictions"]]
+    accuracy = np.mean([p == str(t) for p, t in zip(predicted, labels, strict=True)])
+    assert accuracy >= 0.9
+    assert out["model_name"] == "digits" and out["model_version"] == card.version
+    first = out["predictions"][0]
+    scores = [t["score"] for t in first["top_k"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert first["top_k"][0] == {"label": first["label"], "score": first["score"]}
+
+
+@pytest.mark.parametrize(("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+def test_v1_raw_image_body(
+    predictor: PredictorServer, held_out: tuple[np.ndarray, np.ndarray], fmt: str, mime: str
+) -> None:
+    pixels, labels = held_out
+    right = 0
+    for p, t in zip(pixels[:20], labels[:20], strict=True):
+        status, out = post(f"{predictor.url}/v1/models/digits:predict", encode(p, fmt), mime)
+        assert status == 200
+        right += out["predictions"][0]["label"] == str(t)
+    assert right >= 18
+
+
+def test_v2_json_and_ready_tensors(
+    predictor: PredictorServer, held_out: tuple[np.ndarray, np.ndarray], card: ModelCard
+) -> None:
+    pixels, labels = held_out
+    n = 16
+    request = {
+        "id": "req-1",
+        "inputs": [
+            {
+                "name": "image",
+                "shape": [n],
+                "datatype": "BYTES",
+                "data": [b64(encode(p, "PNG")) for p in pixels[:n]],
+            }
+        ],
+        "parameters": {"top_k": 3},
+    }
+    status, out = post(f"{predictor.url}/v2/models/digits/infer", json.dumps(request).encode())
+    assert status == 200, out
+    outputs = {o["name"]: o for o in out["outputs"]}
+    assert out["model_version"] == card.version and out["id"] == "req-1"
+    by_bytes = outputs["label"]["data"]
+    assert np.mean([a == str(b) for a, b in zip(by_bytes, labels[:n], strict=True)]) >= 0.9
+    assert outputs["top_k_labels"]["shape"] == [n, 3]
+    prepared = np.stack(
+        [np.asarray(Image.fromarray(p).resize((32, 32), Image.Resampling.BILINEAR)) for p in pixels[:n]]
+    )[..., None]
+    tensor = {
+        "inputs": [
+            {
+                "name": "pixels",
+                "shape": [n, 32, 32, 1],
+                "datatype": "UINT8",
+                "data": prepared.reshape(-1).tolist(),
+            }
+        ]
+    }
+    status, out = post(f"{predictor.url}/v2/models/digits/infer", json.dumps(tensor).encode())
+    assert status == 200, out
+    assert {o["name"]: o for o in out["outputs"]}["label"]["data"] == by_bytes
+
+
+def test_tritonclient_works_unmodified(
+    predictor: PredictorServer, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    pixels, labels = held_out
+    client = triton.InferenceServerClient(predictor.url.removeprefix("http://"))
+    assert client.is_model_ready("digits")
+    images = triton.InferInput("image", [8], "BYTES")
+    images.set_data_from_numpy(
+        np.array([b64(encode(p, "JPEG")) for p in pixels[:8]], dtype=object), binary_data=False
+    )
+    result = client.infer(
+        "digits",
+        [images],
+        outputs=[triton.InferRequestedOutput("label", binary_data=False)],
+        headers={"Content-Type": "application/json"},
+    )
+    got = [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label")]
+    assert sum(g == str(t) for g, t in zip(got, labels[:8], strict=True)) >= 7
+    prepared = (
+        np.stack(
+            [np.asarray(Image.fromarray(p).resize((32, 32), Image.Resampling.BILINEAR)) for p in pixels[:8]]
+        )[..., None].astype(np.float32)
+        / 255.0
+    )
+    tensor = triton.InferInput("scaled", [8, 32, 32, 1], "FP32")
+    tensor.set_data_from_numpy(prepared, binary_data=True)
+    result = client.infer(
+        "digits", [tensor], outputs=[triton.InferRequestedOutput("score", binary_data=True)]
+    )
+    assert result.as_numpy("score").shape == (8,)
+
+
+def bomb(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (width, height)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def test_bad_inputs_get_clear_4xx_and_the_server_stays_healthy(
+    predictor: PredictorServer, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    v1 = f"{predictor.url}/v1/models/digits:predict"
+    v2 = f"{predictor.url}/v2/models/digits/infer"
+    jpeg = encode(held_out[0][0], "JPEG")
+    cases: list[tuple[str, str, bytes, str, int, str]] = [
+        ("empty body", v1, b"", "image/png", 400, "empty"),
+        ("not an image", v1, b"hello, I am text", "image/png", 400, "not an image"),
+        ("truncated JPEG", v1, jpeg[: len(jpeg) // 2], "image/jpeg", 400, "corrupt or truncated"),
+        ("bomb", v1, bomb(10000, 10000), "image/png", 400, "limit is 40000000 pixels"),
+        ("just under Pillow's limit", v1, bomb(9400, 9400), "image/png", 400, "limit is 40000000 pixels"),
+        ("oversized body", v1, b"\xff" * (MAX_BODY + 1), "image/jpeg", 413, "limit is"),
+        ("no instances", v1, b'{"inputs": []}', "application/json", 400, "instances"),
+        ("bad base64", v1, b'{"instances": [{"b64": "***"}]}', "application/json", 400, "not valid base64"),
+        ("malformed JSON", v1, b'{"instances": [', "application/json", 400, ""),
+        (
+            "wrong shape",
+            v2,
+            json.dumps(
+                {"inputs": [{"name": "x", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.0] * 784}]}
+            ).encode(),
+            "application/json",
+            400,
+            "does not match the model's [N, 32, 32, 1]",
+        ),
+        (
+            "wrong dtype",
+            v2,
+            json.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1]}]}).encode(),
+            "application/json",
+            400,
+            "INT64",
+        ),
+        ("unknown model", f"{predictor.url}/v1/models/letters:predict", jpeg, "image/jpeg", 404, "letters"),
+    ]
+    for name, url, body, mime, want, fragment in cases:
+        status, out = post(url, body, mime)
+        assert status == want, (name, status, out)
+        assert fragment in json.dumps(out), (name, out)
+
+    # V2 binary extension with raw JPEG bytes in a BYTES tensor: KServe cannot decode them as UTF-8.
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(jpeg) + 4},
+                }
+            ]
+        }
+    ).encode()
+    body = header + len(jpeg).to_bytes(4, "little") + jpeg
+    req = urllib.request.Request(
+        v2,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": str(len(header)),
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 400 and "base64" in e.value.read().decode()
+
+    with urllib.request.urlopen(f"{predictor.url}/v2/models/digits/ready", timeout=10) as resp:
+        assert resp.status == 200
+    assert post(v1, jpeg, "image/jpeg")[0] == 200
+
+
+def metric(url: str, name: str) -> float:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    match = re.search(rf'^{name}\{{model="digits"\}} ([0-9.e+]+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_concurrent_requests_are_batched(
+    predictor: PredictorServer, held_out: tuple[np.ndarray, np.ndarray]
+) -> None:
+    pixels, labels = held_out
+    calls_before = metric(predictor.url, "kubeclassify_predictor_batch_size_count")
+    images_before = metric(predictor.url, "kubeclassify_predictor_batch_size_sum")
+
+    def one(i: int) -> tuple[int, str]:
+        status, out = post(f"{predictor.url}/v1/models/digits:predict", encode(pixels[i], "PNG"), "image/png")
+        assert status == 200
+        return i, out["predictions"][0]["label"]
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(one, range(32)))
+    calls = metric(predictor.url, "kubeclassify_predictor_batch_size_count") - calls_before
+    images = metric(predictor.url, "kubeclassify_predictor_batch_size_sum") - images_before
+    assert images == 32
+    assert calls < 32, f"{calls} model calls for 32 requests"
+    single = {
+        i: post(f"{predictor.url}/v1/models/digits:predict", encode(pixels[i], "PNG"), "image/png")[1][
+            "predictions"
+        ][0]["label"]
+        for i in range(32)
+    }
+    assert dict(answers) == single, "each caller gets its own answer"
