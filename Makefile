@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean
+.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -64,3 +64,6 @@ constraints: $(BIN)/python  ## re-resolve every dependency and pin it in constra
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+bench-predictor: install  ## predictor over HTTP against the model alone (MobileNetV2, ResNet50V2)
+	$(BIN)/python benchmarks/predictor/run.py

@@ -313,3 +313,26 @@ def test_concurrent_requests_are_batched(
         for i in range(32)
     }
     assert dict(answers) == single, "each caller gets its own answer"
+
+
+def test_all_metric_families_are_exported(predictor: PredictorServer) -> None:
+    text = urllib.request.urlopen(f"{predictor.url}/metrics", timeout=10).read().decode()
+    for family in (
+        "requests_total",
+        "request_seconds_bucket",
+        "images_total",
+        "batch_size_bucket",
+        "queue_seconds_bucket",
+    ):
+        assert f"kubeclassify_predictor_{family}" in text, family
+    assert 'outcome="invalid"' in text and 'outcome="ok"' in text
+
+
+def test_a_missing_model_fails_the_start_with_a_clear_message(tmp_path: Path) -> None:
+    from kubeclassify.core.local import LaunchError
+
+    (tmp_path / "empty").mkdir()
+    spec = {"metadata": {"name": "ghost"}, "spec": {"model": {"uri": f"file://{tmp_path / 'empty'}"}}}
+    (tmp_path / "ghost.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(LaunchError, match="no model at"):
+        start_predictor(tmp_path / "ghost.yaml", tmp_path, "ghost", timeout=120)

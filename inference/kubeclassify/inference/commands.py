@@ -182,3 +182,21 @@ def _destination(output: str) -> str:
     from pathlib import Path
 
     return output.rstrip("/") if "://" in output else "file://" + str(Path(output).resolve())
+
+
+def register_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kubeclassify serve`: the predictor alone."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve a ModelDeployment's model (KServe V1 and V2)",
+        add_help=False,
+        description="Run the predictor; every argument goes to `python -m kubeclassify.inference.predictor`.",
+    )
+    p.set_defaults(func=_serve, passthrough=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kubeclassify.inference.predictor.server import main
+
+    main(args.args, prog="kubeclassify serve")
+    return 0

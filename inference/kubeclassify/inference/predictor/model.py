@@ -34,7 +34,7 @@ from kubeclassify.inference.predictor.protocol import (
     v1_response,
     v2_response,
 )
-from kubeclassify.inference.preprocess import MAX_BYTES, MAX_PIXELS, ImageError, decode, prepare, scale_pixels
+from kubeclassify.inference.preprocess import MAX_BYTES, MAX_PIXELS, ImageError, load_image, scale_pixels
 
 log = logging.getLogger(__name__)
 WARM_UP_UP_TO = 64  # larger padded shapes are traced on first use
@@ -153,8 +153,7 @@ class ImageClassifier(Model):
             metrics.QUEUE_SECONDS.labels(self.name).observe(w)
 
     def _prepare(self, blob: bytes) -> np.ndarray:
-        image = decode(blob, max_bytes=self.max_image_bytes, max_pixels=self.max_pixels)
-        return prepare(image, self.spec.input)
+        return load_image(blob, self.spec.input, self.max_image_bytes, self.max_pixels)
 
     async def _tensor(self, batch: Batch) -> np.ndarray:
         if batch.tensor is not None:

@@ -101,7 +101,7 @@ def _refuse_binary_non_utf8(app: Any) -> None:
         return await call_next(request)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     from kserve import model_server
     from kserve.model_server import ModelServer
 
