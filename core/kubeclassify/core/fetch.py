@@ -1,0 +1,135 @@
+"""Fetch images from URLs without being turned against the network we run in (SSRF).
+
+The host is resolved first and every address it resolves to must be globally routable: loopback,
+private, link-local (the cloud metadata service at 169.254.169.254), carrier-grade NAT, multicast,
+reserved and unspecified addresses are refused, in any spelling (decimal or hex IPv4, IPv6, IPv4
+mapped into IPv6). The connection goes to the address that was checked, so a second DNS answer
+cannot redirect it; redirects are followed by hand and each target is checked again. Bodies are
+capped in size and time. Tests and local stacks may allow named networks explicitly.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class FetchError(Exception):
+    """The URL cannot be fetched; the message says why."""
+
+
+class BlockedAddress(FetchError):
+    """The URL points at an address that is not public."""
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Limits for fetching: size, time, redirects, and networks allowed besides public ones."""
+
+    max_bytes: int = 32 * 1024 * 1024
+    timeout: float = 20.0
+    max_redirects: int = 3
+    allowed_networks: tuple[IPNetwork, ...] = field(default_factory=tuple)
+    user_agent: str = "kubeclassify/0.1"
+
+    @classmethod
+    def allowing(cls, *networks: str, **kwargs: object) -> FetchPolicy:
+        """A policy that also allows these networks (e.g. '127.0.0.0/8' for a local test server)."""
+        nets = tuple(ipaddress.ip_network(n) for n in networks)
+        return cls(allowed_networks=nets, **kwargs)  # type: ignore[arg-type]
+
+    def permits(self, address: IPAddress) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in net for net in self.allowed_networks):
+            return True
+        return address.is_global and not address.is_multicast
+
+
+def resolve(host: str, port: int, policy: FetchPolicy) -> IPAddress:
+    """The first address of `host`, after checking that every address it has is permitted."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise FetchError(f"cannot resolve {host!r}: {e.strerror}") from e
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    blocked = [a for a in addresses if not policy.permits(a)]
+    if blocked or not addresses:
+        raise BlockedAddress(
+            f"{host!r} resolves to {blocked[0] if blocked else 'nothing'}, which is not a public address"
+        )
+    return addresses[0]
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, address: IPAddress, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((str(self._address), self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: IPAddress, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((str(self._address), self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def fetch(url: str, policy: FetchPolicy | None = None) -> bytes:
+    """The body of `url` (http or https), following checked redirects, within the policy's limits."""
+    policy = policy or FetchPolicy()
+    deadline = time.monotonic() + policy.timeout
+    for _ in range(policy.max_redirects + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError(f"{url!r} is not an http(s) URL")
+        if parts.username or parts.password:
+            raise FetchError(f"{url!r} carries credentials; they are not sent")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = resolve(parts.hostname, port, policy)
+        remaining = max(deadline - time.monotonic(), 0.1)
+        cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+        conn = cls(parts.hostname, port, address, remaining)
+        try:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            headers = {"User-Agent": policy.user_agent, "Accept": "image/*,*/*;q=0.5"}
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            if resp.status in (301, 302, 303, 307, 308):
+                location = resp.getheader("Location")
+                if not location:
+                    raise FetchError(f"{url} redirects without a Location")
+                url = urljoin(url, location)
+                continue
+            if resp.status != 200:
+                raise FetchError(f"{url} answered HTTP {resp.status}")
+            length = resp.getheader("Content-Length")
+            if length and length.isdigit() and int(length) > policy.max_bytes:
+                raise FetchError(f"{url} is {length} bytes; the limit is {policy.max_bytes} bytes")
+            chunks, size = [], 0
+            while chunk := resp.read(64 * 1024):
+                size += len(chunk)
+                if size > policy.max_bytes:
+                    raise FetchError(f"{url} is larger than the limit of {policy.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"{url} took longer than {policy.timeout:.0f}s")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except (OSError, http.client.HTTPException) as e:
+            raise FetchError(f"{url}: {e}") from e
+        finally:
+            conn.close()
+    raise FetchError(f"{url}: more than {policy.max_redirects} redirects")
