@@ -60,7 +60,7 @@ def resolve(host: str, port: int, policy: FetchPolicy) -> IPAddress:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
         raise FetchError(f"cannot resolve {host!r}: {e.strerror}") from e
-    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     blocked = [a for a in addresses if not policy.permits(a)]
     if blocked or not addresses:
         raise BlockedAddress(
