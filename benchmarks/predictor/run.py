@@ -215,7 +215,8 @@ def main() -> int:
             _, after = model_only(folder, (best_bs,), args.seconds / 2)
             reference = (best_rate + after) / 2
             print(
-                f"  model-only before {best_rate:.1f}, after {after:.1f} img/s; ratios against {reference:.1f}:"
+                f"  model-only before {best_rate:.1f}, after {after:.1f};"
+                f" ratios against their mean, {reference:.1f} img/s:"
             )
             for row in rows:
                 row["ratio_to_model_only"] = round(row["images_per_s"] / reference, 3)
