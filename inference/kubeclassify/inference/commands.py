@@ -200,3 +200,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     main(args.args, prog="kubeclassify serve")
     return 0
+
+
+def register_batch(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kubeclassify batch run`: one shard of a ClassificationBatch, here."""
+    from kubeclassify.inference.batch import cli
+
+    p = subparsers.add_parser("batch", help="classify a ClassificationBatch's images")
+    commands = p.add_subparsers(title="batch commands", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a batch (or one shard of it) in this process",
+        description=cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cli.add_arguments(run)
+    run.set_defaults(func=cli.run_from_args)

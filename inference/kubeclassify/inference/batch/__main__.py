@@ -1,0 +1,5 @@
+import sys
+
+from kubeclassify.inference.batch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""One shard of a batch: read its images, classify them, write its part, publish when complete.
+
+A pipeline, not a loop: a thread pool fetches and decodes a window of images ahead (S3 GETs and
+Pillow's decoding release the GIL), while the main thread runs the model on full, fixed-shape
+batches. An image that cannot be fetched or decoded becomes a row with its error.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import json
+import logging
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
+from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
+from kubeclassify.core.storage import ObjectStore, StorageError
+from kubeclassify.inference import artifacts
+from kubeclassify.inference.batch.output import (
+    Counts,
+    Layout,
+    PartWriter,
+    publish_if_complete,
+    published,
+)
+from kubeclassify.inference.batch.sources import InputError, Item, extra_columns, items, shard_of
+from kubeclassify.inference.predictor.batching import DynamicBatcher
+from kubeclassify.inference.predictor.protocol import top_k
+from kubeclassify.inference.preprocess import ImageError, load_image, scale_pixels
+
+log = logging.getLogger(__name__)
+EXIT_TOO_MANY_FAILED = 3  # the Job's podFailurePolicy fails the batch on it instead of retrying
+
+
+@dataclass
+class BatchJob:
+    """Everything one shard needs."""
+
+    name: str
+    spec: ClassificationBatchSpec
+    model_name: str
+    model: ModelDeploymentSpec
+    date: dt.date | None = None
+    shard: int = 0
+    shards: int = 1
+    run_time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(microsecond=0))
+    workers: int = 16
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
+
+
+@dataclass
+class Summary:
+    """What a shard did: counts, speed and where the results are (the pod's termination message)."""
+
+    batch: str
+    date: str
+    shard: int
+    shards: int
+    counts: Counts
+    images_per_second: float
+    output: str
+    published: bool
+    already_published: bool = False
+    failed_fraction_exceeded: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def run(job: BatchJob, store: ObjectStore) -> Summary:
+    """Classify this shard's images, write its part, and publish the results when all parts exist."""
+    if job.spec.output.copy_images is not None:
+        raise InputError("output.copyImages is not supported by this worker yet: remove it to run the batch")
+    if job.spec.mode == "remote":
+        raise InputError("mode remote is not supported by this worker yet: use mode inProcess")
+    date = job.date.isoformat() if job.date else ""
+    output = job.spec.output.uri.format(date=date) if job.date else job.spec.output.uri
+    layout = Layout(output, job.shards)
+    done = published(store, layout)
+    if done is not None:
+        log.info("already published; nothing to do", extra={"output": output})
+        return Summary(
+            job.name, date, job.shard, job.shards, Counts(**done["counts"]), 0.0, output, True, True
+        )
+
+    extra = extra_columns(job.spec, store)
+    mine = (it for it in items(job.spec, store, job.date) if shard_of(it.source, job.shards) == job.shard)
+    loaded, labels, version = _load_model(job, store)
+    batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
+    counts = Counts()
+    part = PartWriter()
+    started = last_report = time.monotonic()
+    for item, probabilities, error in _classified(job, store, mine, batcher):
+        counts.total += 1
+        if time.monotonic() - last_report >= 0.5:
+            last_report = time.monotonic()
+            log.info(
+                "progress",
+                extra={
+                    "shard": job.shard,
+                    "done": counts.total,
+                    "failed": counts.failed,
+                    "images_per_second": round(counts.total / (last_report - started), 1),
+                },
+            )
+        row: dict[str, Any] = {
+            "id": item.seq,
+            "source": item.source,
+            "date": item.date,
+            "label": "",
+            "score": "",
+            "top_k": "",
+            "model_name": job.model_name,
+            "model_version": version,
+            "error": error or "",
+            "time": job.run_time.isoformat(),
+            **item.extra,
+        }
+        if error is None and probabilities is not None:
+            ranked = top_k(probabilities[None, :], labels, job.spec.output.top_k)[0]
+            row.update(
+                label=ranked[0][0],
+                score=round(ranked[0][1], 6),
+                top_k=json.dumps([{"label": lbl, "score": round(s, 6)} for lbl, s in ranked]),
+            )
+            counts.classified += 1
+        else:
+            counts.failed += 1
+        part.write(item.seq, row)
+    seconds = time.monotonic() - started
+    log.info("classified", extra={"shard": job.shard, **asdict(counts), "seconds": round(seconds, 2)})
+    part.upload(store, layout.part(job.shard))
+    rate = counts.total / seconds if seconds > 0 else 0.0
+    store.write(
+        layout.part_summary(job.shard),
+        json.dumps({"counts": asdict(counts)}).encode(),
+        content_type="application/json",
+    )
+    manifest = {
+        "batch": job.name,
+        "date": date,
+        "model_name": job.model_name,
+        "model_version": version,
+        "shards": job.shards,
+    }
+    is_published = publish_if_complete(store, layout, job.spec.output.format, extra, manifest)
+    exceeded = counts.total > 0 and counts.failed / counts.total > job.spec.max_failed_fraction
+    return Summary(
+        job.name,
+        date,
+        job.shard,
+        job.shards,
+        counts,
+        round(rate, 2),
+        output,
+        is_published,
+        failed_fraction_exceeded=exceeded,
+    )
+
+
+def _load_model(job: BatchJob, store: ObjectStore) -> tuple[artifacts.LoadedModel, list[str], str]:
+    model = job.model.model
+    cache = Path(tempfile.mkdtemp(prefix="kubeclassify-batch-model-"))
+    loaded = artifacts.load(artifacts.fetch(model.uri, store, cache), prefer=model.resolved_format)
+    labels = list(model.labels) if model.labels else None
+    if labels is None and model.labels_uri:
+        text = store.read(model.labels_uri).decode()
+        labels = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [x.strip() for x in text.splitlines() if x.strip()]
+        )
+    labels = labels or loaded.labels
+    if not labels:
+        raise artifacts.ModelError(
+            "no labels: set spec.model.labels or labelsUri, or put labels.json beside it"
+        )
+    version = model.version or (loaded.card.version if loaded.card else "")
+    return loaded, [str(x) for x in labels], version
+
+
+def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:
+    if not item.source:
+        raise ImageError("empty path")
+    if item.source.startswith(("http://", "https://")):
+        return fetch(item.source, policy)
+    return store.read(item.source, max_bytes=policy.max_bytes)
+
+
+def _classified(
+    job: BatchJob, store: ObjectStore, todo: Iterator[Item], batcher: DynamicBatcher
+) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
+    """(item, probabilities, error) for every item, in input order."""
+    spec = job.model.input
+
+    def prepare(item: Item) -> np.ndarray:
+        return load_image(_read(item, store, job.fetch_policy), spec)
+
+    batch_size = batcher.max_batch_size
+    window: deque[tuple[Item, concurrent.futures.Future[np.ndarray]]] = deque()
+    ready: list[tuple[Item, np.ndarray | None, str | None]] = []
+    with concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="fetch") as pool:
+        exhausted = False
+        while True:
+            while not exhausted and len(window) < job.workers * 4:  # keep the fetchers busy
+                nxt = next(todo, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                window.append((nxt, pool.submit(prepare, nxt)))
+            if not window:
+                break
+            item, future = window.popleft()
+            try:
+                ready.append((item, future.result(), None))
+            except (ImageError, StorageError, FetchError, OSError) as e:
+                ready.append((item, None, str(e)))
+            pixels = [r for r in ready if r[2] is None]
+            if len(pixels) >= batch_size or (exhausted and not window):
+                yield from _flush(ready, batcher, spec)
+                ready = []
+        yield from _flush(ready, batcher, spec)
+
+
+def _flush(
+    ready: list[tuple[Item, np.ndarray | None, str | None]], batcher: DynamicBatcher, spec: Any
+) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
+    images = [r[1] for r in ready if r[2] is None]
+    probabilities: list[np.ndarray] = []
+    if images:
+        tensor = scale_pixels(np.stack(images).astype(np.float32), spec).astype(np.float32)  # type: ignore[arg-type]
+        probabilities = list(batcher.run_padded(tensor))
+    it = iter(probabilities)
+    for item, _, error in ready:
+        yield (item, None, error) if error is not None else (item, next(it), None)
