@@ -252,13 +252,8 @@ def test_a_shard_killed_mid_run_loses_and_duplicates_nothing(
     assert len(rows) == 2000 and len({r["id"] for r in rows}) == 2000
 
 
-def test_features_not_supported_yet_are_refused(store: ObjectStore, bucket: str, digits_model: Path) -> None:
+def test_remote_mode_is_refused_until_supported(store: ObjectStore, bucket: str, digits_model: Path) -> None:
     spec = batch_spec(bucket, "out")
-    copying = spec.model_copy(
-        update={"output": spec.output.model_copy(update={"copy_images": {"uri": f"s3://{bucket}/thumbs/"}})}
-    )
-    with pytest.raises(InputError, match="copyImages is not supported"):
-        run(job(copying, digits_model), store)
     with pytest.raises(InputError, match="mode remote is not supported"):
         run(job(spec.model_copy(update={"mode": "remote"}), digits_model), store)
 
@@ -333,3 +328,21 @@ def test_a_csv_of_urls_goes_through_the_ssrf_guard(
     assert summary.counts.total == 11 and len(rows) == 11
     assert sum(r["label"] == str(digits.target[i]) for i, r in enumerate(rows[:10])) >= 8
     assert "not a public address" in rows[10]["error"]
+
+
+def test_re_encoded_copies(store: ObjectStore, dataset: dict[str, Any], digits_model: Path) -> None:
+    bucket = dataset["bucket"]
+    raw = batch_spec(bucket, "copies").to_k8s()
+    raw["output"]["copyImages"] = {
+        "uri": f"s3://{bucket}/copies/{{date}}/thumbs/",
+        "maxSize": 16,
+        "quality": 70,
+        "format": "jpeg",
+    }
+    run(job(ClassificationBatchSpec.model_validate(raw), digits_model), store)
+    rows = read_csv(store, f"s3://{bucket}/copies/{DATES[0]}/predictions.csv")
+    good = [r for r in rows if not r["error"]]
+    assert all(r["copy"].startswith(f"s3://{bucket}/copies/{DATES[0]}/thumbs/") for r in good), good[0]
+    thumb = Image.open(io.BytesIO(store.read(good[0]["copy"])))
+    assert thumb.format == "JPEG" and thumb.size == (8, 8), "copies are never enlarged"
+    assert all(r["copy"] == "" for r in rows if r["error"])

@@ -24,7 +24,14 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 def test_help_lists_component_commands() -> None:
     done = run("--help")
     assert done.returncode == 0
-    assert "crds" in done.stdout
+    for command in ("batch", "crds", "serve", "train"):
+        assert command in done.stdout
+
+
+def test_serve_passes_its_arguments_to_the_predictor() -> None:
+    done = run("serve", "--help")
+    assert done.returncode == 0 and done.stdout.startswith("usage: kubeclassify serve")
+    assert "--spec" in done.stdout and "--http_port" in done.stdout
 
 
 def test_crds_check_passes_on_the_repository() -> None:

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import io
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
-from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
-from kubeclassify.core.storage import ObjectStore, StorageError
+from kubeclassify.core.resources import ClassificationBatchSpec, ImageCopySpec, ModelDeploymentSpec
+from kubeclassify.core.storage import ObjectStore, StorageError, join
 from kubeclassify.inference import artifacts
 from kubeclassify.inference.batch.output import (
     Counts,
@@ -35,7 +38,7 @@ from kubeclassify.inference.batch.output import (
 from kubeclassify.inference.batch.sources import InputError, Item, extra_columns, items, shard_of
 from kubeclassify.inference.predictor.batching import DynamicBatcher
 from kubeclassify.inference.predictor.protocol import top_k
-from kubeclassify.inference.preprocess import ImageError, load_image, scale_pixels
+from kubeclassify.inference.preprocess import ImageError, decode, prepare, scale_pixels
 
 log = logging.getLogger(__name__)
 EXIT_TOO_MANY_FAILED = 3  # the Job's podFailurePolicy fails the batch on it instead of retrying
@@ -78,8 +81,6 @@ class Summary:
 
 def run(job: BatchJob, store: ObjectStore) -> Summary:
     """Classify this shard's images, write its part, and publish the results when all parts exist."""
-    if job.spec.output.copy_images is not None:
-        raise InputError("output.copyImages is not supported by this worker yet: remove it to run the batch")
     if job.spec.mode == "remote":
         raise InputError("mode remote is not supported by this worker yet: use mode inProcess")
     date = job.date.isoformat() if job.date else ""
@@ -92,26 +93,19 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             job.name, date, job.shard, job.shards, Counts(**done["counts"]), 0.0, output, True, True
         )
 
-    extra = extra_columns(job.spec, store)
+    extra = (["copy"] if job.spec.output.copy_images else []) + extra_columns(job.spec, store)
+    copies: dict[int, str] = {}
     mine = (it for it in items(job.spec, store, job.date) if shard_of(it.source, job.shards) == job.shard)
     loaded, labels, version = _load_model(job, store)
     batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
     counts = Counts()
     part = PartWriter()
     started = last_report = time.monotonic()
-    for item, probabilities, error in _classified(job, store, mine, batcher):
+    for item, probabilities, error in _classified(job, store, mine, batcher, copies):
         counts.total += 1
         if time.monotonic() - last_report >= 0.5:
             last_report = time.monotonic()
-            log.info(
-                "progress",
-                extra={
-                    "shard": job.shard,
-                    "done": counts.total,
-                    "failed": counts.failed,
-                    "images_per_second": round(counts.total / (last_report - started), 1),
-                },
-            )
+            _progress(job, counts, counts.total / (last_report - started))
         row: dict[str, Any] = {
             "id": item.seq,
             "source": item.source,
@@ -125,6 +119,8 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             "time": job.run_time.isoformat(),
             **item.extra,
         }
+        if job.spec.output.copy_images:
+            row["copy"] = copies.pop(item.seq, "")
         if error is None and probabilities is not None:
             ranked = top_k(probabilities[None, :], labels, job.spec.output.top_k)[0]
             row.update(
@@ -137,6 +133,8 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             counts.failed += 1
         part.write(item.seq, row)
     seconds = time.monotonic() - started
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
     log.info("classified", extra={"shard": job.shard, **asdict(counts), "seconds": round(seconds, 2)})
     part.upload(store, layout.part(job.shard))
     rate = counts.total / seconds if seconds > 0 else 0.0
@@ -165,6 +163,25 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
         is_published,
         failed_fraction_exceeded=exceeded,
     )
+
+
+def _progress(job: BatchJob, counts: Counts, rate: float) -> None:
+    """A live line in a terminal; a structured log line otherwise (the input is streamed: no total)."""
+    if sys.stderr.isatty():
+        sys.stderr.write(
+            f"\rshard {job.shard}: {counts.total} images, {counts.failed} unreadable, {rate:.1f}/s "
+        )
+        sys.stderr.flush()
+    else:
+        log.info(
+            "progress",
+            extra={
+                "shard": job.shard,
+                "done": counts.total,
+                "failed": counts.failed,
+                "images_per_second": round(rate, 1),
+            },
+        )
 
 
 def _load_model(job: BatchJob, store: ObjectStore) -> tuple[artifacts.LoadedModel, list[str], str]:
@@ -196,14 +213,32 @@ def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:
     return store.read(item.source, max_bytes=policy.max_bytes)
 
 
-def _classified(
-    job: BatchJob, store: ObjectStore, todo: Iterator[Item], batcher: DynamicBatcher
-) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
-    """(item, probabilities, error) for every item, in input order."""
-    spec = job.model.input
+def _write_copy(store: ObjectStore, image: Image.Image, copy: ImageCopySpec, prefix: str, item: Item) -> str:
+    """A re-encoded copy of the image, at most copy.max_size on its longest side; returns its URI."""
+    small = image.copy()
+    small.thumbnail((copy.max_size, copy.max_size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    small.save(buf, format=copy.format.upper(), quality=copy.quality)
+    stem = PurePosixPath(item.source.split("?", 1)[0]).stem or "image"
+    uri = join(prefix, f"{item.seq:09d}-{stem}.{'jpg' if copy.format == 'jpeg' else copy.format}")
+    store.write(uri, buf.getvalue(), content_type=f"image/{copy.format}")
+    return uri
 
-    def prepare(item: Item) -> np.ndarray:
-        return load_image(_read(item, store, job.fetch_policy), spec)
+
+def _classified(
+    job: BatchJob, store: ObjectStore, todo: Iterator[Item], batcher: DynamicBatcher, copies: dict[int, str]
+) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
+    """(item, probabilities, error) for every item, in input order; copies by item, when asked."""
+    spec = job.model.input
+    copy = job.spec.output.copy_images
+    copy_prefix = copy.uri.format(date=job.date.isoformat() if job.date else "") if copy else ""
+    at_least = max(spec.height, spec.width, copy.max_size if copy else 0)
+
+    def load(item: Item) -> np.ndarray:
+        image = decode(_read(item, store, job.fetch_policy), at_least=at_least)
+        if copy is not None:
+            copies[item.seq] = _write_copy(store, image, copy, copy_prefix, item)
+        return prepare(image, spec)
 
     batch_size = batcher.max_batch_size
     window: deque[tuple[Item, concurrent.futures.Future[np.ndarray]]] = deque()
@@ -216,7 +251,7 @@ def _classified(
                 if nxt is None:
                     exhausted = True
                     break
-                window.append((nxt, pool.submit(prepare, nxt)))
+                window.append((nxt, pool.submit(load, nxt)))
             if not window:
                 break
             item, future = window.popleft()

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     from kserve.model_server import ModelServer
 
     parser = argparse.ArgumentParser(
+        prog=prog,
         parents=[model_server.parser],
         conflict_handler="resolve",
         description=__doc__,
