@@ -20,7 +20,7 @@ from kubeclassify.core.resources import ImageInputSpec
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore, join
 from kubeclassify.inference import artifacts
-from kubeclassify.inference.datasets import DataError, materialize, read_idx, samples_from
+from kubeclassify.inference.datasets import FASHION_MNIST, DataError, materialize, read_idx, samples_from
 from kubeclassify.inference.training import TrainConfig, predict, split
 
 DIGITS_SPEC = ImageInputSpec(height=32, width=32, channels=1, color_mode="grayscale", scaling="0..1")
@@ -172,18 +172,7 @@ def test_idx_folder_is_a_data_source(tmp_path: Path) -> None:
     samples = samples_from(
         str(tmp_path),
         ObjectStore(),
-        class_names=[
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ],
+        class_names=FASHION_MNIST,
     )
     data = materialize(samples, DIGITS_SPEC, str(tmp_path))
     assert data.images.shape == (30, 32, 32, 1)

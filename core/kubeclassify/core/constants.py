@@ -26,3 +26,6 @@ KOPF_PREFIX = GROUP
 FINALIZER = f"{GROUP}/finalizer"
 ANNOTATION_TICK = f"{GROUP}/tick"
 ANNOTATION_RERUN_DATE = f"{GROUP}/rerun-date"
+
+# File extensions taken as images when listing a prefix or a folder (compared lower-cased).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")

@@ -33,7 +33,7 @@ from kubeclassify.core.model_card import (
     ModelCard,
     TrainingInfo,
 )
-from kubeclassify.core.resources import ImageInputSpec
+from kubeclassify.core.resources import ImageInputSpec, ModelSpec
 from kubeclassify.core.storage import Location, ObjectStore, StorageError, join
 from kubeclassify.inference.datasets import LabelledImages
 from kubeclassify.inference.plots import confusion_matrix_png, sample_grid
@@ -203,3 +203,44 @@ def load(path: Path, prefer: str = "savedmodel") -> LoadedModel:
     if labels is None and card is not None:
         labels = card.labels
     return LoadedModel(predict=predict, labels=labels, card=card, format=fmt, path=model_path, handle=handle)
+
+
+def load_for_deployment(
+    model: ModelSpec, store: ObjectStore, local_dir: Path | None = None
+) -> tuple[LoadedModel, list[str], str]:
+    """A ModelDeployment's model, its labels and its version.
+
+    The model is read from `local_dir` when it has files (KServe's storage initializer fills
+    /mnt/models), else fetched from `model.uri`. Labels: `model.labels`, else `labelsUri` (a JSON
+    list or one name a line), else labels.json beside the model, else the card's. Version:
+    `model.version`, else the card's, else a digest of the model's files."""
+    if local_dir is not None and local_dir.exists() and any(local_dir.iterdir()):
+        path = local_dir
+    else:
+        path = fetch(model.uri, store, Path(tempfile.mkdtemp(prefix="kubeclassify-model-")))
+    loaded = load(path, prefer=model.resolved_format)
+    labels: list[str] | None = list(model.labels) if model.labels else None
+    if labels is None and model.labels_uri:
+        try:
+            text = store.read(model.labels_uri).decode()
+        except StorageError as e:
+            raise ModelError(f"cannot read the labels: {e}") from e
+        try:
+            labels = [str(x) for x in json.loads(text)]
+        except json.JSONDecodeError:
+            labels = [line.strip() for line in text.splitlines() if line.strip()]
+    labels = labels or loaded.labels
+    if not labels:
+        raise ModelError("no labels: set spec.model.labels or labelsUri, or put labels.json beside the model")
+    version = model.version or (loaded.card.version if loaded.card else _files_digest(loaded.path))
+    return loaded, [str(x) for x in labels], version
+
+
+def _files_digest(path: Path) -> str:
+    """A version for a model without a card: sha256 over its files, in path order."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]

@@ -21,11 +21,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from kubeclassify.core.constants import IMAGE_EXTENSIONS
 from kubeclassify.core.resources import ImageInputSpec
 from kubeclassify.core.storage import Location, ObjectStore, StorageError, join
 from kubeclassify.inference.preprocess import ImageError, decode, prepare
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 FASHION_MNIST = [
     "T-shirt/top",
     "Trouser",

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from kubeclassify.core.constants import IMAGE_EXTENSIONS
 from kubeclassify.core.resources.common import (
     Condition,
     Cron,
@@ -61,7 +62,7 @@ class PrefixInput(Model):
         description="The prefix, e.g. s3://data/images/{date}/; `{date}` becomes the batch's date."
     )
     extensions: list[str] = Field(
-        default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"],
+        default_factory=lambda: list(IMAGE_EXTENSIONS),
         description="File extensions taken as images (case-insensitive); other objects are skipped.",
     )
 

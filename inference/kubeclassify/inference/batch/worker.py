@@ -13,12 +13,11 @@ import io
 import json
 import logging
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -96,7 +95,7 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     extra = (["copy"] if job.spec.output.copy_images else []) + extra_columns(job.spec, store)
     copies: dict[int, str] = {}
     mine = (it for it in items(job.spec, store, job.date) if shard_of(it.source, job.shards) == job.shard)
-    loaded, labels, version = _load_model(job, store)
+    loaded, labels, version = artifacts.load_for_deployment(job.model.model, store)
     batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
     counts = Counts()
     part = PartWriter()
@@ -182,27 +181,6 @@ def _progress(job: BatchJob, counts: Counts, rate: float) -> None:
                 "images_per_second": round(rate, 1),
             },
         )
-
-
-def _load_model(job: BatchJob, store: ObjectStore) -> tuple[artifacts.LoadedModel, list[str], str]:
-    model = job.model.model
-    cache = Path(tempfile.mkdtemp(prefix="kubeclassify-batch-model-"))
-    loaded = artifacts.load(artifacts.fetch(model.uri, store, cache), prefer=model.resolved_format)
-    labels = list(model.labels) if model.labels else None
-    if labels is None and model.labels_uri:
-        text = store.read(model.labels_uri).decode()
-        labels = (
-            json.loads(text)
-            if text.lstrip().startswith("[")
-            else [x.strip() for x in text.splitlines() if x.strip()]
-        )
-    labels = labels or loaded.labels
-    if not labels:
-        raise artifacts.ModelError(
-            "no labels: set spec.model.labels or labelsUri, or put labels.json beside it"
-        )
-    version = model.version or (loaded.card.version if loaded.card else "")
-    return loaded, [str(x) for x in labels], version
 
 
 def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -82,13 +80,12 @@ class ImageClassifier(Model):
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
         try:
-            path = self._model_path()
-            loaded = artifacts.load(path, prefer=self.spec.model.resolved_format)
+            loaded, self.labels, self.version = artifacts.load_for_deployment(
+                self.spec.model, self.store, self.model_dir
+            )
         except artifacts.ModelError as e:
             raise ModelMissingError(str(e)) from e
-        self.labels = self._labels(loaded)
         card = loaded.card
-        self.version = self.spec.model.version or (card.version if card else _short_digest(loaded.path))
         if card is not None and card.input != self.spec.input:
             log.warning(
                 "the ModelDeployment's input differs from the model card's",
@@ -121,29 +118,6 @@ class ImageClassifier(Model):
             },
         )
         return self.ready
-
-    def _model_path(self) -> Path:
-        if self.model_dir is not None and self.model_dir.exists() and any(self.model_dir.iterdir()):
-            return self.model_dir
-        cache = Path(tempfile.mkdtemp(prefix="kubeclassify-model-"))
-        return artifacts.fetch(self.spec.model.uri, self.store, cache)
-
-    def _labels(self, loaded: artifacts.LoadedModel) -> list[str]:
-        model = self.spec.model
-        if model.labels:
-            return list(model.labels)
-        if model.labels_uri:
-            text = self.store.read(model.labels_uri).decode()
-            try:
-                labels = json.loads(text)
-            except json.JSONDecodeError:
-                labels = [line.strip() for line in text.splitlines() if line.strip()]
-            return [str(x) for x in labels]
-        if loaded.labels:
-            return loaded.labels
-        raise ModelMissingError(
-            "no labels: set spec.model.labels or labelsUri, or put labels.json beside the model"
-        )
 
     # -- serving ---------------------------------------------------------------------------------
 
@@ -206,15 +180,3 @@ class ImageClassifier(Model):
         finally:
             metrics.REQUESTS.labels(self.name, protocol, outcome).inc()
             metrics.REQUEST_SECONDS.labels(self.name, protocol).observe(time.monotonic() - started)
-
-
-def _short_digest(path: Path) -> str:
-    """A version for a model without a card: sha256 over its files, in path order."""
-    import hashlib
-
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
