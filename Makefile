@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor
+.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ clean:  ## remove the virtual environment and caches
 
 bench-predictor: install  ## predictor over HTTP against the model alone (MobileNetV2, ResNet50V2)
 	$(BIN)/python benchmarks/predictor/run.py
+
+bench-batch: install  ## batch worker against the model alone and a seed-style loop; a 10M-row manifest
+	$(BIN)/python benchmarks/batch/run.py

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import io
 import json
 import os
 import statistics
@@ -24,62 +23,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from PIL import Image  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import build_model, model_only, photos  # noqa: E402
 
 from kubeclassify.core.local import start_predictor  # noqa: E402
-
-MODELS = {"mobilenetv2": "MobileNetV2", "resnet50v2": "ResNet50V2"}
-
-
-def photos(n: int = 64) -> list[bytes]:
-    """JPEG photos of varied sizes, cut from the sample photos scikit-learn ships."""
-    from sklearn.datasets import load_sample_images
-
-    base = [Image.fromarray(img) for img in load_sample_images().images]  # two 640x427 photos
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        img = base[i % len(base)]
-        w, h = img.size
-        cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
-        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        crop = img.crop((x, y, x + cw, y + ch))
-        scale = rng.uniform(0.6, 1.4)
-        crop = crop.resize((max(64, int(cw * scale)), max(64, int(ch * scale))))
-        buf = io.BytesIO()
-        crop.save(buf, format="JPEG", quality=85)
-        out.append(buf.getvalue())
-    return out
-
-
-def build_model(arch: str, folder: Path) -> None:
-    import keras
-
-    model = getattr(keras.applications, MODELS[arch])(weights=None, input_shape=(224, 224, 3), classes=1000)
-    folder.mkdir(parents=True)
-    model.save(folder / "model.keras")
-    (folder / "labels.json").write_text(json.dumps([f"class-{i}" for i in range(1000)]))
-
-
-def model_only(folder: Path, batch_sizes: tuple[int, ...], seconds: float) -> tuple[int, float]:
-    """The best images/s of the model alone on pre-decoded tensors, and the batch size that gave it."""
-    from kubeclassify.inference import artifacts
-
-    loaded = artifacts.load(folder)
-    best = (0, 0.0)
-    for bs in batch_sizes:
-        x = np.random.default_rng(0).random((bs, 224, 224, 3), dtype=np.float32)
-        loaded.predict(x)  # trace and warm up
-        n, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds or n < 3 * bs:
-            loaded.predict(x)
-            n += bs
-        rate = n / (time.perf_counter() - started)
-        print(f"  model-only batch {bs:>3}: {rate:7.1f} img/s", flush=True)
-        best = max(best, (bs, rate), key=lambda t: t[1])
-    return best
 
 
 def load(

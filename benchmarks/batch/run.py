@@ -1,0 +1,278 @@
+"""Batch benchmark: the worker against the model alone and a seed-style loop, in one run.
+
+Data: JPEG photos of varied sizes (cut from scikit-learn's sample photos) in a local SeaweedFS, with
+a manifest CSV over several dates. For MobileNetV2 and ResNet50V2 (weights=None, 224x224): the model
+alone on pre-decoded tensors at its best batch size; the batch worker over the manifest (fetching,
+decoding and classifying, writing and publishing the results); and a seed-style loop (download one
+image to disk, decode it, `model.predict` it alone, append a row to a CSV). Then the digits CNN on
+8x8 PNGs (decoding is the limit: images/s per core), and a 10-million-row manifest filtered to one
+date in a separate process (rows/s and its peak RSS). Run: `make bench-batch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import build_model, model_only, photos  # noqa: E402
+
+from kubeclassify.core.local import start_seaweedfs  # noqa: E402
+from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec, ModelDeploymentSpec  # noqa: E402
+from kubeclassify.core.settings import S3Settings  # noqa: E402
+from kubeclassify.core.storage import ObjectStore  # noqa: E402
+from kubeclassify.inference.batch.worker import BatchJob, run  # noqa: E402
+
+DATES = ["2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
+SCAN = """
+import datetime, sys, time
+from kubeclassify.core.resources import ClassificationBatchSpec
+from kubeclassify.core.settings import Settings
+from kubeclassify.core.storage import ObjectStore
+from kubeclassify.inference.batch.sources import items, shard_of
+spec = ClassificationBatchSpec.model_validate_json(sys.argv[1])
+store = ObjectStore(Settings().s3)  # credentials from the environment, never on a command line
+t = time.perf_counter()
+day = datetime.date.fromisoformat(sys.argv[2])
+rows = sum(1 for it in items(spec, store, day) if shard_of(it.source, 4) >= 0)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the (large) parent process.
+hwm = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(rows, time.perf_counter() - t, hwm)
+"""
+
+
+def upload(store: ObjectStore, bucket: str, blobs: list[bytes], ext: str) -> list[tuple[str, str]]:
+    rows = [
+        (f"images/{DATES[i % len(DATES)]}/{i:06d}.{ext}", DATES[i % len(DATES)]) for i in range(len(blobs))
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda r: store.write(f"s3://{bucket}/{r[0][0]}", r[1]), zip(rows, blobs, strict=True)))
+    return rows
+
+
+def manifest(store: ObjectStore, uri: str, rows: list[tuple[str, str]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["filepath", "date"])
+    w.writerows(rows)
+    store.write(uri, buf.getvalue().encode())
+
+
+def worker_rate(
+    workers: int,
+    store: ObjectStore,
+    bucket: str,
+    name: str,
+    folder: Path,
+    spec_input: dict[str, object],
+    batch: int,
+    manifest_uri: str,
+) -> float:
+    spec = ClassificationBatchSpec.model_validate(
+        {
+            "modelRef": {"name": name},
+            "input": {"manifest": {"uri": manifest_uri, "root": f"s3://{bucket}/"}},
+            "output": {"uri": f"s3://{bucket}/out-{name}/predictions.csv"},
+        }
+    )
+    model = ModelDeploymentSpec.model_validate(
+        {"model": {"uri": f"file://{folder}"}, "input": spec_input, "batching": {"maxBatchSize": batch}}
+    )
+    summary = run(BatchJob(name=name, spec=spec, model_name=name, model=model, workers=workers), store)
+    assert summary.published and summary.counts.failed == 0, summary
+    return summary.images_per_second
+
+
+def seed_loop(store: ObjectStore, bucket: str, rows: list[tuple[str, str]], folder: Path, tmp: Path) -> float:
+    """The seed's way: one image at a time, to disk, decoded, model.predict, appended to a CSV."""
+    import keras
+
+    model = keras.models.load_model(folder / "model.keras", compile=False)
+    model.predict(np.zeros((1, 224, 224, 3), np.float32), verbose=0)
+    out = tmp / "seed-predictions.csv"
+    started = time.perf_counter()
+    for path, date in rows:
+        local = tmp / "download.jpg"
+        local.write_bytes(store.read(f"s3://{bucket}/{path}"))
+        image = Image.open(local).convert("RGB").resize((224, 224))
+        x = np.asarray(image, dtype=np.float32)[None] / 127.5 - 1.0
+        label = int(model.predict(x, verbose=0).argmax())
+        with open(out, "a", newline="") as f:
+            csv.writer(f).writerow([path, date, label])
+    return len(rows) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="mobilenetv2,resnet50v2")
+    parser.add_argument("--images", type=int, default=1200, help="photos in the bucket (%(default)s)")
+    parser.add_argument("--seed-images", type=int, default=120, help="images for the seed-style loop")
+    parser.add_argument("--manifest-rows", type=int, default=10_000_000)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--workers", type=int, default=16, help="the worker's fetch and decode threads")
+    parser.add_argument("--parts", default="models,digits,manifest", help="which measurements (%(default)s)")
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/results/batch.json"))
+    args = parser.parse_args()
+    results: dict[str, object] = {"cpus": os.cpu_count(), "images": args.images}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        s3 = start_seaweedfs(tmp / "s3", tmp / "logs")
+        settings = S3Settings(
+            endpoint_url=s3.endpoint_url,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+        )  # type: ignore[arg-type]
+        store = ObjectStore(settings)
+        try:
+            store.create_bucket("bench")
+            rows = upload(store, "bench", photos(args.images), "jpg")
+            manifest(store, "s3://bench/manifest.csv", rows)
+            sizes = [Image.open(io.BytesIO(store.read(f"s3://bench/{p}"))).size for p, _ in rows[:50]]
+            print(f"{args.images} photos over {len(DATES)} dates, e.g. {sizes[:4]}", flush=True)
+            parts = set(args.parts.split(","))
+            for arch in args.models.split(",") if "models" in parts else []:
+                folder = tmp / arch
+                build_model(arch, folder)
+                print(f"{arch}:", flush=True)
+                best_bs, alone = model_only(folder, (8, 16, 32), args.seconds)
+                rate = worker_rate(
+                    args.workers,
+                    store,
+                    "bench",
+                    arch,
+                    folder,
+                    {"height": 224, "width": 224, "scaling": "-1..1"},
+                    best_bs,
+                    "s3://bench/manifest.csv",
+                )
+                seed = seed_loop(store, "bench", rows[: args.seed_images], folder, tmp)
+                after = model_only(folder, (best_bs,), args.seconds)[1]
+                reference = (alone + after) / 2
+                print(
+                    f"  worker {rate:.1f} img/s, seed-style loop {seed:.1f} img/s;"
+                    f" model-only {alone:.1f} before, {after:.1f} after"
+                    f" -> worker/model-only {rate / reference:.2f}, worker/seed {rate / seed:.1f}x",
+                    flush=True,
+                )
+                results[arch] = {
+                    "model_only": round(reference, 1),
+                    "model_only_batch": best_bs,
+                    "worker": round(rate, 1),
+                    "seed_loop": round(seed, 1),
+                    "worker_over_model_only": round(rate / reference, 3),
+                    "worker_over_seed": round(rate / seed, 2),
+                }
+
+            if "digits" in parts:
+                from sklearn.datasets import load_digits
+
+                from kubeclassify.inference.architectures import build
+
+                digits_spec = ImageInputSpec(height=32, width=32, channels=1, color_mode="grayscale")
+                cnn = build("cnn", digits_spec, 10)
+                (tmp / "digits").mkdir()
+                cnn.save(tmp / "digits" / "model.keras")
+                (tmp / "digits" / "labels.json").write_text(json.dumps([str(i) for i in range(10)]))
+                pixels = (load_digits().images * (255 / 16)).astype(np.uint8)
+                pngs = []
+                for p in pixels:
+                    buf = io.BytesIO()
+                    Image.fromarray(p).save(buf, format="PNG")
+                    pngs.append(buf.getvalue())
+                store.create_bucket("digits")
+                digit_rows = upload(store, "digits", pngs, "png")
+                manifest(store, "s3://digits/manifest.csv", digit_rows)
+                _, cnn_alone = model_only(tmp / "digits", (64,), args.seconds, shape=(32, 32, 1))
+                rate = worker_rate(
+                    args.workers,
+                    store,
+                    "digits",
+                    "digits",
+                    tmp / "digits",
+                    digits_spec.to_k8s(),
+                    64,
+                    "s3://digits/manifest.csv",
+                )
+                per_core = rate / (os.cpu_count() or 1)
+                print(
+                    f"digits CNN: worker {rate:.0f} img/s ({per_core:.0f} per core);"
+                    f" model alone {cnn_alone:.0f} img/s",
+                    flush=True,
+                )
+                results["digits"] = {
+                    "worker": round(rate, 1),
+                    "per_core": round(per_core, 1),
+                    "model_only": round(cnn_alone, 1),
+                }
+
+            if "manifest" in parts:
+                big = tmp / "big.csv"
+                with open(big, "w") as f:
+                    f.write("filepath,date\n")
+                    dates = [dt.date(2026, 1, 1) + dt.timedelta(days=d) for d in range(10)]
+                    for i in range(args.manifest_rows):
+                        f.write(f"images/{dates[i % 10]}/{i:09d}.jpg,{dates[i % 10]}\n")
+                with open(big, "rb") as f:
+                    store.write("s3://bench/big.csv", f)
+                spec = ClassificationBatchSpec.model_validate(
+                    {
+                        "modelRef": {"name": "x"},
+                        "input": {"manifest": {"uri": "s3://bench/big.csv"}},
+                        "date": "2026-01-05",
+                        "output": {"uri": "s3://bench/{date}/p.csv"},
+                    }
+                )
+                env = {
+                    **os.environ,
+                    "KUBECLASSIFY_S3__ENDPOINT_URL": s3.endpoint_url,
+                    "KUBECLASSIFY_S3__ACCESS_KEY_ID": s3.access_key_id,
+                    "KUBECLASSIFY_S3__SECRET_ACCESS_KEY": s3.secret_access_key,
+                }
+                done = subprocess.run(
+                    [sys.executable, "-c", SCAN, spec.model_dump_json(by_alias=True), "2026-01-05"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=env,
+                )
+                kept, seconds, rss_kib = done.stdout.split()
+                rows_per_s = args.manifest_rows / float(seconds)
+                print(
+                    f"manifest of {args.manifest_rows:,} rows ({big.stat().st_size / 2**20:.0f} MiB):"
+                    f" {kept} rows for one"
+                    f" date, {rows_per_s:,.0f} rows/s, peak RSS {int(rss_kib) / 1024:.0f} MiB",
+                    flush=True,
+                )
+                results["manifest"] = {
+                    "rows": args.manifest_rows,
+                    "kept": int(kept),
+                    "rows_per_s": round(rows_per_s),
+                    "peak_rss_mib": round(int(rss_kib) / 1024),
+                }
+        finally:
+            s3.stop()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
