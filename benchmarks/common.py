@@ -63,3 +63,10 @@ def model_only(
         print(f"  model-only batch {bs:>3}: {rate:7.1f} img/s", flush=True)
         best = max(best, (bs, rate), key=lambda t: t[1])
     return best
+
+
+def write_results(path: Path, results: dict[str, object]) -> None:
+    """Keep a run's figures as JSON beside the printed table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+    print(f"wrote {path}")

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import build_model, model_only, photos  # noqa: E402
+from common import build_model, model_only, photos, write_results  # noqa: E402
 
 from kubeclassify.core.local import start_seaweedfs  # noqa: E402
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec, ModelDeploymentSpec  # noqa: E402
@@ -268,9 +268,7 @@ def main() -> int:
                 }
         finally:
             s3.stop()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.output}")
+    write_results(args.output, results)
     return 0
 
 

@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import build_model, model_only, photos  # noqa: E402
+from common import build_model, model_only, photos, write_results  # noqa: E402
 
 from kubeclassify.core.local import start_predictor  # noqa: E402
 
@@ -179,9 +179,7 @@ def main() -> int:
                 "model_only_batch": best_bs,
                 "predictor": rows,
             }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.output}")
+    write_results(args.output, results)
     return 0
 
 

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -235,11 +234,9 @@ def test_a_shard_killed_mid_run_loses_and_duplicates_nothing(
     ]
     proc = subprocess.Popen([*argv, "--workers", "1"], env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stderr:
-        if '"progress"' in line:
-            break
-        assert time.monotonic() < deadline, "no progress reported"
+    # Read until the first progress line (any() stops there); pytest-timeout guards a hang.
+    progressed = any('"progress"' in line for line in proc.stderr)
+    assert progressed, "the shard ended without reporting progress"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not store.exists(f"s3://{bucket}/killed/{DATES[0]}/predictions.csv")
