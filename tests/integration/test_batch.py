@@ -249,10 +249,38 @@ def test_a_shard_killed_mid_run_loses_and_duplicates_nothing(
     assert len(rows) == 2000 and len({r["id"] for r in rows}) == 2000
 
 
-def test_remote_mode_is_refused_until_supported(store: ObjectStore, bucket: str, digits_model: Path) -> None:
-    spec = batch_spec(bucket, "out")
-    with pytest.raises(InputError, match="mode remote is not supported"):
-        run(job(spec.model_copy(update={"mode": "remote"}), digits_model), store)
+def test_remote_mode_classifies_through_the_predictor(
+    store: ObjectStore, dataset: dict[str, Any], digits_model: Path, tmp_path: Path
+) -> None:
+    from kubeclassify.core.local import start_predictor
+    from kubeclassify.inference.batch.worker import PredictorUnavailable
+
+    bucket = dataset["bucket"]
+    local = run(job(batch_spec(bucket, "local"), digits_model), store)
+    remote_spec = batch_spec(bucket, "remote").model_copy(update={"mode": "remote"})
+    with pytest.raises(InputError, match="needs the predictor's URL"):
+        run(job(remote_spec, digits_model), store)
+    md = {"metadata": {"name": "digits"}, "spec": model_spec(digits_model).to_k8s()}
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(md))
+    predictor = start_predictor(tmp_path / "md.yaml", tmp_path, "digits")
+    try:
+        remote_job = job(remote_spec, digits_model)
+        remote_job.predictor_url = predictor.url
+        remote = run(remote_job, store)
+    finally:
+        predictor.stop()
+    assert remote.counts == local.counts and remote.published
+    by_local = read_csv(store, f"s3://{bucket}/local/{DATES[0]}/predictions.csv")
+    by_remote = read_csv(store, f"s3://{bucket}/remote/{DATES[0]}/predictions.csv")
+    assert [r["label"] for r in by_remote] == [r["label"] for r in by_local]
+    assert {r["model_version"] for r in by_remote if not r["error"]} == {by_local[0]["model_version"]}
+    assert sum(bool(r["error"]) for r in by_remote) == 4
+    gone = job(batch_spec(bucket, "gone").model_copy(update={"mode": "remote"}), digits_model)
+    gone.predictor_url = (
+        predictor.url
+    )  # stopped: the shard fails, to be retried, rather than erring every row
+    with pytest.raises(PredictorUnavailable):
+        run(gone, store)
 
 
 def test_every_image_under_a_dated_prefix(

@@ -34,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-time", help="the run's time, ISO 8601, written in every row (default: now)")
     p.add_argument("--workers", type=int, default=16, help="concurrent fetches and decodes (%(default)s)")
     p.add_argument(
+        "--predictor-url",
+        default=os.environ.get("KUBECLASSIFY_PREDICTOR_URL"),
+        help="mode remote: the ModelDeployment's predictor (default: $KUBECLASSIFY_PREDICTOR_URL)",
+    )
+    p.add_argument(
         "--allow-network",
         action="append",
         default=[],
@@ -74,7 +79,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from kubeclassify.core.storage import ObjectStore, StorageError
     from kubeclassify.inference.artifacts import ModelError
     from kubeclassify.inference.batch.sources import InputError
-    from kubeclassify.inference.batch.worker import EXIT_TOO_MANY_FAILED, BatchJob, run
+    from kubeclassify.inference.batch.worker import EXIT_TOO_MANY_FAILED, BatchJob, PredictorUnavailable, run
 
     try:
         raw_batch, batch_name = _resource(args.batch, ENV_BATCH, "ClassificationBatch")
@@ -102,13 +107,19 @@ def run_from_args(args: argparse.Namespace) -> int:
             shards=shards,
             workers=args.workers,
             fetch_policy=FetchPolicy.allowing(*args.allow_network),
-            **({"run_time": dt.datetime.fromisoformat(args.run_time)} if args.run_time else {}),
+            predictor_url=args.predictor_url,
         )
+        if args.run_time:
+            job.run_time = dt.datetime.fromisoformat(args.run_time)
         summary = run(job, ObjectStore(settings.s3))
     except (ValueError, ValidationError, InputError, StorageError, ModelError) as e:
         print(f"kubeclassify batch: error: {e}", file=sys.stderr)
         _terminate(args, json.dumps({"error": str(e)}))
         return 2
+    except PredictorUnavailable as e:  # retried by the Job: the predictor may come back
+        print(f"kubeclassify batch: error: {e}", file=sys.stderr)
+        _terminate(args, json.dumps({"error": str(e)}))
+        return 1
     text = summary.to_json()
     print(text)
     _terminate(args, text)

@@ -7,6 +7,7 @@ batches. An image that cannot be fetched or decoded becomes a row with its error
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import datetime as dt
 import io
@@ -14,6 +15,8 @@ import json
 import logging
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -57,6 +60,8 @@ class BatchJob:
     run_time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(microsecond=0))
     workers: int = 16
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
+    predictor_url: str | None = None  # mode remote: the ModelDeployment's predictor
+    remote_version: str = ""  # mode remote: the model version the predictor reports
 
 
 @dataclass
@@ -80,8 +85,12 @@ class Summary:
 
 def run(job: BatchJob, store: ObjectStore) -> Summary:
     """Classify this shard's images, write its part, and publish the results when all parts exist."""
-    if job.spec.mode == "remote":
-        raise InputError("mode remote is not supported by this worker yet: use mode inProcess")
+    if job.spec.mode == "remote" and not job.predictor_url:
+        raise InputError("mode remote needs the predictor's URL: --predictor-url (the operator sets it)")
+    if job.spec.mode == "remote" and job.spec.output.copy_images is not None:
+        raise InputError(
+            "output.copyImages needs mode inProcess: the copies are made from the decoded images"
+        )
     date = job.date.isoformat() if job.date else ""
     output = job.spec.output.uri.format(date=date) if job.date else job.spec.output.uri
     layout = Layout(output, job.shards)
@@ -95,12 +104,17 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     extra = (["copy"] if job.spec.output.copy_images else []) + extra_columns(job.spec, store)
     copies: dict[int, str] = {}
     mine = (it for it in items(job.spec, store, job.date) if shard_of(it.source, job.shards) == job.shard)
-    loaded, labels, version = artifacts.load_for_deployment(job.model.model, store)
-    batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
+    if job.spec.mode == "remote":
+        version = ""
+        results: Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]] = _remote(job, store, mine)
+    else:
+        loaded, labels, version = artifacts.load_for_deployment(job.model.model, store)
+        batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
+        results = _ranked(_classified(job, store, mine, batcher, copies), labels, job.spec.output.top_k)
     counts = Counts()
     part = PartWriter()
     started = last_report = time.monotonic()
-    for item, probabilities, error in _classified(job, store, mine, batcher, copies):
+    for item, ranked, error in results:
         counts.total += 1
         if time.monotonic() - last_report >= 0.5:
             last_report = time.monotonic()
@@ -113,15 +127,14 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             "score": "",
             "top_k": "",
             "model_name": job.model_name,
-            "model_version": version,
+            "model_version": version or job.remote_version,
             "error": error or "",
             "time": job.run_time.isoformat(),
             **item.extra,
         }
         if job.spec.output.copy_images:
             row["copy"] = copies.pop(item.seq, "")
-        if error is None and probabilities is not None:
-            ranked = top_k(probabilities[None, :], labels, job.spec.output.top_k)[0]
+        if error is None and ranked is not None:
             row.update(
                 label=ranked[0][0],
                 score=round(ranked[0][1], 6),
@@ -146,7 +159,7 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
         "batch": job.name,
         "date": date,
         "model_name": job.model_name,
-        "model_version": version,
+        "model_version": version or job.remote_version,
         "shards": job.shards,
     }
     is_published = publish_if_complete(store, layout, job.spec.output.format, extra, manifest)
@@ -189,6 +202,78 @@ def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:
     if item.source.startswith(("http://", "https://")):
         return fetch(item.source, policy)
     return store.read(item.source, max_bytes=policy.max_bytes)
+
+
+def _ranked(
+    classified: Iterator[tuple[Item, np.ndarray | None, str | None]], labels: list[str], k: int
+) -> Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]]:
+    for item, probabilities, error in classified:
+        yield (
+            item,
+            (top_k(probabilities[None, :], labels, k)[0] if probabilities is not None else None),
+            error,
+        )
+
+
+class PredictorUnavailable(RuntimeError):
+    """The predictor did not answer (connection refused, 5xx): the shard fails and is retried."""
+
+
+def _ask_predictor(job: BatchJob, data: bytes) -> tuple[list[tuple[str, float]], str]:
+    """The top k and model version for one image, from the ModelDeployment's predictor (V2, base64)."""
+    body = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1],
+                    "datatype": "BYTES",
+                    "data": [base64.b64encode(data).decode()],
+                }
+            ],
+            "parameters": {"top_k": job.spec.output.top_k},
+        }
+    ).encode()
+    url = f"{(job.predictor_url or '').rstrip('/')}/v2/models/{job.model_name}/infer"
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace")[:300]
+        if 400 <= e.code < 500 and e.code != 404:
+            raise ImageError(f"the predictor refused the image: {detail}") from e
+        raise PredictorUnavailable(f"{url} answered {e.code}: {detail}") from e
+    except OSError as e:
+        raise PredictorUnavailable(f"{url} is unreachable: {e}") from e
+    out = {o["name"]: o["data"] for o in answer["outputs"]}
+    ranked = list(zip(out["top_k_labels"], (float(x) for x in out["top_k_scores"]), strict=True))
+    return ranked, str(answer.get("model_version") or "")
+
+
+def _remote(
+    job: BatchJob, store: ObjectStore, todo: Iterator[Item]
+) -> Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]]:
+    """(item, top k, error) for every item, in input order, classified by the predictor."""
+
+    def ask(item: Item) -> tuple[list[tuple[str, float]], str]:
+        return _ask_predictor(job, _read(item, store, job.fetch_policy))
+
+    window: deque[tuple[Item, concurrent.futures.Future[tuple[list[tuple[str, float]], str]]]] = deque()
+    with concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="predict") as pool:
+        while True:
+            while len(window) < job.workers * 2 and (nxt := next(todo, None)) is not None:
+                window.append((nxt, pool.submit(ask, nxt)))
+            if not window:
+                return
+            item, future = window.popleft()
+            try:
+                ranked, version = future.result()
+            except (ImageError, StorageError, FetchError) as e:
+                yield item, None, str(e)
+                continue
+            job.remote_version = version
+            yield item, ranked, None
 
 
 def _write_copy(store: ObjectStore, image: Image.Image, copy: ImageCopySpec, prefix: str, item: Item) -> str:
