@@ -302,3 +302,28 @@ def test_kubectl_apply_creates_then_updates(kube_api, namespace: str, tmp_path: 
         [*base, "get", "cb", "applied", "-o", "json"], capture_output=True, text=True, timeout=60
     )
     assert json.loads(got.stdout)["spec"]["parallelism"] == 3
+
+
+def test_a_watch_from_an_older_version_replays_what_happened_since(
+    batch_api: client.BatchV1Api, namespace: str
+) -> None:
+    spec = client.V1JobSpec(
+        template=client.V1PodTemplateSpec(
+            spec=client.V1PodSpec(
+                restart_policy="Never", containers=[client.V1Container(name="c", image="busybox:1.37")]
+            )
+        )
+    )
+    batch_api.create_namespaced_job(
+        namespace, client.V1Job(metadata=client.V1ObjectMeta(name="late"), spec=spec)
+    )
+    rv = batch_api.list_namespaced_job(namespace).metadata.resource_version
+    batch_api.patch_namespaced_job_status("late", namespace, {"status": {"active": 1}})
+    batch_api.delete_namespaced_job("late", namespace)
+    events = [
+        (e["type"], e["object"].metadata.name)
+        for e in watch.Watch().stream(
+            batch_api.list_namespaced_job, namespace, resource_version=rv, timeout_seconds=2
+        )
+    ]
+    assert events == [("MODIFIED", "late"), ("DELETED", "late")]

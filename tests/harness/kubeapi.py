@@ -10,8 +10,9 @@ Run as a process: `python tests/harness/kubeapi.py --port P --crd FILE...`. What
 - JSON patches (a failed `test` is 422, as in Kubernetes, not 500), merge patches with a
   resourceVersion precondition (409 on mismatch), and PUT;
 - the status subresource: writes to the object ignore status, writes to /status change only status;
-- lists that carry kind, apiVersion and the current resourceVersion; watches that replay only
-  objects newer than the requested resourceVersion and honour timeoutSeconds; label selectors
+- lists that carry kind, apiVersion and the current resourceVersion; watches that replay the events
+  after the requested resourceVersion (the current objects when none is given) and honour
+  timeoutSeconds; label selectors
   (=, ==, !=, in, notin, exists, !exists) on lists and watches;
 - creates answered 201 Created, as the official client expects;
 - deletion: finalizers hold an object with a deletionTimestamp, and deleting an owner deletes
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import copy
 import datetime as dt
@@ -130,6 +132,10 @@ class KubernetesStatusError(k8s.KubernetesError):
 class KubeApiEmulator(kmock.KubernetesEmulator):
     _revision: int = attrs.field(default=0, init=False)
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    # Events by resource, as (resourceVersion, event): watches from a resourceVersion replay them.
+    _history: dict[Any, list[tuple[int, dict[str, Any]]]] = attrs.field(
+        factory=lambda: collections.defaultdict(list), init=False
+    )
     verbose: bool = False
 
     # -- registration ---------------------------------------------------------------------------
@@ -205,6 +211,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             else:
                 request, dependents = self._prepare_delete(request)
             response = await super()._handle(request)
+            if response.status < 300:
+                self._record(request)
             if request.action == enums.action.CREATE and response.status == 200:
                 response.set_status(201)  # as the API server answers a create (the client expects it)
             if request.action == enums.action.UPDATE:
@@ -214,6 +222,26 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             for key in dependents:
                 await self._cascade_delete(key)
             return response
+
+    def _record(self, request: rendering.Request) -> None:
+        """Keep the event a successful write caused, for watches that start from an older version."""
+        data = request.data if isinstance(request.data, dict) else {}
+        name = request.name or (data.get("metadata") or {}).get("name")
+        namespace = request.namespace or (data.get("metadata") or {}).get("namespace")
+        key = (request.resource, namespace, name)
+        if key not in self.objects:
+            return
+        obj = self.objects[key]
+        if obj.deleted:
+            kind, raw = "DELETED", obj.last.raw
+        else:
+            kind, raw = ("ADDED" if request.action == enums.action.CREATE else "MODIFIED"), obj.raw
+        self._remember(request.resource, kind, raw)
+
+    def _remember(self, resource: Any, kind: str, raw: dict[str, Any]) -> None:
+        events = self._history[resource]
+        events.append((int(raw["metadata"]["resourceVersion"]), {"type": kind, "object": copy.deepcopy(raw)}))
+        del events[:-10000]
 
     def _next_revision(self) -> str:
         self._revision += 1
@@ -354,11 +382,13 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
                 obj.patch(
                     {"metadata": {"deletionTimestamp": _now(), "resourceVersion": self._next_revision()}}
                 )
+                self._remember(key[0], "MODIFIED", obj.raw)
                 await self._buses[key[0]].put({"type": "MODIFIED", "object": obj.raw})
                 return
             obj.patch({"metadata": {"resourceVersion": self._next_revision()}})
             raw = obj.raw
             obj.delete()
+            self._remember(key[0], "DELETED", raw)
             await self._buses[key[0]].put({"type": "DELETED", "object": raw})
         for dependent in self._dependents(meta["uid"]):
             await self._cascade_delete(dependent)
@@ -400,11 +430,21 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         selector = request.params.get("labelSelector")
         timeout = request.params.get("timeoutSeconds")
         bus = self._buses[request.resource]
-        async with self._lock:
+        # The write lock first, as writes take it: no write can fall between the history and the bus.
+        async with self._write_lock, self._lock:
             mark = await bus.mark()
-            replay = [o for o in self._matching(request) if int(o["metadata"]["resourceVersion"]) > since]
-        for obj in replay:
-            yield {"type": "ADDED", "object": obj}
+            if since:  # what happened after that version, as the API server's watch cache replays it
+                replay = [e for rv, e in self._history[request.resource] if rv > since]
+            else:  # no version: the current objects, as ADDED events
+                replay = [{"type": "ADDED", "object": o} for o in self._matching(request)]
+        for event in replay:
+            meta = event["object"].get("metadata", {})
+            if request.namespace is not None and meta.get("namespace") != request.namespace:
+                continue
+            if request.name is not None and meta.get("name") != request.name:
+                continue
+            if label_selector_matches(selector, meta.get("labels") or {}):
+                yield event
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(float(timeout) if timeout else None):
                 async for event in bus.stream(since=mark):
