@@ -118,13 +118,7 @@ class ObjectStore:
                 raise ObjectTooLarge(f"{uri} is {path.stat().st_size} bytes; the limit is {max_bytes}")
             return path.read_bytes()
         with self._errors(loc):
-            resp = self._s3.get_object(Bucket=loc.bucket, Key=loc.key)
-        body = resp["Body"]
-        if max_bytes is not None and resp["ContentLength"] > max_bytes:
-            body.close()
-            raise ObjectTooLarge(f"{uri} is {resp['ContentLength']} bytes; the limit is {max_bytes}")
-        with self._errors(loc), body:
-            return body.read()
+            return self._get(loc, max_bytes)
 
     def open(self, uri: str) -> IO[bytes]:
         """A binary stream over the object, read as it is consumed; close it when done."""
@@ -268,6 +262,58 @@ class ObjectStore:
             ),
         )
 
+    @functools.cached_property
+    def _http(self) -> Any:
+        import urllib3
+        from botocore.httpsession import get_cert_path
+
+        cfg = self._s3_settings
+        return urllib3.PoolManager(
+            maxsize=cfg.max_pool_connections,
+            ca_certs=get_cert_path(True),
+            timeout=urllib3.Timeout(connect=cfg.connect_timeout, read=cfg.read_timeout),
+            retries=urllib3.Retry(
+                total=cfg.max_attempts - 1,
+                status_forcelist=(429, 500, 502, 503, 504),
+                backoff_factor=0.1,
+                backoff_jitter=0.1,
+                raise_on_status=False,
+            ),
+        )
+
+    def _get(self, loc: Location, max_bytes: int | None) -> bytes:
+        """GET one whole object through a presigned URL on a pooled connection.
+
+        The same signed request botocore would send, at a third of its CPU per object: for the
+        batch worker's many small images, botocore's per-call machinery costs more than decoding.
+        """
+        from botocore.exceptions import ClientError
+
+        url = self._s3.generate_presigned_url("get_object", {"Bucket": loc.bucket, "Key": loc.key}, 300)
+        try:
+            resp = self._http.request("GET", url, preload_content=False)
+        except Exception as e:  # urllib3's errors after its retries: connection refused, timeouts
+            raise StorageError(f"S3 request for {loc.uri} failed: {e}") from e
+        try:
+            if resp.status != 200:
+                body = resp.read(64 << 10).decode(errors="replace")
+                code = _xml_field(body, "Code") or str(resp.status)
+                # The error botocore would have raised, so one mapping (_S3Errors) serves both paths.
+                response: Any = {
+                    "Error": {"Code": code, "Message": _xml_field(body, "Message") or body[:200]},
+                    "ResponseMetadata": {"HTTPStatusCode": resp.status},
+                }
+                raise ClientError(response, "GetObject")
+            length = int(resp.headers.get("Content-Length", -1))
+            if max_bytes is not None and length > max_bytes:
+                raise ObjectTooLarge(f"{loc.uri} is {length} bytes; the limit is {max_bytes}")
+            data: bytes = resp.read() if max_bytes is None else resp.read(max_bytes + 1)
+            if max_bytes is not None and len(data) > max_bytes:
+                raise ObjectTooLarge(f"{loc.uri} is over the limit of {max_bytes} bytes")
+            return data
+        finally:
+            resp.release_conn()
+
     def _path(self, loc: Location) -> Path:
         if not os.path.isabs(loc.key):
             raise InvalidUri(f"{loc.uri!r} is not an absolute path")
@@ -303,6 +349,12 @@ class ObjectStore:
                 return False
             raise
         return True
+
+
+def _xml_field(body: str, name: str) -> str:
+    start = body.find(f"<{name}>")
+    end = body.find(f"</{name}>", start)
+    return body[start + len(name) + 2 : end] if start >= 0 and end > start else ""
 
 
 def _code(exc: BaseException) -> str:

@@ -42,6 +42,9 @@ from kubeclassify.inference.predictor.batching import DynamicBatcher
 from kubeclassify.inference.predictor.protocol import top_k
 from kubeclassify.inference.preprocess import ImageError, decode, prepare, scale_pixels
 
+# One input's outcome so far: (item, decoded pixels, error).
+Ready = tuple[Item, np.ndarray | None, str | None]
+
 log = logging.getLogger(__name__)
 EXIT_TOO_MANY_FAILED = 3  # the Job's podFailurePolicy fails the batch on it instead of retrying
 
@@ -205,7 +208,7 @@ def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:
 
 
 def _ranked(
-    classified: Iterator[tuple[Item, np.ndarray | None, str | None]], labels: list[str], k: int
+    classified: Iterator[Ready], labels: list[str], k: int
 ) -> Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]]:
     for item, probabilities, error in classified:
         yield (
@@ -290,7 +293,7 @@ def _write_copy(store: ObjectStore, image: Image.Image, copy: ImageCopySpec, pre
 
 def _classified(
     job: BatchJob, store: ObjectStore, todo: Iterator[Item], batcher: DynamicBatcher, copies: dict[int, str]
-) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
+) -> Iterator[Ready]:
     """(item, probabilities, error) for every item, in input order; copies by item, when asked."""
     spec = job.model.input
     copy = job.spec.output.copy_images
@@ -305,8 +308,15 @@ def _classified(
 
     batch_size = batcher.max_batch_size
     window: deque[tuple[Item, concurrent.futures.Future[np.ndarray]]] = deque()
-    ready: list[tuple[Item, np.ndarray | None, str | None]] = []
-    with concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="fetch") as pool:
+    # Batches handed to the model thread: one running and one queued, so the model never waits
+    # while this thread collects the next batch and the caller writes the rows of the last.
+    inflight: deque[tuple[list[Ready], concurrent.futures.Future[list[np.ndarray]]]] = deque()
+    ready: list[Ready] = []
+    decoded = 0
+    with (
+        concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="fetch") as pool,
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model") as model,
+    ):
         exhausted = False
         while True:
             while not exhausted and len(window) < job.workers * 4:  # keep the fetchers busy
@@ -320,23 +330,32 @@ def _classified(
             item, future = window.popleft()
             try:
                 ready.append((item, future.result(), None))
+                decoded += 1
             except (ImageError, StorageError, FetchError, OSError) as e:
                 ready.append((item, None, str(e)))
-            pixels = [r for r in ready if r[2] is None]
-            if len(pixels) >= batch_size or (exhausted and not window):
-                yield from _flush(ready, batcher, spec)
-                ready = []
-        yield from _flush(ready, batcher, spec)
+            if decoded >= batch_size:
+                inflight.append((ready, model.submit(_predict, ready, batcher, spec)))
+                ready, decoded = [], 0
+                if len(inflight) > 2:
+                    yield from _joined(*inflight.popleft())
+        if ready:
+            inflight.append((ready, model.submit(_predict, ready, batcher, spec)))
+        while inflight:
+            yield from _joined(*inflight.popleft())
 
 
-def _flush(
-    ready: list[tuple[Item, np.ndarray | None, str | None]], batcher: DynamicBatcher, spec: Any
-) -> Iterator[tuple[Item, np.ndarray | None, str | None]]:
+def _predict(ready: list[Ready], batcher: DynamicBatcher, spec: Any) -> list[np.ndarray]:
+    """Probabilities for the decoded images among `ready`, in their order."""
     images = [r[1] for r in ready if r[2] is None]
-    probabilities: list[np.ndarray] = []
-    if images:
-        tensor = scale_pixels(np.stack(images).astype(np.float32), spec).astype(np.float32)  # type: ignore[arg-type]
-        probabilities = list(batcher.run_padded(tensor))
-    it = iter(probabilities)
+    if not images:
+        return []
+    tensor = scale_pixels(np.stack(images).astype(np.float32), spec).astype(np.float32)  # type: ignore[arg-type]
+    return list(batcher.run_padded(tensor))
+
+
+def _joined(
+    ready: list[Ready], probabilities: concurrent.futures.Future[list[np.ndarray]]
+) -> Iterator[Ready]:
+    it = iter(probabilities.result())
     for item, _, error in ready:
         yield (item, None, error) if error is not None else (item, next(it), None)
