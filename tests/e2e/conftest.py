@@ -1,9 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
+
+from kubeclassify.core.local import LocalProcess, free_ports, port_open, start_process
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +29,69 @@ def custom(api_client: client.ApiClient) -> client.CustomObjectsApi:
 @pytest.fixture
 def batch_api(api_client: client.ApiClient) -> client.BatchV1Api:
     return client.BatchV1Api(api_client)
+
+
+@dataclass
+class Operator:
+    """The operator running as `kubeclassify operator run -A` against the emulator."""
+
+    process: LocalProcess
+    metrics_url: str
+    liveness_url: str
+    log: Path
+
+
+def start_operator(kubeconfig: Path, log_dir: Path, **settings: str) -> Operator:
+    """Start the real operator process; ready once its watches on both kinds are running."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    metrics_port, liveness_port = free_ports(2)
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig),
+        KUBECLASSIFY_LOG_LEVEL="DEBUG",
+        KUBECLASSIFY_OPERATOR__METRICS_PORT=str(metrics_port),
+        KUBECLASSIFY_OPERATOR__LIVENESS_PORT=str(liveness_port),
+        KUBECLASSIFY_OPERATOR__RETRY_DELAY="2",
+        KUBECLASSIFY_OPERATOR__INFERENCE_IMAGE="registry.example/kubeclassify/inference:test",
+        **{f"KUBECLASSIFY_OPERATOR__{k.upper()}": v for k, v in settings.items()},
+    )
+    log = log_dir / "operator.log"
+
+    def watching() -> bool:
+        text = log.read_text() if log.exists() else ""
+        return port_open("127.0.0.1", liveness_port) and all(
+            f"watch-stream for {plural}" in text for plural in ("modeldeployments", "inferenceservices")
+        )
+
+    argv = [sys.executable, "-m", "kubeclassify.core.cli", "operator", "run"]
+    if "namespaces" not in settings:
+        argv.append("--all-namespaces")
+    process = start_process("operator", argv, log_dir, watching, timeout=60, env=env)
+    return Operator(
+        process,
+        f"http://127.0.0.1:{metrics_port}/metrics",
+        f"http://127.0.0.1:{liveness_port}/healthz",
+        log,
+    )
+
+
+@pytest.fixture(scope="module")
+def operator(kube_api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:  # type: ignore[no-untyped-def]
+    running = start_operator(kube_api.kubeconfig, tmp_path_factory.mktemp("operator"))
+    yield running
+    running.process.stop()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (KeyError, IndexError, TypeError):
+            last = None
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not met in {timeout} s (last: {last!r})")

@@ -1,0 +1,47 @@
+"""The operator's settings: environment variables `KUBECLASSIFY_OPERATOR__*`, validated at start-up."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from kubeclassify.core.resources.common import Toleration
+from kubeclassify.core.resources.model_deployment import DeploymentMode
+from kubeclassify.core.settings import Settings
+
+
+class OperatorConfig(BaseModel):
+    """What the operator needs to know about the cluster it runs in."""
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty watches every namespace."
+    )
+    inference_image: str = Field(
+        "ghcr.io/kubeclassify/inference:0.1.0",
+        description="The image that runs the predictor and the batch worker.",
+    )
+    image_pull_policy: str = Field("IfNotPresent", description="Pull policy for that image.")
+    default_deployment_mode: DeploymentMode = Field(
+        "Standard", description="KServe's mode for ModelDeployments that do not set one."
+    )
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"},
+        description="Node labels added for pods that ask for GPUs (merged under the resource's own).",
+    )
+    gpu_tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        description="Tolerations added for pods that ask for GPUs.",
+    )
+    worker_limit: int = Field(20, ge=1, description="Most handlers running at once.")
+    request_timeout: float = Field(60.0, gt=0, description="Seconds for one Kubernetes API request.")
+    watch_timeout: int = Field(300, ge=10, description="Seconds before a watch is re-established.")
+    liveness_port: int = Field(8080, ge=1, le=65535, description="Port of /healthz.")
+    metrics_port: int = Field(9090, ge=1, le=65535, description="Port of /metrics.")
+    retry_delay: float = Field(
+        60.0, gt=0, description="Seconds before retrying after a problem only a person can fix."
+    )
+
+
+class OperatorSettings(Settings):
+    """Settings of the operator process."""
+
+    operator: OperatorConfig = Field(default_factory=OperatorConfig, description="The operator.")

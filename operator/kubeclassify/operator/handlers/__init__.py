@@ -1,0 +1,1 @@
+"""What the Kopf handlers in `main.py` do, one module per resource."""

@@ -1,0 +1,155 @@
+"""The few Kubernetes API calls the handlers make, each marked with the RBAC it needs.
+
+Appliers are idempotent: an object is created when missing and replaced only when what we own of it
+(labels, annotations, owner references, spec) differs, so a restart mid-reconcile repeats nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubeclassify.core import constants as c
+from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION
+from kubeclassify.operator.rbac import uses
+
+
+class Kube:
+    """Typed access to the objects the operator reads and writes."""
+
+    def __init__(self, api: client.ApiClient, request_timeout: float = 60.0) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.timeout = request_timeout
+
+    # -- ModelDeployments ---------------------------------------------------------------------
+
+    @uses(c.GROUP, c.PLURALS[c.MODEL_DEPLOYMENT], "get")
+    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _none_if_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURALS[c.MODEL_DEPLOYMENT],
+                name,
+                _request_timeout=self.timeout,
+            )
+        )
+
+    @uses(c.GROUP, f"{c.PLURALS[c.MODEL_DEPLOYMENT]}/status", "patch")
+    def patch_model_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURALS[c.MODEL_DEPLOYMENT],
+            name,
+            {"status": status},
+            _request_timeout=self.timeout,
+        )
+
+    # -- InferenceServices ---------------------------------------------------------------------
+
+    @uses(ISVC_GROUP, ISVC_PLURAL, "get")
+    def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _none_if_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name, _request_timeout=self.timeout
+            )
+        )
+
+    @uses(ISVC_GROUP, ISVC_PLURAL, "create", "update")
+    def apply_inference_service(
+        self, namespace: str, desired: dict[str, Any], current: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Create `desired`, or replace `current` with it when they differ; returns the stored object."""
+        name = desired["metadata"]["name"]
+        if current is None:
+            try:
+                created: Any = self.custom.create_namespaced_custom_object(
+                    ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, desired, _request_timeout=self.timeout
+                )
+                return created
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+            # Created meanwhile (another event for the same object): replace it instead.
+            current = self.get_inference_service(namespace, name)
+            if current is None:
+                raise kopf.TemporaryError(
+                    f"InferenceService {name} was created and deleted meanwhile", delay=1
+                )
+        merged = _merged(current, desired)
+        if merged is current:
+            return current
+        replaced: Any = self.custom.replace_namespaced_custom_object(
+            ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name, merged, _request_timeout=self.timeout
+        )
+        return replaced
+
+    # -- ServiceAccounts and Secrets -----------------------------------------------------------
+
+    @uses("", "serviceaccounts", "get", "create", "update")
+    def apply_service_account(self, namespace: str, desired: Any) -> None:
+        name = desired["metadata"]["name"]
+        current = _none_if_missing(
+            lambda: self.core.read_namespaced_service_account(name, namespace, _request_timeout=self.timeout)
+        )
+        if current is None:
+            self.core.create_namespaced_service_account(namespace, desired, _request_timeout=self.timeout)
+            return
+        current_dict = self.core.api_client.sanitize_for_serialization(current)
+        merged: Any = _merged(current_dict, desired, fields=("secrets", "automountServiceAccountToken"))
+        if merged is not current_dict:
+            self.core.replace_namespaced_service_account(
+                name, namespace, merged, _request_timeout=self.timeout
+            )
+
+    @uses("", "secrets", "get")
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether the Secret exists; its contents are never read into logs or status."""
+        found = _none_if_missing(
+            lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+        )
+        return found is not None
+
+
+def _none_if_missing(call: Any) -> Any:
+    try:
+        return call()
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def _merged(
+    current: dict[str, Any], desired: dict[str, Any], fields: tuple[str, ...] = ("spec",)
+) -> dict[str, Any]:
+    """`current` with our labels, annotations, owner references and `fields` from `desired`;
+    `current` itself (the same object) when nothing would change."""
+    meta = current.get("metadata", {})
+    want = desired["metadata"]
+    labels = {**(meta.get("labels") or {}), **want.get("labels", {})}
+    annotations = {**(meta.get("annotations") or {}), **want.get("annotations", {})}
+    owners = want.get("ownerReferences", meta.get("ownerReferences"))
+    same = (
+        labels == (meta.get("labels") or {})
+        and annotations == (meta.get("annotations") or {})
+        and owners == meta.get("ownerReferences")
+        and all(current.get(f) == desired.get(f) for f in fields)
+    )
+    if same:
+        return current
+    merged = {**current, "metadata": {**meta, "labels": labels, "annotations": annotations}}
+    if owners is not None:
+        merged["metadata"]["ownerReferences"] = owners
+    for f in fields:
+        if f in desired:
+            merged[f] = desired[f]
+        else:
+            merged.pop(f, None)
+    return merged

@@ -1,0 +1,94 @@
+"""Every Kopf handler of the operator, each a thin call into `handlers/`.
+
+Run it with `kubeclassify operator run`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import kubernetes
+from prometheus_client import start_http_server
+
+from kubeclassify.core import constants as c
+from kubeclassify.operator import metrics
+from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION
+from kubeclassify.operator.config import OperatorSettings
+from kubeclassify.operator.handlers import model_deployment
+from kubeclassify.operator.handlers.status import Problem, as_kopf_error
+from kubeclassify.operator.kube import Kube
+
+MD = (c.GROUP, c.VERSION, c.PLURALS[c.MODEL_DEPLOYMENT])
+
+
+@kopf.on.startup()
+def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure Kopf once: progress in annotations, our finalizer, timeouts, a worker limit."""
+    config = memo.get("config") or OperatorSettings().operator
+    # Watching named namespaces needs no cluster-wide reads (of namespaces and CRDs): a Role in
+    # each namespace is enough. Watching all of them observes both, to follow CRDs as they change.
+    settings.scanning.disabled = bool(config.namespaces)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = c.FINALIZER
+    settings.posting.level = 100  # Events are posted explicitly, on transitions, never from log lines
+    settings.batching.worker_limit = config.worker_limit
+    settings.networking.request_timeout = config.request_timeout
+    settings.watching.server_timeout = config.watch_timeout
+    settings.watching.client_timeout = config.watch_timeout + 30
+    settings.execution.max_workers = config.worker_limit
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    memo.config = config
+    memo.kube = Kube(kubernetes.client.ApiClient(), config.request_timeout)
+    start_http_server(config.metrics_port)
+
+
+@kopf.on.resume(*MD)
+@kopf.on.create(*MD)
+@kopf.on.update(*MD)
+def model_deployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Create or update the ModelDeployment's InferenceService; its status follows."""
+    key = f"{body.metadata.namespace}/{body.metadata.name}"
+    with metrics.reconciling(c.MODEL_DEPLOYMENT):
+        try:
+            status = model_deployment.ensure(body, memo.kube, memo.config)
+        except Problem as problem:
+            status = model_deployment.failed(body, problem)
+            model_deployment.write(memo.kube, body, status)
+            metrics.set_phase(c.MODEL_DEPLOYMENT, key, status.phase)
+            raise as_kopf_error(problem, memo.config.retry_delay) from None
+        model_deployment.write(memo.kube, body, status)
+        metrics.set_phase(c.MODEL_DEPLOYMENT, key, status.phase)
+
+
+@kopf.on.delete(*MD, optional=True)
+def model_deployment_deleted(body: kopf.Body, **_: Any) -> None:
+    """Its InferenceService goes with it (owner references); only the metrics forget it."""
+    metrics.set_phase(c.MODEL_DEPLOYMENT, f"{body.metadata.namespace}/{body.metadata.name}", None)
+
+
+@kopf.on.event(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, labels={c.LABEL_MODEL_DEPLOYMENT: kopf.PRESENT})
+def inference_service_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Mirror an InferenceService's status into its ModelDeployment; recreate it if deleted."""
+    namespace, owner = body.metadata.namespace, body.metadata.labels[c.LABEL_MODEL_DEPLOYMENT]
+    parent = memo.kube.get_model_deployment(namespace, owner)
+    if parent is None or parent["metadata"].get("deletionTimestamp"):
+        return
+    with metrics.reconciling("InferenceService"):
+        if event["type"] == "DELETED":
+            try:
+                status = model_deployment.ensure(parent, memo.kube, memo.config)
+            except Problem as problem:
+                status = model_deployment.failed(parent, problem)
+        else:
+            mirrored = model_deployment.mirror(parent, body)
+            if mirrored is None:
+                return
+            status = mirrored
+        model_deployment.write(memo.kube, parent, status)
+        metrics.set_phase(c.MODEL_DEPLOYMENT, f"{namespace}/{owner}", status.phase)
