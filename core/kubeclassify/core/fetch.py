@@ -88,48 +88,71 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class Response:
+    """One HTTP answer: status, headers (lower-cased names) and body (within the size limit)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def request(
+    method: str,
+    url: str,
+    policy: FetchPolicy | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    deadline: float | None = None,
+) -> Response:
+    """One request to a checked address, redirects not followed; any status comes back."""
+    policy = policy or FetchPolicy()
+    deadline = deadline if deadline is not None else time.monotonic() + policy.timeout
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"{url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise FetchError(f"{url!r} carries credentials; they are not sent")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = resolve(parts.hostname, port, policy)
+    remaining = max(deadline - time.monotonic(), 0.1)
+    cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
+    conn = cls(parts.hostname, port, address, remaining)
+    try:
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, path, body=body, headers={"User-Agent": policy.user_agent, **(headers or {})})
+        resp = conn.getresponse()
+        length = resp.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > policy.max_bytes:
+            raise FetchError(f"{url} is {length} bytes; the limit is {policy.max_bytes} bytes")
+        chunks, size = [], 0
+        while chunk := resp.read(64 * 1024):
+            size += len(chunk)
+            if size > policy.max_bytes:
+                raise FetchError(f"{url} is larger than the limit of {policy.max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise FetchError(f"{url} took longer than {policy.timeout:.0f}s")
+            chunks.append(chunk)
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, b"".join(chunks))
+    except (OSError, http.client.HTTPException) as e:
+        raise FetchError(f"{url}: {e}") from e
+    finally:
+        conn.close()
+
+
 def fetch(url: str, policy: FetchPolicy | None = None) -> bytes:
     """The body of `url` (http or https), following checked redirects, within the policy's limits."""
     policy = policy or FetchPolicy()
     deadline = time.monotonic() + policy.timeout
     for _ in range(policy.max_redirects + 1):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise FetchError(f"{url!r} is not an http(s) URL")
-        if parts.username or parts.password:
-            raise FetchError(f"{url!r} carries credentials; they are not sent")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = resolve(parts.hostname, port, policy)
-        remaining = max(deadline - time.monotonic(), 0.1)
-        cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-        conn = cls(parts.hostname, port, address, remaining)
-        try:
-            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            headers = {"User-Agent": policy.user_agent, "Accept": "image/*,*/*;q=0.5"}
-            conn.request("GET", path, headers=headers)
-            resp = conn.getresponse()
-            if resp.status in (301, 302, 303, 307, 308):
-                location = resp.getheader("Location")
-                if not location:
-                    raise FetchError(f"{url} redirects without a Location")
-                url = urljoin(url, location)
-                continue
-            if resp.status != 200:
-                raise FetchError(f"{url} answered HTTP {resp.status}")
-            length = resp.getheader("Content-Length")
-            if length and length.isdigit() and int(length) > policy.max_bytes:
-                raise FetchError(f"{url} is {length} bytes; the limit is {policy.max_bytes} bytes")
-            chunks, size = [], 0
-            while chunk := resp.read(64 * 1024):
-                size += len(chunk)
-                if size > policy.max_bytes:
-                    raise FetchError(f"{url} is larger than the limit of {policy.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"{url} took longer than {policy.timeout:.0f}s")
-                chunks.append(chunk)
-            return b"".join(chunks)
-        except (OSError, http.client.HTTPException) as e:
-            raise FetchError(f"{url}: {e}") from e
-        finally:
-            conn.close()
+        resp = request("GET", url, policy, headers={"Accept": "image/*,*/*;q=0.5"}, deadline=deadline)
+        if resp.status in (301, 302, 303, 307, 308):
+            location = resp.headers.get("location")
+            if not location:
+                raise FetchError(f"{url} redirects without a Location")
+            url = urljoin(url, location)
+            continue
+        if resp.status != 200:
+            raise FetchError(f"{url} answered HTTP {resp.status}")
+        return resp.body
     raise FetchError(f"{url}: more than {policy.max_redirects} redirects")
