@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -23,6 +24,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     run.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
     run.set_defaults(func=_run)
+    tick = sub.add_parser(
+        "tick",
+        help="mark a scheduled ClassificationBatch as due (what its CronJob runs)",
+        description="Stamp the ClassificationBatch with the tick annotation; the operator then starts"
+        " the run for the next due date. Needs only `patch` on that one object.",
+    )
+    tick.add_argument("name", help="the ClassificationBatch")
+    tick.add_argument(
+        "--namespace", "-n", default=os.environ.get("NAMESPACE"), help="its namespace (default: $NAMESPACE)"
+    )
+    tick.set_defaults(func=_tick)
     rbac = sub.add_parser("rbac", help="print the RBAC rules the operator needs, as YAML")
     rbac.add_argument(
         "--scope",
@@ -58,6 +70,29 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://0.0.0.0:{config.liveness_port}/healthz",
         memo=kopf.Memo(config=config),
     )
+    return 0
+
+
+def _tick(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    import kubernetes
+
+    from kubeclassify.core.constants import ANNOTATION_TICK
+    from kubeclassify.operator.kube import Kube
+
+    if not args.namespace:
+        print("no namespace: pass --namespace or set NAMESPACE", file=sys.stderr)
+        return 2
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    Kube(kubernetes.client.ApiClient()).annotate_classification_batch(
+        args.namespace, args.name, {ANNOTATION_TICK: now}
+    )
+    print(f"ticked {args.namespace}/{args.name} at {now}")
     return 0
 
 

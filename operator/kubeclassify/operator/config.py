@@ -19,7 +19,22 @@ class OperatorConfig(BaseModel):
         "ghcr.io/kubeclassify/inference:0.1.0",
         description="The image that runs the predictor and the batch worker.",
     )
-    image_pull_policy: str = Field("IfNotPresent", description="Pull policy for that image.")
+    operator_image: str = Field(
+        "ghcr.io/kubeclassify/operator:0.1.0",
+        description="The operator's own image; the daily CronJob's tick pods run it.",
+    )
+    image_pull_policy: str = Field("IfNotPresent", description="Pull policy for the images.")
+    job_ttl_seconds: int = Field(
+        86400, ge=0, description="How long finished batch Jobs (and their pods) are kept."
+    )
+    starting_deadline_seconds: int = Field(
+        3600, ge=10, description="How late a missed daily tick may still start."
+    )
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks webhooks may also reach besides public addresses (CIDRs); none by default.",
+    )
+    recent_runs: int = Field(7, ge=1, le=50, description="Runs a scheduled batch's status keeps.")
     default_deployment_mode: DeploymentMode = Field(
         "Standard", description="KServe's mode for ModelDeployments that do not set one."
     )

@@ -5,6 +5,7 @@ Appliers are idempotent: an object is created when missing and replaced only whe
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import kopf
@@ -13,7 +14,30 @@ from kubernetes.client.exceptions import ApiException
 
 from kubeclassify.core import constants as c
 from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION
-from kubeclassify.operator.rbac import uses
+from kubeclassify.operator.rbac import record, uses
+
+# Kinds `Kube.apply` handles: RBAC group and resource, the fields we own besides metadata, the
+# typed API and its method suffix.
+APPLIED: dict[str, tuple[str, str, tuple[str, ...], str, str]] = {
+    "ServiceAccount": (
+        "",
+        "serviceaccounts",
+        ("secrets", "automountServiceAccountToken"),
+        "core",
+        "service_account",
+    ),
+    "Role": ("rbac.authorization.k8s.io", "roles", ("rules",), "rbac", "role"),
+    "RoleBinding": (
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        ("roleRef", "subjects"),
+        "rbac",
+        "role_binding",
+    ),
+    "CronJob": ("batch", "cronjobs", ("spec",), "batch", "cron_job"),
+}
+for _group, _resource, *_ in APPLIED.values():
+    record(_group, _resource, "get", "create", "update")
 
 
 class Kube:
@@ -22,6 +46,8 @@ class Kube:
     def __init__(self, api: client.ApiClient, request_timeout: float = 60.0) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
         self.timeout = request_timeout
 
     # -- ModelDeployments ---------------------------------------------------------------------
@@ -90,23 +116,110 @@ class Kube:
         )
         return replaced
 
-    # -- ServiceAccounts and Secrets -----------------------------------------------------------
+    # -- Namespaced objects we own: ServiceAccounts, RBAC for ticks, CronJobs -----------------
 
-    @uses("", "serviceaccounts", "get", "create", "update")
-    def apply_service_account(self, namespace: str, desired: Any) -> None:
+    def apply(self, namespace: str, desired: Any) -> None:
+        """Create `desired` (one of APPLIED's kinds), or replace it when what we own of it differs."""
+        kind = desired["kind"]
+        _, _, fields, api_name, suffix = APPLIED[kind]
+        api = getattr(self, api_name)
         name = desired["metadata"]["name"]
         current = _none_if_missing(
-            lambda: self.core.read_namespaced_service_account(name, namespace, _request_timeout=self.timeout)
+            lambda: getattr(api, f"read_namespaced_{suffix}")(name, namespace, _request_timeout=self.timeout)
         )
         if current is None:
-            self.core.create_namespaced_service_account(namespace, desired, _request_timeout=self.timeout)
-            return
-        current_dict = self.core.api_client.sanitize_for_serialization(current)
-        merged: Any = _merged(current_dict, desired, fields=("secrets", "automountServiceAccountToken"))
+            try:
+                getattr(api, f"create_namespaced_{suffix}")(namespace, desired, _request_timeout=self.timeout)
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+            current = getattr(api, f"read_namespaced_{suffix}")(
+                name, namespace, _request_timeout=self.timeout
+            )
+        current_dict = api.api_client.sanitize_for_serialization(current)
+        merged: Any = _merged(current_dict, desired, fields=fields)
         if merged is not current_dict:
-            self.core.replace_namespaced_service_account(
+            getattr(api, f"replace_namespaced_{suffix}")(
                 name, namespace, merged, _request_timeout=self.timeout
             )
+
+    # -- ClassificationBatches, Jobs and pods -----------------------------------------------------
+
+    @uses(c.GROUP, c.PLURALS[c.CLASSIFICATION_BATCH], "get")
+    def get_classification_batch(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return _none_if_missing(
+            lambda: self.custom.get_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURALS[c.CLASSIFICATION_BATCH],
+                name,
+                _request_timeout=self.timeout,
+            )
+        )
+
+    @uses(c.GROUP, f"{c.PLURALS[c.CLASSIFICATION_BATCH]}/status", "patch")
+    def patch_classification_batch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURALS[c.CLASSIFICATION_BATCH],
+            name,
+            {"status": status},
+            _request_timeout=self.timeout,
+        )
+
+    @uses(c.GROUP, c.PLURALS[c.CLASSIFICATION_BATCH], "patch")
+    def annotate_classification_batch(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURALS[c.CLASSIFICATION_BATCH],
+            name,
+            {"metadata": {"annotations": annotations}},
+            _request_timeout=self.timeout,
+        )
+
+    @uses("batch", "jobs", "get")
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        job = _none_if_missing(
+            lambda: self.batch.read_namespaced_job(name, namespace, _request_timeout=self.timeout)
+        )
+        return None if job is None else self.batch.api_client.sanitize_for_serialization(job)
+
+    @uses("batch", "jobs", "create")
+    def create_job(self, namespace: str, job: Any) -> dict[str, Any]:
+        """Create the run's Job; an existing one (a restart mid-reconcile) is returned as it is."""
+        try:
+            created = self.batch.create_namespaced_job(namespace, job, _request_timeout=self.timeout)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            existing = self.get_job(namespace, job["metadata"]["name"])
+            if existing is None:
+                raise
+            return existing
+        return dict(self.batch.api_client.sanitize_for_serialization(created))
+
+    @uses("", "pods", "list")
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={job}", _request_timeout=self.timeout
+        )
+        return list(self.core.api_client.sanitize_for_serialization(pods).get("items") or [])
+
+    @uses("", "secrets", "get")
+    def secret_value(self, namespace: str, name: str, key: str) -> bytes | None:
+        """One key of a Secret (None when the Secret or the key is missing); never logged."""
+        secret = _none_if_missing(
+            lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+        )
+        if secret is None or key not in (secret.data or {}):
+            return None
+        return base64.b64decode(secret.data[key])
 
     @uses("", "secrets", "get")
     def secret_exists(self, namespace: str, name: str) -> bool:

@@ -4,6 +4,7 @@ Run it with `kubeclassify operator run`."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import kopf
@@ -14,11 +15,12 @@ from kubeclassify.core import constants as c
 from kubeclassify.operator import metrics
 from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION
 from kubeclassify.operator.config import OperatorSettings
-from kubeclassify.operator.handlers import model_deployment
+from kubeclassify.operator.handlers import classification_batch, model_deployment
 from kubeclassify.operator.handlers.status import Problem, as_kopf_error
 from kubeclassify.operator.kube import Kube
 
 MD = (c.GROUP, c.VERSION, c.PLURALS[c.MODEL_DEPLOYMENT])
+CB = (c.GROUP, c.VERSION, c.PLURALS[c.CLASSIFICATION_BATCH])
 
 
 @kopf.on.startup()
@@ -92,3 +94,49 @@ def inference_service_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Me
             status = mirrored
         model_deployment.write(memo.kube, parent, status)
         metrics.set_phase(c.MODEL_DEPLOYMENT, f"{namespace}/{owner}", status.phase)
+
+
+@kopf.on.resume(*CB)
+@kopf.on.create(*CB)
+@kopf.on.update(*CB, field="spec")
+def classification_batch_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A one-off batch gets its Job; a scheduled one its CronJob."""
+    with metrics.reconciling(c.CLASSIFICATION_BATCH):
+        try:
+            classification_batch.ensure(body, memo.kube, memo.config, _now())
+        except Problem as problem:
+            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
+            raise as_kopf_error(problem, memo.config.retry_delay) from None
+
+
+@kopf.on.update(*CB, field=["metadata", "annotations", c.ANNOTATION_TICK])
+def classification_batch_ticked(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The CronJob ticked: start the next due date's run."""
+    with metrics.reconciling(c.CLASSIFICATION_BATCH):
+        try:
+            classification_batch.tick(body, memo.kube, memo.config, _now())
+        except Problem as problem:
+            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
+            raise as_kopf_error(problem, memo.config.retry_delay) from None
+
+
+@kopf.on.event(
+    "batch", "v1", "jobs", labels={c.LABEL_CLASSIFICATION_BATCH: kopf.PRESENT, c.LABEL_COMPONENT: "batch"}
+)
+def batch_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Follow a run's Job into its batch's status; at its end, the Event and the webhook."""
+    if event["type"] == "DELETED":
+        return
+    namespace, owner = body.metadata.namespace, body.metadata.labels[c.LABEL_CLASSIFICATION_BATCH]
+    parent = memo.kube.get_classification_batch(namespace, owner)
+    if parent is None or parent["metadata"].get("deletionTimestamp"):
+        return
+    with metrics.reconciling("Job"):
+        try:
+            classification_batch.job_changed(parent, body, memo.kube, memo.config, _now())
+        except Problem as problem:  # the next run could not start (e.g. its model is gone)
+            classification_batch.write(memo.kube, parent, classification_batch.failed(parent, problem))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -28,11 +28,16 @@ class Permission:
 USED: set[Permission] = set()
 
 
+def record(group: str, resource: str, *verbs: str) -> None:
+    """Record that the operator's code sends these verbs."""
+    USED.update(Permission(group, resource, v) for v in verbs)
+
+
 def uses(group: str, resource: str, *verbs: str) -> Callable[[F], F]:
     """Record that the decorated function sends these verbs."""
 
     def mark(fn: F) -> F:
-        USED.update(Permission(group, resource, v) for v in verbs)
+        record(group, resource, *verbs)
         return fn
 
     return mark
@@ -56,8 +61,16 @@ FRAMEWORK: set[Permission] = (
 DECLARED: set[Permission] = FRAMEWORK | (
     _perms(c.GROUP, MD, "get", "list", "watch", "patch")
     | _perms(c.GROUP, f"{MD}/status", "patch")
+    | _perms(c.GROUP, CB, "get", "list", "watch", "patch")
+    | _perms(c.GROUP, f"{CB}/status", "patch")
     | _perms("serving.kserve.io", "inferenceservices", "get", "list", "watch", "create", "update")
+    | _perms("batch", "jobs", "get", "list", "watch", "create")
+    | _perms("batch", "cronjobs", "get", "create", "update")
+    | _perms("", "pods", "list")
     | _perms("", "serviceaccounts", "get", "create", "update")
+    # The tick's Role grants patch on one ClassificationBatch: the operator holds that itself.
+    | _perms("rbac.authorization.k8s.io", "roles", "get", "create", "update")
+    | _perms("rbac.authorization.k8s.io", "rolebindings", "get", "create", "update")
     | _perms("", "secrets", "get")
 )
 

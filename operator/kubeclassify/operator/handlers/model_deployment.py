@@ -67,7 +67,7 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig) -> Model
     account = storage_service_account(md)
     if account is not None:
         kopf.adopt(account, owner=as_body(body))
-        kube.apply_service_account(namespace, account)
+        kube.apply(namespace, account)
     desired = inference_service(md, config, rollout)
     kopf.adopt(desired, owner=as_body(body))
     applied = kube.apply_inference_service(namespace, desired, current)

@@ -27,6 +27,12 @@ def as_body(obj: Mapping[str, Any]) -> kopf.Body:
     return kopf.Body(cast(kopf.RawBody, dict(obj)))
 
 
+def post(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """One Event about `body`."""
+    ref = {k: body[k] for k in ("apiVersion", "kind", "metadata")}
+    kopf.event(as_body(ref), type=type_, reason=reason, message=message)
+
+
 def as_kopf_error(problem: Problem, delay: float) -> kopf.PermanentError | kopf.TemporaryError:
     if problem.permanent:
         return kopf.PermanentError(problem.message)
@@ -57,17 +63,26 @@ def status_patch(new: BaseModel, old: Mapping[str, Any] | None) -> dict[str, Any
     return body
 
 
-def post_transitions(body: Mapping[str, Any], old: Mapping[str, Any] | None, new: BaseModel) -> None:
-    """An Event for each change of phase or of a condition's reason."""
+def post_transitions(
+    body: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    new: BaseModel,
+    types: tuple[str, ...] | None = None,
+) -> None:
+    """An Event for each change of a condition's status or reason (of `types`, or all)."""
     after = new.model_dump(mode="json", by_alias=True)
     ref = {k: body[k] for k in ("apiVersion", "kind", "metadata")}
     for cond in after.get("conditions") or []:
+        if types is not None and cond["type"] not in types:
+            continue
         before = condition(old, cond["type"])
         if before is not None and (before.status, before.reason) == (cond["status"], cond["reason"]):
             continue
         if before is None and cond["status"] != "True" and cond["type"] != "Ready":
             continue  # a condition that starts out False says nothing new
-        warning = cond["type"] == "Ready" and cond["status"] == "False" and after.get("phase") == "Failed"
+        warning = (
+            cond["type"] == "Ready" and cond["status"] == "False" and after.get("phase") != "Progressing"
+        )
         kopf.event(
             as_body(ref),
             type="Warning" if warning else "Normal",

@@ -1,0 +1,227 @@
+"""ClassificationBatch → an Indexed Job per run, and for a daily batch the CronJob that ticks (pure).
+
+Each run is one Indexed Job (completions = parallelism): pod i runs the batch worker on shard i
+(`JOB_COMPLETION_INDEX`), with the batch and the ModelDeployment's stable model as JSON in its
+environment. The daily CronJob's pod only stamps the batch with a tick annotation (its own
+ServiceAccount may patch that one object); the operator picks the date and creates the dated Job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Any
+
+from kubeclassify.core import constants as c
+from kubeclassify.core.resources.classification_batch import ClassificationBatch
+from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
+from kubeclassify.operator.builders.common import (
+    CONTAINER_SECURITY_CONTEXT,
+    POD_SECURITY_CONTEXT,
+    container_resources,
+    labels,
+    placement,
+    storage_env,
+)
+from kubeclassify.operator.config import OperatorConfig
+
+LABEL_DATE = f"{c.GROUP}/date"
+ANNOTATION_DATE = f"{c.GROUP}/date"
+WORKER = "worker"
+# The worker's exit codes that no retry can fix: 2 unusable input, 3 too many unreadable images.
+EXIT_FINAL = [2, 3]
+
+
+def _short(name: str, suffix: str, limit: int = 63) -> str:
+    """`name-suffix` within `limit` characters, shortened with a digest so names stay unique."""
+    full = f"{name}-{suffix}" if suffix else name
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    keep = limit - len(suffix) - len(digest) - 2
+    return f"{name[:keep].rstrip('-')}-{digest}-{suffix}" if suffix else f"{name[:keep]}-{digest}"
+
+
+def job_name(batch: str, date: dt.date | None) -> str:
+    """The run's Job: the batch's name, and the date for dated runs (`daily-20261121`)."""
+    # 52 leaves room for the pod names the Job controller derives from it.
+    return _short(batch, date.strftime("%Y%m%d") if date else "", limit=52)
+
+
+def tick_name(batch: str) -> str:
+    return _short(batch, "tick", limit=52)
+
+
+def batch_job(
+    cb: ClassificationBatch,
+    md: ModelDeployment,
+    model: ModelSpec,
+    config: OperatorConfig,
+    date: dt.date | None,
+    run_time: dt.datetime,
+    predictor_url: str | None = None,
+) -> dict[str, Any]:
+    """The Indexed Job that classifies `cb`'s images (for `date`) with `model`, `md`'s stable one."""
+    name, spec = cb.metadata["name"], cb.spec
+    batch_json = {
+        "apiVersion": cb.api_version,
+        "kind": cb.kind,
+        "metadata": {"name": name},
+        "spec": _dump(spec),
+    }
+    model_json = {
+        "apiVersion": md.api_version,
+        "kind": md.kind,
+        "metadata": {"name": md.metadata["name"]},
+        "spec": _dump(md.spec.model_copy(update={"model": model})),
+    }
+    args = ["--run-time", run_time.isoformat()]
+    if date is not None:
+        args = ["--date", date.isoformat(), *args]
+    env = [
+        {
+            "name": "KUBECLASSIFY_BATCH",
+            "value": json.dumps(batch_json, separators=(",", ":"), sort_keys=True),
+        },
+        {
+            "name": "KUBECLASSIFY_MODEL_DEPLOYMENT",
+            "value": json.dumps(model_json, separators=(",", ":"), sort_keys=True),
+        },
+    ]
+    if predictor_url:
+        env.append({"name": "KUBECLASSIFY_PREDICTOR_URL", "value": predictor_url})
+    storage = md.spec.storage
+    container: dict[str, Any] = {
+        "name": WORKER,
+        "image": config.inference_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["python", "-m", "kubeclassify.inference.batch"],
+        "args": args,
+        "env": env + (storage_env(storage.endpoint, storage.region) if storage else []),
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if storage is not None and storage.secret_name:
+        container["envFrom"] = [{"secretRef": {"name": storage.secret_name}}]
+    resources = container_resources(spec.resources)
+    if resources:
+        container["resources"] = resources
+    pod_labels = {**labels("batch", c.LABEL_CLASSIFICATION_BATCH, name)}
+    if date is not None:
+        pod_labels[LABEL_DATE] = date.isoformat()
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": POD_SECURITY_CONTEXT,
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        **placement(spec.resources, config),
+    }
+    if storage is not None and storage.service_account_name:
+        pod["serviceAccountName"] = storage.service_account_name
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": spec.parallelism,
+        "parallelism": spec.parallelism,
+        "backoffLimitPerIndex": spec.retries,
+        "podFailurePolicy": {
+            "rules": [
+                # Bad input or too many unreadable images: every retry would end the same way.
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"containerName": WORKER, "operator": "In", "values": EXIT_FINAL},
+                },
+                # Evictions, preemption and node loss are not the batch's fault: not counted.
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            ]
+        },
+        "ttlSecondsAfterFinished": config.job_ttl_seconds,
+        "template": {"metadata": {"labels": pod_labels}, "spec": pod},
+    }
+    if spec.deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.deadline_seconds
+    metadata: dict[str, Any] = {"name": job_name(name, date), "labels": pod_labels}
+    if date is not None:
+        metadata["annotations"] = {ANNOTATION_DATE: date.isoformat()}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+
+
+def tick_cronjob(cb: ClassificationBatch, config: OperatorConfig) -> dict[str, Any]:
+    """The CronJob that stamps `cb` with a tick on its schedule; the operator does the rest."""
+    name, schedule = cb.metadata["name"], cb.spec.schedule
+    assert schedule is not None
+    tick_labels = labels("tick", c.LABEL_CLASSIFICATION_BATCH, name)
+    container = {
+        "name": "tick",
+        "image": config.operator_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["kubeclassify", "operator", "tick", name],
+        "env": [{"name": "NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": tick_name(name), "labels": tick_labels},
+        "spec": {
+            "schedule": schedule.cron,
+            "timeZone": schedule.time_zone,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": config.starting_deadline_seconds,
+            "suspend": schedule.suspend,
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {
+                "metadata": {"labels": tick_labels},
+                "spec": {
+                    "backoffLimit": 3,
+                    "ttlSecondsAfterFinished": 3600,
+                    "template": {
+                        "metadata": {"labels": tick_labels},
+                        "spec": {
+                            "restartPolicy": "OnFailure",
+                            "serviceAccountName": tick_name(name),
+                            "securityContext": POD_SECURITY_CONTEXT,
+                            "containers": [container],
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
+def tick_access(cb: ClassificationBatch) -> list[dict[str, Any]]:
+    """The tick pod's ServiceAccount, and a Role and RoleBinding that let it patch this batch only."""
+    name = cb.metadata["name"]
+    meta = {"name": tick_name(name), "labels": labels("tick", c.LABEL_CLASSIFICATION_BATCH, name)}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": dict(meta)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": dict(meta),
+            "rules": [
+                {
+                    "apiGroups": [c.GROUP],
+                    "resources": [c.PLURALS[c.CLASSIFICATION_BATCH]],
+                    "resourceNames": [name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": dict(meta),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": tick_name(name)},
+            "subjects": [{"kind": "ServiceAccount", "name": tick_name(name)}],
+        },
+    ]
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    return dict(model.model_dump(by_alias=True, exclude_none=True, mode="json"))

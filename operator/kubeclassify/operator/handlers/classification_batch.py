@@ -1,0 +1,288 @@
+"""ClassificationBatch: start its runs as Jobs (or tick them from a CronJob), and record how they end."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from kubeclassify.core.fetch import FetchPolicy
+from kubeclassify.core.resources.classification_batch import (
+    BatchRun,
+    ClassificationBatch,
+    ClassificationBatchStatus,
+    WebhookDelivery,
+)
+from kubeclassify.core.resources.common import parse_resource, set_condition
+from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
+from kubeclassify.core.webhooks import deliver
+from kubeclassify.operator.builders.batch import (
+    ANNOTATION_DATE,
+    batch_job,
+    tick_access,
+    tick_cronjob,
+)
+from kubeclassify.operator.builders.batch_status import RunOutcome, job_outcome
+from kubeclassify.operator.builders.inference_service import name_for, stable_model
+from kubeclassify.operator.builders.schedule import next_date, upcoming_date
+from kubeclassify.operator.config import OperatorConfig
+from kubeclassify.operator.handlers.model_deployment import explain
+from kubeclassify.operator.handlers.status import Problem, as_body, post, post_transitions, status_patch
+from kubeclassify.operator.kube import Kube
+
+
+def parse(body: Mapping[str, Any]) -> ClassificationBatch:
+    try:
+        return parse_resource(ClassificationBatch, dict(body))
+    except ValidationError as e:
+        raise Problem("InvalidSpec", explain(e), permanent=True) from e
+
+
+def current_status(body: Mapping[str, Any]) -> ClassificationBatchStatus:
+    raw = body.get("status") or {}
+    try:
+        return ClassificationBatchStatus.model_validate(raw)
+    except ValidationError:
+        return ClassificationBatchStatus()
+
+
+def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+    """A one-off batch gets its Job; a scheduled one its CronJob (and the tick's access)."""
+    cb = parse(body)
+    namespace = body["metadata"]["namespace"]
+    generation = body["metadata"].get("generation")
+    status = current_status(body)
+    if cb.spec.schedule is not None:
+        for obj in [*tick_access(cb), tick_cronjob(cb, config)]:
+            kopf.adopt(obj, owner=as_body(body))
+            kube.apply(namespace, obj)
+        running = status.phase == "Running"
+        status.phase = "Running" if running else "Suspended" if cb.spec.schedule.suspend else "Scheduled"
+        status.next_date = upcoming_date(cb.spec.schedule, status.last_processed_date, now)
+        reason, message = "Scheduled", f"ticks on '{cb.spec.schedule.cron}' ({cb.spec.schedule.time_zone})"
+    else:
+        if status.job_name is None:
+            job = start_run(body, cb, kube, config, cb.spec.date, now)
+            status = _started(status, job, cb.spec.date)
+        reason, message = "JobCreated", f"Job {status.job_name}"
+    status.conditions = set_condition(status.conditions, "Ready", "True", reason, message, generation)
+    status.observed_generation = generation
+    write(kube, body, status)
+
+
+def start_run(
+    body: Mapping[str, Any],
+    cb: ClassificationBatch,
+    kube: Kube,
+    config: OperatorConfig,
+    date: dt.date | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """Create the run's Job with the ModelDeployment's stable model; an Event says so."""
+    namespace = body["metadata"]["namespace"]
+    md, model, url = _model(cb, kube, namespace)
+    job = batch_job(cb, md, model, config, date, now.replace(microsecond=0), url)
+    kopf.adopt(job, owner=as_body(body))
+    created = kube.create_job(namespace, job)
+    post(body, "Normal", "JobCreated", f"Job {job['metadata']['name']}" + (f" for {date}" if date else ""))
+    return created
+
+
+def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+    """On a tick: start the run for the next due date, unless a run is in progress or none is due."""
+    cb = parse(body)
+    if cb.spec.schedule is None:
+        return
+    status = current_status(body)
+    if status.phase == "Running" and status.job_name:
+        job = kube.get_job(body["metadata"]["namespace"], status.job_name)
+        if job is not None and not job_outcome(job, []).finished:
+            return  # the run in progress starts the next one when it ends
+    due = next_date(cb.spec.schedule, status.last_processed_date, now)
+    if due is None:
+        status.next_date = upcoming_date(cb.spec.schedule, status.last_processed_date, now)
+        write(kube, body, status)
+        return
+    job = start_run(body, cb, kube, config, due, now)
+    write(kube, body, _started(status, job, due))
+
+
+def job_changed(
+    body: Mapping[str, Any], job: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime
+) -> None:
+    """Follow the current run's Job: Running, then its end (status, Event, webhook, next run)."""
+    status = current_status(body)
+    name = job["metadata"]["name"]
+    if status.job_name != name or status.phase not in ("Pending", "Running"):
+        return  # an earlier run's Job, or this run is already recorded
+    cb = parse(body)
+    outcome = job_outcome(dict(job), kube.job_pods(body["metadata"]["namespace"], name))
+    status.counts, status.output_uri = outcome.counts, outcome.output_uri or status.output_uri
+    status.progress = f"{outcome.counts.classified + outcome.counts.failed}/{outcome.counts.total}"
+    status.start_time = outcome.start_time or status.start_time
+    if not outcome.finished:
+        status.phase = outcome.phase
+        write(kube, body, status)
+        return
+    date = _date_of(job)
+    status.completion_time = outcome.completion_time or now.replace(microsecond=0)
+    _record_run(body, cb, status, outcome, name, date, config)
+    if cb.spec.webhook is not None:
+        status.webhook = _send_webhook(body, cb, kube, outcome, name, date, config)
+    write(kube, body, status)
+    schedule = cb.spec.schedule
+    if schedule is not None and not schedule.suspend and next_date(schedule, status.last_processed_date, now):
+        tick(
+            {**body, "status": status.model_dump(mode="json", by_alias=True, exclude_none=True)},
+            kube,
+            config,
+            now,
+        )
+
+
+def _record_run(
+    body: Mapping[str, Any],
+    cb: ClassificationBatch,
+    status: ClassificationBatchStatus,
+    outcome: RunOutcome,
+    job: str,
+    date: dt.date | None,
+    config: OperatorConfig,
+) -> None:
+    generation = body["metadata"].get("generation")
+    if outcome.phase == "Succeeded":
+        empty = outcome.counts.total == 0
+        reason = "NoImages" if empty else "Succeeded"
+        message = f"{date or 'the batch'}: " + (
+            "no images; nothing to classify"
+            if empty
+            else f"{outcome.counts.classified} classified, {outcome.counts.failed} failed"
+            f" of {outcome.counts.total}; results at {outcome.output_uri}"
+        )
+        post(body, "Normal", reason, message)
+        status.conditions = set_condition(status.conditions, "Succeeded", "True", reason, message, generation)
+    else:
+        message = f"{date or 'the batch'}: {outcome.message}"
+        post(body, "Warning", outcome.reason, message)
+        status.conditions = set_condition(
+            status.conditions, "Succeeded", "False", outcome.reason, message, generation
+        )
+    schedule = cb.spec.schedule
+    if schedule is None:
+        status.phase = outcome.phase
+        return
+    run = BatchRun(
+        date=date,
+        phase=outcome.phase,
+        job_name=job,
+        counts=outcome.counts,
+        output_uri=outcome.output_uri,
+        start_time=outcome.start_time,
+        completion_time=status.completion_time,
+    )
+    status.recent_runs = [*status.recent_runs, run][-config.recent_runs :]
+    if outcome.phase == "Succeeded" and date is not None:
+        status.last_processed_date = max(date, status.last_processed_date or date)
+    status.phase = "Suspended" if schedule.suspend else "Scheduled"
+    status.next_date = upcoming_date(schedule, status.last_processed_date, dt.datetime.now(dt.UTC))
+
+
+def _send_webhook(
+    body: Mapping[str, Any],
+    cb: ClassificationBatch,
+    kube: Kube,
+    outcome: RunOutcome,
+    job: str,
+    date: dt.date | None,
+    config: OperatorConfig,
+) -> WebhookDelivery:
+    hook = cb.spec.webhook
+    assert hook is not None
+    namespace = body["metadata"]["namespace"]
+    secret = kube.secret_value(namespace, hook.secret_name, hook.secret_key) if hook.secret_name else None
+    payload = {
+        "batch": body["metadata"]["name"],
+        "namespace": namespace,
+        "date": date.isoformat() if date else None,
+        "phase": outcome.phase,
+        "counts": outcome.counts.model_dump(mode="json"),
+        "output_uri": outcome.output_uri,
+        "job": job,
+        "reason": outcome.reason or None,
+        "message": outcome.message or None,
+    }
+    policy = FetchPolicy.allowing(*config.webhook_allowed_networks, timeout=10.0, max_bytes=64 * 1024)
+    result = deliver(str(hook.url), payload, secret, policy=policy)
+    if not result.delivered:
+        post(body, "Warning", "WebhookFailed", f"{hook.url}: {result.error}")
+    return WebhookDelivery(
+        time=result.time,
+        attempts=result.attempts,
+        status_code=result.status_code,
+        delivered=result.delivered,
+        error=result.error,
+    )
+
+
+def _model(
+    cb: ClassificationBatch, kube: Kube, namespace: str
+) -> tuple[ModelDeployment, ModelSpec, str | None]:
+    """The ModelDeployment, its stable model (batches never use a canary) and, for mode remote, its URL."""
+    ref = cb.spec.model_ref.name
+    raw = kube.get_model_deployment(namespace, ref)
+    if raw is None:
+        raise Problem("ModelDeploymentNotFound", f"spec.modelRef: ModelDeployment {ref!r} does not exist")
+    try:
+        md = parse_resource(ModelDeployment, raw)
+    except ValidationError as e:
+        raise Problem("ModelDeploymentInvalid", f"ModelDeployment {ref!r} is invalid: {explain(e)}") from e
+    model = stable_model(kube.get_inference_service(namespace, name_for(ref))) or md.spec.model
+    url = None
+    if cb.spec.mode == "remote":
+        status = md.status
+        if status is None or status.phase not in ("Ready", "Canary") or not status.url:
+            raise Problem("ModelDeploymentNotReady", f"mode remote needs ModelDeployment {ref!r} to be Ready")
+        url = status.url
+    return md, model, url
+
+
+def _started(
+    status: ClassificationBatchStatus, job: Mapping[str, Any], date: dt.date | None
+) -> ClassificationBatchStatus:
+    status.phase = "Running"
+    status.job_name = job["metadata"]["name"]
+    status.counts, status.progress, status.output_uri = None, None, None
+    status.start_time, status.completion_time, status.webhook = None, None, None
+    if date is not None:
+        status.next_date = date
+    return status
+
+
+def _date_of(job: Mapping[str, Any]) -> dt.date | None:
+    raw = (job["metadata"].get("annotations") or {}).get(ANNOTATION_DATE)
+    return dt.date.fromisoformat(raw) if raw else None
+
+
+def failed(body: Mapping[str, Any], problem: Problem) -> ClassificationBatchStatus:
+    status = current_status(body)
+    generation = body["metadata"].get("generation")
+    status.conditions = set_condition(
+        status.conditions, "Ready", "False", problem.reason, problem.message, generation
+    )
+    status.observed_generation = generation
+    if problem.permanent or status.phase is None:
+        status.phase = "Failed" if problem.permanent else "Pending"
+    return status
+
+
+def write(kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus) -> None:
+    """Patch the status when it changed; a Ready condition that changes posts an Event."""
+    old = body.get("status")
+    patch = status_patch(status, old)
+    if patch is None:
+        return
+    post_transitions(body, old, status, types=("Ready",))
+    kube.patch_classification_batch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)

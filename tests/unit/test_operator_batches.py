@@ -1,0 +1,240 @@
+"""ClassificationBatch → Jobs and the daily CronJob: the builders (validated against the Kubernetes
+schemas), which date a tick processes, and a run's outcome read from its Job and pods."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from kubeclassify.core import constants as c
+from kubeclassify.core.resources.classification_batch import ClassificationBatch, ScheduleSpec
+from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
+from kubeclassify.operator.builders.batch import batch_job, job_name, tick_access, tick_cronjob
+from kubeclassify.operator.builders.batch_status import job_outcome
+from kubeclassify.operator.builders.schedule import next_date, upcoming_date
+from kubeclassify.operator.config import OperatorConfig
+
+CONFIG = OperatorConfig(
+    inference_image="registry.example/inference:1", operator_image="registry.example/operator:1"
+)
+STABLE = ModelSpec(uri="s3://models/digits/v1/")
+RUN_TIME = dt.datetime(2026, 11, 22, 1, 30, tzinfo=dt.UTC)
+K8S = kubernetes_validate.latest_version()
+
+
+def batch(name: str = "daily", **spec: Any) -> ClassificationBatch:
+    body = {
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": {
+            "modelRef": {"name": "digits"},
+            "input": {"manifest": {"uri": "s3://data/manifest.csv", "root": "s3://data/"}},
+            "output": {"uri": "s3://results/{date}/predictions.csv"},
+            **spec,
+        },
+    }
+    return ClassificationBatch.model_validate(body)
+
+
+def model(**spec: Any) -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {"metadata": {"name": "digits"}, "spec": {"model": {"uri": "s3://models/digits/v2/"}, **spec}}
+    )
+
+
+def valid(obj: dict[str, Any]) -> dict[str, Any]:
+    kubernetes_validate.validate(obj, K8S, strict=True)
+    return obj
+
+
+def test_a_run_is_an_indexed_job_with_one_shard_per_index() -> None:
+    cb = batch(parallelism=4, retries=3, deadlineSeconds=3600, date="2026-11-21")
+    job = valid(batch_job(cb, model(), STABLE, CONFIG, dt.date(2026, 11, 21), RUN_TIME))
+    spec = job["spec"]
+    assert job["metadata"]["name"] == "daily-20261121"
+    assert job["metadata"]["labels"][c.LABEL_CLASSIFICATION_BATCH] == "daily"
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
+    assert (spec["backoffLimitPerIndex"], spec["activeDeadlineSeconds"]) == (3, 3600)
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "worker", "operator": "In", "values": [2, 3]},
+    }
+    assert rules[1]["action"] == "Ignore" and rules[1]["onPodConditions"][0]["type"] == "DisruptionTarget"
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["restartPolicy"] == "Never"
+    worker = pod["containers"][0]
+    assert worker["command"] == ["python", "-m", "kubeclassify.inference.batch"]
+    assert worker["args"] == ["--date", "2026-11-21", "--run-time", RUN_TIME.isoformat()]
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert json.loads(env["KUBECLASSIFY_BATCH"])["spec"]["parallelism"] == 4
+    served = json.loads(env["KUBECLASSIFY_MODEL_DEPLOYMENT"])
+    assert served["metadata"]["name"] == "digits"
+    assert served["spec"]["model"]["uri"] == STABLE.uri, "batches use the stable model, never a canary"
+
+
+def test_gpu_shards_ask_for_gpus_on_gpu_nodes_and_storage_comes_from_the_model_deployment() -> None:
+    cb = batch(resources={"gpu": 1, "memory": "6Gi"}, date="2026-11-21")
+    md = model(storage={"secretName": "s3", "endpoint": "http://minio.data:9000"})
+    pod = valid(batch_job(cb, md, STABLE, CONFIG, dt.date(2026, 11, 21), RUN_TIME))["spec"]["template"][
+        "spec"
+    ]
+    worker = pod["containers"][0]
+    assert worker["resources"]["limits"] == {"nvidia.com/gpu": "1", "memory": "6Gi"}
+    assert pod["nodeSelector"] == CONFIG.gpu_node_selector
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert worker["envFrom"] == [{"secretRef": {"name": "s3"}}]
+    assert {"name": "KUBECLASSIFY_S3__ENDPOINT_URL", "value": "http://minio.data:9000"} in worker["env"]
+
+
+def test_remote_mode_passes_the_predictor_url() -> None:
+    cb = batch(mode="remote", output={"uri": "s3://results/all.csv"})
+    job = valid(batch_job(cb, model(), STABLE, CONFIG, None, RUN_TIME, "http://digits.ml.svc"))
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["KUBECLASSIFY_PREDICTOR_URL"] == "http://digits.ml.svc"
+    assert job["metadata"]["name"] == "daily"
+
+
+def test_long_names_stay_within_limits_and_distinct() -> None:
+    long_a, long_b = "a" * 60 + "x", "a" * 60 + "y"
+    names = {job_name(n, dt.date(2026, 11, 21)) for n in (long_a, long_b)}
+    assert len(names) == 2 and all(len(n) <= 52 and n.endswith("-20261121") for n in names)
+
+
+def test_the_daily_cronjob_only_ticks_its_own_batch() -> None:
+    cb = batch(schedule={"cron": "30 1 * * *", "timeZone": "Europe/Paris", "suspend": True})
+    cron = valid(tick_cronjob(cb, CONFIG))["spec"]
+    assert (cron["schedule"], cron["timeZone"], cron["concurrencyPolicy"], cron["suspend"]) == (
+        "30 1 * * *",
+        "Europe/Paris",
+        "Forbid",
+        True,
+    )
+    assert cron["startingDeadlineSeconds"] == CONFIG.starting_deadline_seconds
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["command"] == ["kubeclassify", "operator", "tick", "daily"]
+    assert pod["containers"][0]["image"] == CONFIG.operator_image
+    account, role, binding = (valid(o) for o in tick_access(cb))
+    assert pod["serviceAccountName"] == account["metadata"]["name"] == binding["subjects"][0]["name"]
+    assert role["rules"] == [
+        {
+            "apiGroups": [c.GROUP],
+            "resources": ["classificationbatches"],
+            "resourceNames": ["daily"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+
+
+# --- dates ---------------------------------------------------------------------------------------
+
+
+def at(iso: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(iso)
+
+
+D = dt.date.fromisoformat
+
+
+@pytest.mark.parametrize(
+    ("schedule", "last", "now", "due"),
+    [
+        ({}, None, "2026-11-22T01:30:00+00:00", "2026-11-21"),  # first run: yesterday
+        ({}, "2026-11-21", "2026-11-22T05:00:00+00:00", None),  # up to date
+        ({}, "2026-11-18", "2026-11-22T01:30:00+00:00", "2026-11-21"),  # missed days skipped
+        ({"catchUp": True}, "2026-11-18", "2026-11-22T01:30:00+00:00", "2026-11-19"),  # day by day
+        ({"catchUp": True, "startDate": "2026-11-01"}, None, "2026-11-22T01:30:00+00:00", "2026-11-01"),
+        ({"startDate": "2026-11-01"}, None, "2026-11-22T01:30:00+00:00", "2026-11-21"),
+        ({"startDate": "2026-12-01"}, None, "2026-11-22T01:30:00+00:00", None),  # not started yet
+        # 23:30 UTC on the 21st is already the 22nd in Auckland: its yesterday is the 21st.
+        ({"timeZone": "Pacific/Auckland"}, "2026-11-20", "2026-11-21T23:30:00+00:00", "2026-11-21"),
+        ({"timeZone": "America/Los_Angeles"}, "2026-11-20", "2026-11-22T03:00:00+00:00", None),
+    ],
+)
+def test_the_date_a_tick_processes(
+    schedule: dict[str, Any], last: str | None, now: str, due: str | None
+) -> None:
+    spec = ScheduleSpec.model_validate({"cron": "30 1 * * *", **schedule})
+    assert next_date(spec, D(last) if last else None, at(now)) == (D(due) if due else None)
+
+
+def test_the_upcoming_date_for_status() -> None:
+    spec = ScheduleSpec.model_validate({"cron": "30 1 * * *"})
+    assert upcoming_date(spec, D("2026-11-21"), at("2026-11-22T05:00:00+00:00")) == D("2026-11-22")
+    later = ScheduleSpec.model_validate({"cron": "30 1 * * *", "startDate": "2026-12-01"})
+    assert upcoming_date(later, None, at("2026-11-22T05:00:00+00:00")) == D("2026-12-01")
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+
+def pod(
+    index: int, phase: str, message: dict[str, Any] | str | None, created: str = "2026-11-22T01:31:00Z"
+) -> dict[str, Any]:
+    terminated = {"exitCode": 0 if phase == "Succeeded" else 1}
+    if message is not None:
+        terminated["message"] = message if isinstance(message, str) else json.dumps(message)
+    return {
+        "metadata": {
+            "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
+            "creationTimestamp": created,
+        },
+        "status": {
+            "phase": phase,
+            "containerStatuses": [{"name": "worker", "state": {"terminated": terminated}}],
+        },
+    }
+
+
+def summary(total: int, classified: int, failed: int, **extra: Any) -> dict[str, Any]:
+    counts = {"total": total, "classified": classified, "failed": failed, "skipped": 0}
+    return {"counts": counts, "output": "s3://results/2026-11-21/predictions.csv", **extra}
+
+
+def test_a_run_in_progress_and_a_run_that_succeeded() -> None:
+    running = job_outcome({"status": {"active": 2, "startTime": "2026-11-22T01:30:00Z"}}, [])
+    assert running.phase == "Running" and not running.finished
+    job = {
+        "status": {
+            "startTime": "2026-11-22T01:30:00Z",
+            "completionTime": "2026-11-22T01:40:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }
+    }
+    pods = [
+        pod(0, "Failed", {"error": "the predictor is unreachable"}, "2026-11-22T01:30:10Z"),  # retried
+        pod(0, "Succeeded", summary(300, 298, 2), "2026-11-22T01:31:00Z"),
+        pod(1, "Succeeded", summary(200, 200, 0)),
+    ]
+    done = job_outcome(job, pods)
+    assert (done.phase, done.counts.total, done.counts.classified, done.counts.failed) == (
+        "Succeeded",
+        500,
+        498,
+        2,
+    )
+    assert done.output_uri == "s3://results/2026-11-21/predictions.csv"
+    assert done.completion_time == dt.datetime(2026, 11, 22, 1, 40, tzinfo=dt.UTC)
+
+
+def test_a_failed_run_says_why() -> None:
+    failed = {
+        "status": {
+            "conditions": [
+                {"type": "Failed", "status": "True", "reason": "PodFailurePolicy", "message": "exit 3"}
+            ]
+        }
+    }
+    too_many = job_outcome(failed, [pod(0, "Failed", summary(10, 2, 8, failed_fraction_exceeded=True))])
+    assert (too_many.phase, too_many.reason, too_many.counts.failed) == (
+        "Failed",
+        "TooManyUnreadableImages",
+        8,
+    )
+    bad_input = job_outcome(failed, [pod(0, "Failed", {"error": "manifest has no column 'filepath'"})])
+    assert (bad_input.reason, bad_input.message) == ("PodFailurePolicy", "manifest has no column 'filepath'")
+    crashed = job_outcome(failed, [pod(0, "Failed", "Traceback ...\nMemoryError\n")])
+    assert "MemoryError" in crashed.message
