@@ -93,7 +93,7 @@ def test_handler_runs_exactly_once_and_survives_restart(
     ]
     assert calls(probe, namespace) == [f"{namespace}/once"]
     annotations = obj["metadata"]["annotations"]
-    assert f"{GROUP}/last-handled-configuration" in annotations
+    assert f"kopf.{GROUP}/last-handled-configuration" in annotations
     assert "status" not in obj or "kopf" not in obj["status"], "Kopf must keep its progress out of status"
 
     restarted = start_kopf(kube_api.kubeconfig, probe, tmp_path / "again")

@@ -53,6 +53,8 @@ CORE_RESOURCES: dict[str, dict[str, Any]] = {
     "batch/v1/jobs": {"kind": "Job", "subresources": {"status"}},
     "batch/v1/cronjobs": {"kind": "CronJob", "subresources": {"status"}},
     "events.k8s.io/v1/events": {"kind": "Event"},
+    "rbac.authorization.k8s.io/v1/roles": {"kind": "Role"},
+    "rbac.authorization.k8s.io/v1/rolebindings": {"kind": "RoleBinding"},
     # Kopf waits until discovery shows these two, even when it watches all namespaces.
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {

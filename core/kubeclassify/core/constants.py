@@ -21,8 +21,10 @@ LABEL_CLASSIFICATION_BATCH = f"{GROUP}/classificationbatch"
 LABEL_OWNER = f"{GROUP}/owner"
 
 # Kopf keeps its progress and diff-base in annotations under this prefix, so our status
-# schema stays strict (a structural schema would otherwise prune Kopf's status fields).
-KOPF_PREFIX = GROUP
+# schema stays strict (a structural schema would otherwise prune Kopf's status fields). It is a
+# subdomain of its own: Kopf ignores every annotation under its prefix when it compares objects,
+# and ours (the tick, a rerun) must be seen.
+KOPF_PREFIX = f"kopf.{GROUP}"
 FINALIZER = f"{GROUP}/finalizer"
 ANNOTATION_TICK = f"{GROUP}/tick"
 ANNOTATION_RERUN_DATE = f"{GROUP}/rerun-date"

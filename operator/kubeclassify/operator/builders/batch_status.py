@@ -39,7 +39,7 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunOutcome:
     status = job.get("status") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
     outcome = RunOutcome(
-        phase="Running" if status.get("active") or status.get("startTime") else "Pending",
+        phase="Running",  # from its creation on; the Job controller starts pods as it can
         start_time=_time(status.get("startTime")),
         completion_time=_time(status.get("completionTime")),
     )

@@ -1,0 +1,372 @@
+"""The real operator runs ClassificationBatches against the emulator, and a kubelet stand-in runs
+the Jobs it builds: each completion index's container (command, arguments, environment, Secrets)
+as a local process against the real SeaweedFS with the digits model, its termination message
+reported back as the pod's status. One-off batches end with status, counts, an Event and a signed
+webhook; a daily batch gets its CronJob, and ticks run the due dates in order."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from e2e.conftest import Operator, start_operator, wait_for
+from kubernetes import client
+from PIL import Image
+
+from kubeclassify.core import constants as c
+from kubeclassify.core.local import S3Server
+from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.storage import ObjectStore
+from kubeclassify.core.webhooks import SIGNATURE_HEADER, verify
+
+GROUP, VERSION = c.GROUP, c.VERSION
+CB, MD = c.PLURALS[c.CLASSIFICATION_BATCH], c.PLURALS[c.MODEL_DEPLOYMENT]
+HOOK_SECRET = b"hook-secret-for-tests"
+TODAY = dt.datetime.now(dt.UTC).date()  # the schedule's zone is UTC
+DAY1, DAY2 = TODAY - dt.timedelta(days=2), TODAY - dt.timedelta(days=1)
+
+
+class Receiver:
+    """A webhook receiver on loopback that keeps every request."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                outer.received.append(
+                    (dict(self.headers), self.rfile.read(int(self.headers["Content-Length"])))
+                )
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/batch"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def operator(kube_api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:  # type: ignore[no-untyped-def]
+    running = start_operator(
+        kube_api.kubeconfig,
+        tmp_path_factory.mktemp("batch-operator"),
+        webhook_allowed_networks='["127.0.0.0/8"]',
+    )
+    yield running
+    running.process.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+class Cluster:
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.custom, self.core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+        self.batch, self.rbac = client.BatchV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+        self.api, self.ns = api_client, namespace
+
+    def create(self, plural: str, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
+
+    def cb(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, CB, name)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        items = self.api.sanitize_for_serialization(self.batch.list_namespaced_job(self.ns))["items"]
+        return [j for j in items if j["metadata"]["labels"].get(c.LABEL_COMPONENT) == "batch"]
+
+    def secret(self, name: str, data: dict[str, bytes]) -> None:
+        encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+        self.core.create_namespaced_secret(self.ns, {"metadata": {"name": name}, "data": encoded})
+
+    def events(self, name: str) -> list[tuple[str, str]]:
+        return [
+            (e.type, e.reason)
+            for e in self.core.list_namespaced_event(self.ns).items
+            if e.involved_object.name == name and e.involved_object.kind == "ClassificationBatch"
+        ]
+
+
+def run_job_locally(cluster: Cluster, job: dict[str, Any], workdir: Path) -> None:
+    """Do what the kubelet and the Job controller would: run each index's container as a process,
+    then report the pods' termination messages and the Job's outcome to the API."""
+    spec = job["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECLASSIFY_", "AWS_"))}
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+    for source in container.get("envFrom", []):
+        secret = cluster.core.read_namespaced_secret(source["secretRef"]["name"], cluster.ns)
+        env.update({k: base64.b64decode(v).decode() for k, v in secret.data.items()})
+    command = [
+        sys.executable if container["command"][0] == "python" else container["command"][0],
+        *container["command"][1:],
+    ]
+    failed = False
+    for index in range(spec["completions"]):
+        message = workdir / f"{job['metadata']['name']}-{index}.termination"
+        argv = [*command, *container["args"], "--termination-log", str(message)]
+        done = subprocess.run(
+            argv, env={**env, "JOB_COMPLETION_INDEX": str(index)}, capture_output=True, timeout=240
+        )
+        assert message.exists(), done.stderr.decode()[-2000:]
+        name = f"{job['metadata']['name']}-{index}-x{os.urandom(2).hex()}"
+        labels = {
+            **spec["template"]["metadata"]["labels"],
+            "batch.kubernetes.io/job-name": job["metadata"]["name"],
+        }
+        annotations = {"batch.kubernetes.io/job-completion-index": str(index)}
+        pod = {
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            "spec": spec["template"]["spec"],
+        }
+        cluster.core.create_namespaced_pod(cluster.ns, pod)
+        terminated = {
+            "exitCode": done.returncode,
+            "message": message.read_text(),
+            "reason": "Completed" if done.returncode == 0 else "Error",
+        }
+        status = {
+            "phase": "Succeeded" if done.returncode == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "name": container["name"],
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": container["image"],
+                    "imageID": "",
+                    "state": {"terminated": terminated},
+                }
+            ],
+        }
+        cluster.core.patch_namespaced_pod_status(name, cluster.ns, {"status": status})
+        failed = failed or done.returncode != 0
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    condition = {"type": "Failed" if failed else "Complete", "status": "True", "lastTransitionTime": now}
+    status = {
+        "startTime": now,
+        "completionTime": None if failed else now,
+        "conditions": [condition],
+        "succeeded": 0 if failed else spec["completions"],
+    }
+    cluster.batch.patch_namespaced_job_status(job["metadata"]["name"], cluster.ns, {"status": status})
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def stage(
+    store: ObjectStore,
+    bucket: str,
+    digits_model: Path,
+    s3_server: S3Server,
+    api_client: client.ApiClient,
+    namespace: str,
+) -> dict[str, Any]:
+    """The digits model in S3, 30 held-out digits on DAY1 plus one corrupt object, a manifest, the
+    S3 Secret, and a ModelDeployment that points at them."""
+    from sklearn.datasets import load_digits
+
+    for path in digits_model.rglob("*"):
+        if path.is_file():
+            store.write(f"s3://{bucket}/models/digits/{path.relative_to(digits_model)}", path.read_bytes())
+    digits = load_digits()
+    pixels = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    rows = []
+    for i in range(1600, 1630):
+        path = f"images/{DAY1}/digit-{i}.png"
+        store.write(f"s3://{bucket}/{path}", png(pixels[i]))
+        rows.append({"filepath": path, "date": DAY1.isoformat(), "label": str(digits.target[i])})
+    store.write(f"s3://{bucket}/images/{DAY1}/corrupt.png", os.urandom(200))
+    rows.append({"filepath": f"images/{DAY1}/corrupt.png", "date": DAY1.isoformat(), "label": "x"})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["filepath", "date", "label"])
+    writer.writeheader()
+    writer.writerows(rows)
+    store.write(f"s3://{bucket}/manifest.csv", buf.getvalue().encode())
+
+    cluster = Cluster(api_client, namespace)
+    cluster.secret(
+        "s3",
+        {
+            "AWS_ACCESS_KEY_ID": s3_server.access_key_id.encode(),
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key.encode(),
+        },
+    )
+    cluster.secret("hook", {"secret": HOOK_SECRET})
+    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+    md = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "digits"},
+        "spec": {
+            "model": {"uri": f"s3://{bucket}/models/digits/"},
+            "input": card.input.to_k8s(),
+            "storage": {"secretName": "s3", "endpoint": s3_server.endpoint_url},
+            "batching": {"maxBatchSize": 16},
+        },
+    }
+    return {"bucket": bucket, "rows": rows, "cluster": cluster, "md": md}
+
+
+def batch(name: str, bucket: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ClassificationBatch",
+        "metadata": {"name": name},
+        "spec": {
+            "modelRef": {"name": "digits"},
+            "input": {"manifest": {"uri": f"s3://{bucket}/manifest.csv", "root": f"s3://{bucket}/"}},
+            "output": {"uri": f"s3://{bucket}/results/{name}/{{date}}/predictions.csv"},
+            "maxFailedFraction": 0.2,
+            **spec,
+        },
+    }
+
+
+def test_a_batch_runs_as_an_indexed_job_and_reports_back(
+    operator: Operator, stage: dict[str, Any], store: ObjectStore, receiver: Receiver, tmp_path: Path
+) -> None:
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    webhook = {"url": receiver.url, "secretName": "hook"}
+    cluster.create(CB, batch("once", bucket, date=DAY1.isoformat(), parallelism=2, webhook=webhook))
+    job = wait_for(lambda: cluster.jobs(), what="the batch's Job")[0]
+    assert job["metadata"]["name"] == f"once-{DAY1:%Y%m%d}"
+    assert (job["spec"]["completions"], job["spec"]["completionMode"]) == (2, "Indexed")
+    assert job["metadata"]["ownerReferences"][0]["name"] == "once"
+    assert wait_for(lambda: cluster.cb("once")["status"]["phase"] == "Running", what="Running")
+
+    run_job_locally(cluster, job, tmp_path)
+    status = wait_for(
+        lambda: (s := cluster.cb("once")["status"])["phase"] == "Succeeded" and s,
+        timeout=60,
+        what="Succeeded",
+    )
+    assert status["counts"] == {"total": 31, "classified": 30, "failed": 1, "skipped": 0}
+    assert status["outputUri"] == f"s3://{bucket}/results/once/{DAY1}/predictions.csv"
+    rows = list(csv.DictReader(io.StringIO(store.read(status["outputUri"]).decode())))
+    truth = {r["filepath"]: r["label"] for r in stage["rows"]}
+    right = sum(1 for r in rows if r["label"] == truth[r["source"].removeprefix(f"s3://{bucket}/")])
+    assert len(rows) == 31 and right >= 27, f"{right}/30 digits right"
+    assert ("Normal", "Succeeded") in wait_for(lambda: cluster.events("once"))
+
+    headers, body = wait_for(lambda: receiver.received, what="the webhook")[0]
+    assert verify(HOOK_SECRET, headers[SIGNATURE_HEADER], body)
+    sent = json.loads(body)
+    assert (sent["batch"], sent["phase"], sent["counts"]["classified"], sent["date"]) == (
+        "once",
+        "Succeeded",
+        30,
+        DAY1.isoformat(),
+    )
+    assert status["webhook"]["delivered"] is True and status["webhook"]["statusCode"] == 204
+
+
+def test_a_daily_batch_ticks_through_the_due_dates_in_order(
+    operator: Operator,
+    stage: dict[str, Any],
+    kube_api,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    schedule = {"cron": "30 1 * * *", "timeZone": "UTC", "startDate": DAY1.isoformat(), "catchUp": True}
+    cluster.create(CB, batch("daily", bucket, schedule=schedule))
+    cron = wait_for(lambda: cluster.batch.list_namespaced_cron_job(cluster.ns).items, what="the CronJob")[0]
+    assert (cron.spec.schedule, cron.spec.time_zone, cron.spec.concurrency_policy) == (
+        "30 1 * * *",
+        "UTC",
+        "Forbid",
+    )
+    role = cluster.rbac.read_namespaced_role(
+        cron.spec.job_template.spec.template.spec.service_account_name, cluster.ns
+    )
+    assert role.rules[0].resource_names == ["daily"] and role.rules[0].verbs == ["get", "patch"]
+    assert wait_for(lambda: cluster.cb("daily")["status"]["phase"] == "Scheduled", what="Scheduled")
+    assert cluster.jobs() == [], "nothing runs before the first tick"
+
+    # What the CronJob's pod runs:
+    env = dict(os.environ, KUBECONFIG=str(kube_api.kubeconfig), NAMESPACE=cluster.ns)
+    tick = [sys.executable, "-m", "kubeclassify.core.cli", "operator", "tick", "daily"]
+    subprocess.run(tick, env=env, check=True, capture_output=True, timeout=60)
+    first = wait_for(lambda: cluster.jobs(), what="the first dated Job")
+    assert [j["metadata"]["name"] for j in first] == [f"daily-{DAY1:%Y%m%d}"]
+    run_job_locally(cluster, first[0], tmp_path)
+
+    # Catching up: the next date's Job starts when the first ends; DAY2 has no images.
+    second = wait_for(
+        lambda: (js := cluster.jobs()) and len(js) == 2 and js, timeout=60, what="the second Job"
+    )
+    job2 = next(j for j in second if j["metadata"]["name"] == f"daily-{DAY2:%Y%m%d}")
+    run_job_locally(cluster, job2, tmp_path)
+    status = wait_for(
+        lambda: (s := cluster.cb("daily")["status"]).get("lastProcessedDate") == DAY2.isoformat() and s,
+        timeout=60,
+        what="DAY2 done",
+    )
+    assert status["phase"] == "Scheduled"
+    assert [(r["date"], r["phase"], r["counts"]["total"]) for r in status["recentRuns"]] == [
+        (DAY1.isoformat(), "Succeeded", 31),
+        (DAY2.isoformat(), "Succeeded", 0),
+    ]
+    assert status["nextDate"] == TODAY.isoformat()
+    events = wait_for(lambda: (e := cluster.events("daily")) and ("Normal", "NoImages") in e and e)
+    assert events.count(("Normal", "JobCreated")) == 2
+
+    subprocess.run(tick, env=env, check=True, capture_output=True, timeout=60)  # nothing is due now
+    time.sleep(2)
+    assert len(cluster.jobs()) == 2
+
+
+def test_a_missing_model_deployment_or_a_bad_spec_is_a_condition(
+    operator: Operator, stage: dict[str, Any]
+) -> None:
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(CB, batch("early", bucket, date=DAY1.isoformat()))
+    status = wait_for(
+        lambda: (s := cluster.cb("early").get("status")) and s["conditions"] and s, what="a condition"
+    )
+    assert status["conditions"][0]["reason"] == "ModelDeploymentNotFound"
+    assert ("Warning", "ModelDeploymentNotFound") in wait_for(lambda: cluster.events("early"))
+    cluster.create(MD, stage["md"])
+    wait_for(lambda: cluster.jobs(), timeout=30, what="the Job once the ModelDeployment exists")
+
+    # A schedule whose output has no {date} would overwrite one file daily: the model refuses it.
+    bad = batch("bad", bucket, schedule={"cron": "@daily"})
+    bad["spec"]["output"]["uri"] = f"s3://{bucket}/results/all.csv"
+    cluster.create(CB, bad)
+    status = wait_for(
+        lambda: (s := cluster.cb("bad").get("status")) and s.get("phase") == "Failed" and s, what="Failed"
+    )
+    assert (
+        status["conditions"][0]["reason"] == "InvalidSpec" and "{date}" in status["conditions"][0]["message"]
+    )
+    assert cluster.events("bad") == [("Warning", "InvalidSpec")]
