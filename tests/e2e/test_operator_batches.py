@@ -370,3 +370,28 @@ def test_a_missing_model_deployment_or_a_bad_spec_is_a_condition(
         status["conditions"][0]["reason"] == "InvalidSpec" and "{date}" in status["conditions"][0]["message"]
     )
     assert cluster.events("bad") == [("Warning", "InvalidSpec")]
+
+
+def test_a_restart_creates_no_second_job_and_deleting_the_batch_stops_its_job(
+    kube_api,
+    stage: dict[str, Any],
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    cluster.create(CB, batch("restarted", bucket, date=DAY1.isoformat(), parallelism=3))  # no operator yet
+    first = start_operator(kube_api.kubeconfig, tmp_path / "first")
+    try:
+        job = wait_for(lambda: cluster.jobs(), what="the Job")[0]
+    finally:
+        first.process.stop()
+    second = start_operator(kube_api.kubeconfig, tmp_path / "second")
+    try:
+        time.sleep(3)  # room for a wrong second Job
+        jobs = cluster.jobs()
+        assert [j["metadata"]["name"] for j in jobs] == [job["metadata"]["name"]]
+        assert jobs[0]["metadata"]["resourceVersion"] == job["metadata"]["resourceVersion"]
+        cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "restarted")
+        wait_for(lambda: cluster.jobs() == [], what="the Job gone with its batch")
+    finally:
+        second.process.stop()
