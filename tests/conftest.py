@@ -4,31 +4,23 @@ Kubernetes API emulator), with the same launchers `make demo` uses, and stop the
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+from harness.kubeapi_launch import ROOT, kubeconfig_for, start_kube_api
 
 from kubeclassify.core.local import (
     LocalProcess,
     RedisServer,
     S3Server,
-    free_port,
-    port_open,
-    start_process,
     start_redis,
     start_seaweedfs,
 )
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 
-ROOT = Path(__file__).resolve().parents[1]
-CRD_DIR = ROOT / "charts" / "kubeclassify-crds" / "templates"
-SHARED = ROOT.parent / "shared" if (ROOT.parent / "shared").is_dir() else ROOT / "shared"
-KSERVE_CRD = SHARED / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
 TIERS = ("unit", "integration", "chart", "e2e")
 
 
@@ -110,39 +102,12 @@ class KubeApi:
     kubeconfig: Path
 
 
-def write_kubeconfig(path: Path, url: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-                "users": [{"name": "tester", "user": {"token": "emulator-token"}}],
-                "contexts": [
-                    {
-                        "name": "emulator",
-                        "context": {"cluster": "emulator", "user": "tester", "namespace": "default"},
-                    }
-                ],
-                "current-context": "emulator",
-            }
-        )
-    )
-    return path
-
-
 @pytest.fixture(scope="session")
 def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi]:
     base = tmp_path_factory.mktemp("kubeapi")
-    port = free_port()
-    crds = sorted(CRD_DIR.glob("*.yaml")) + [KSERVE_CRD]
-    argv = [sys.executable, str(ROOT / "tests" / "harness" / "kubeapi.py"), "--port", str(port)]
-    for crd in crds:
-        argv += ["--crd", str(crd)]
-    process = start_process("kubeapi", argv, base, lambda: port_open("127.0.0.1", port), timeout=30)
-    url = f"http://127.0.0.1:{port}"
-    yield KubeApi(process, url, write_kubeconfig(base / "kubeconfig", url))
-    process.stop()
+    server = start_kube_api(base)
+    yield KubeApi(server.process, server.url, kubeconfig_for(server.url, base / "kubeconfig"))
+    server.stop()
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ conditions, and restarts and deletions leave exactly what they should."""
 
 from __future__ import annotations
 
-import secrets
 import time
 import urllib.request
 from typing import Any
 
 import pytest
-from conftest import KSERVE_CRD
 from e2e.conftest import Operator, start_operator, wait_for
+from harness.kubeapi_launch import KSERVE_CRD
 from harness.schemas import load_crds, schema_errors
 from kubernetes import client
 
@@ -236,20 +235,3 @@ def test_restarts_and_deletion_leave_exactly_one_or_none(
         wait_for(lambda: cluster.isvcs() == [], what="the InferenceService gone with its owner")
     finally:
         second.process.stop()
-
-
-def test_an_operator_for_one_namespace_leaves_the_others_alone(
-    kube_api,
-    api_client: client.ApiClient,
-    tmp_path,  # type: ignore[no-untyped-def]
-) -> None:
-    mine, other = (Cluster(api_client, f"t-{secrets.token_hex(4)}") for _ in range(2))
-    running = start_operator(kube_api.kubeconfig, tmp_path, namespaces=f'["{mine.ns}"]')
-    try:
-        other.create(model_deployment("ignored"))
-        mine.create(model_deployment("handled"))
-        wait_for(lambda: mine.isvcs(), what="an InferenceService in the watched namespace")
-        time.sleep(2)
-        assert other.isvcs() == []
-    finally:
-        running.process.stop()

@@ -138,6 +138,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     _history: dict[Any, list[tuple[int, dict[str, Any]]]] = attrs.field(
         factory=lambda: collections.defaultdict(list), init=False
     )
+    # Evolved requests (by id()) and the request each came from, while in flight.
+    _origins: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
     verbose: bool = False
 
     # -- registration ---------------------------------------------------------------------------
@@ -189,10 +191,27 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     def _evolve(self, request: rendering.Request, **changes: Any) -> rendering.Request:
         # KMock matches reactions by the identity of the logged request: replace it in the log.
         new = attrs.evolve(request, **changes)
-        self._requests[request.id] = new
+        for i in range(len(self._requests) - 1, -1, -1):
+            if self._requests[i] is request:
+                self._requests[i] = new
+                break
+        self._origins[id(new)] = self._origins.pop(id(request), request)
         return new
 
     async def _handle(self, request: rendering.Request) -> Any:
+        # KMock logs every request and scans the whole log to route each new one: over a test
+        # session that grows quadratic. Only requests in flight stay logged here.
+        try:
+            return await self._serve(request)
+        finally:
+            for i in range(len(self._requests) - 1, -1, -1):
+                logged = self._requests[i]
+                if logged is request or self._origins.get(id(logged)) is request:
+                    self._origins.pop(id(logged), None)
+                    del self._requests[i]
+                    break
+
+    async def _serve(self, request: rendering.Request) -> Any:
         if self.verbose:
             print(request.method, request.url.path_qs, flush=True)
         if request.resource is None:

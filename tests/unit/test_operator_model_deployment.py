@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import KSERVE_CRD
+from harness.kubeapi_launch import KSERVE_CRD
 from harness.schemas import load_crds, schema_errors
 
 from kubeclassify.core import constants as c

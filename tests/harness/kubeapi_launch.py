@@ -1,0 +1,59 @@
+"""Start the Kubernetes API emulator as a process, with our CRDs and KServe's, and a kubeconfig
+that points at it (the tests' fixture and the operator benchmark share this)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from kubeclassify.core.local import LocalProcess, free_port, port_open, start_process
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_DIR = ROOT / "charts" / "kubeclassify-crds" / "templates"
+SHARED = ROOT.parent / "shared" if (ROOT.parent / "shared").is_dir() else ROOT / "shared"
+KSERVE_CRD = SHARED / "schemas" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
+
+
+@dataclass
+class KubeApi:
+    """The emulator process and where it answers."""
+
+    process: LocalProcess
+    url: str
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_kube_api(log_dir: Path) -> KubeApi:
+    port = free_port()
+    argv = [sys.executable, str(Path(__file__).with_name("kubeapi.py")), "--port", str(port)]
+    for crd in [*sorted(CRD_DIR.glob("*.yaml")), KSERVE_CRD]:
+        argv += ["--crd", str(crd)]
+    process = start_process("kubeapi", argv, log_dir, lambda: port_open("127.0.0.1", port), timeout=30)
+    return KubeApi(process, f"http://127.0.0.1:{port}")
+
+
+def kubeconfig_for(url: str, path: Path) -> Path:
+    """A kubeconfig for the emulator at `url` (any token is accepted)."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+                "users": [{"name": "tester", "user": {"token": "emulator-token"}}],
+                "contexts": [
+                    {
+                        "name": "emulator",
+                        "context": {"cluster": "emulator", "user": "tester", "namespace": "default"},
+                    }
+                ],
+                "current-context": "emulator",
+            }
+        )
+    )
+    return path
