@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch
+.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -70,3 +70,6 @@ bench-predictor: install  ## predictor over HTTP against the model alone (Mobile
 
 bench-batch: install  ## batch worker against the model alone and a seed-style loop; a 10M-row manifest
 	$(BIN)/python benchmarks/batch/run.py
+
+bench-operator: install  ## 1,000 ClassificationBatches at 20/s against the API emulator: create-to-Job latency, RSS
+	$(BIN)/python benchmarks/operator/run.py

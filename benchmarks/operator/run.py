@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubernetes import client, config, watch
@@ -41,10 +42,12 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="batches created per second")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/operator.json"))
+    parser.add_argument("--logs", type=Path, help="keep the emulator's and the operator's logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        api_server = start_kube_api(tmp / "kubeapi")
+        logs = args.logs or tmp / "logs"
+        api_server = start_kube_api(logs)
         kubeconfig = kubeconfig_for(api_server.url, tmp / "kubeconfig")
         api = config.new_client_from_config(config_file=str(kubeconfig))
         custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
@@ -64,13 +67,13 @@ def main() -> int:
         env = dict(
             os.environ,
             KUBECONFIG=str(kubeconfig),
-            KUBECLASSIFY_LOG_LEVEL="WARNING",
+            KUBECLASSIFY_LOG_LEVEL="INFO" if args.logs else "WARNING",
             KUBECLASSIFY_OPERATOR__METRICS_PORT=str(metrics_port),
             KUBECLASSIFY_OPERATOR__LIVENESS_PORT=str(liveness_port),
         )
         argv = [sys.executable, "-m", "kubeclassify.core.cli", "operator", "run", "--all-namespaces"]
         operator = start_process(
-            "operator", argv, tmp / "logs", lambda: port_open("127.0.0.1", liveness_port), timeout=60, env=env
+            "operator", argv, logs, lambda: port_open("127.0.0.1", liveness_port), timeout=60, env=env
         )
         try:
             time.sleep(2)  # the watch streams start after the liveness endpoint
@@ -88,6 +91,8 @@ def main() -> int:
             watcher = threading.Thread(target=watch_jobs, daemon=True)
             watcher.start()
             sent: dict[str, float] = {}
+            # Creates go out on schedule from a few threads, so a slow answer does not slow the rate.
+            pool = ThreadPoolExecutor(8)
             started = time.perf_counter()
             for i in range(args.batches):
                 target = started + i / args.rate
@@ -105,9 +110,15 @@ def main() -> int:
                     },
                 }
                 sent[f"{name}-{DATE:%Y%m%d}"] = time.perf_counter()
-                custom.create_namespaced_custom_object(
-                    c.GROUP, c.VERSION, NS, c.PLURALS[c.CLASSIFICATION_BATCH], body
+                pool.submit(
+                    custom.create_namespaced_custom_object,
+                    c.GROUP,
+                    c.VERSION,
+                    NS,
+                    c.PLURALS[c.CLASSIFICATION_BATCH],
+                    body,
                 )
+            pool.shutdown(wait=True)
             achieved = args.batches / (time.perf_counter() - started)
             deadline = time.perf_counter() + 120
             while len(set(sent) & set(seen)) < len(sent) and time.perf_counter() < deadline:

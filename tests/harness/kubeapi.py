@@ -268,7 +268,15 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         self._revision += 1
         return str(self._revision)
 
+    def _KubernetesEmulator__get_obj(self, request: rendering.Request, strict: bool) -> Any:  # noqa: N802
+        # KMock scans every object to find one by name; a dict lookup keeps requests O(1).
+        if strict and request.name is not None:
+            return self._objects._objects.get((request.resource, request.namespace, request.name))
+        return super()._KubernetesEmulator__get_obj(request, strict)  # type: ignore[misc]
+
     def _info(self, request: rendering.Request) -> references.ResourceInfo:
+        if request.resource in self.resources:  # declared: no need to scan every object's kind
+            return self.resources[request.resource]
         for resource in self._get_resources():
             if resource == request.resource:
                 return self.resources[resource]

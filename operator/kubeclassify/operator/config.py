@@ -46,7 +46,13 @@ class OperatorConfig(BaseModel):
         default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
         description="Tolerations added for pods that ask for GPUs.",
     )
-    worker_limit: int = Field(20, ge=1, description="Most handlers running at once.")
+    worker_limit: int = Field(
+        500,
+        ge=1,
+        description="Most objects Kopf follows at once. Each holds its slot a few seconds after its"
+        " last event, so this caps the objects handled per second (500 / 5 s = 100 per second).",
+    )
+    handler_threads: int = Field(20, ge=1, description="Threads that run the handlers.")
     request_timeout: float = Field(60.0, gt=0, description="Seconds for one Kubernetes API request.")
     watch_timeout: int = Field(300, ge=10, description="Seconds before a watch is re-established.")
     liveness_port: int = Field(8080, ge=1, le=65535, description="Port of /healthz.")

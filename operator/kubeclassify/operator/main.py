@@ -40,7 +40,7 @@ def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.networking.request_timeout = config.request_timeout
     settings.watching.server_timeout = config.watch_timeout
     settings.watching.client_timeout = config.watch_timeout + 30
-    settings.execution.max_workers = config.worker_limit
+    settings.execution.max_workers = config.handler_threads
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
