@@ -293,6 +293,7 @@ def test_a_batch_runs_as_an_indexed_job_and_reports_back(
 def test_a_daily_batch_ticks_through_the_due_dates_in_order(
     operator: Operator,
     stage: dict[str, Any],
+    store: ObjectStore,
     kube_api,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -344,6 +345,27 @@ def test_a_daily_batch_ticks_through_the_due_dates_in_order(
     subprocess.run(tick, env=env, check=True, capture_output=True, timeout=60)  # nothing is due now
     time.sleep(2)
     assert len(cluster.jobs()) == 2
+
+    # Rerunning one date is one annotation: a replacing run of DAY1.
+    rerun = {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: DAY1.isoformat()}}}
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "daily", rerun)
+    third = wait_for(
+        lambda: [j for j in cluster.jobs() if "-r" in j["metadata"]["name"][-12:]], what="the rerun's Job"
+    )[0]
+    assert third["metadata"]["name"].startswith(f"daily-{DAY1:%Y%m%d}-r")
+    run_job_locally(cluster, third, tmp_path)
+    status = wait_for(
+        lambda: len((s := cluster.cb("daily")["status"])["recentRuns"]) == 3 and s,
+        timeout=60,
+        what="the rerun recorded",
+    )
+    assert (status["recentRuns"][-1]["date"], status["recentRuns"][-1]["counts"]["total"]) == (
+        DAY1.isoformat(),
+        31,
+    )
+    assert status["lastProcessedDate"] == DAY2.isoformat() and status["nextDate"] == TODAY.isoformat()
+    success = json.loads(store.read(f"s3://{bucket}/results/daily/{DAY1}/_SUCCESS"))
+    assert success["run"] == third["metadata"]["name"].rsplit("-", 1)[1]
 
 
 def test_a_missing_model_deployment_or_a_bad_spec_is_a_condition(

@@ -5,6 +5,7 @@ that duplicate nothing, and a shard killed mid-run."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -160,6 +161,34 @@ def test_shards_and_a_rerun_publish_exactly_what_one_shard_does(
     assert store.read(f"s3://{bucket}/sharded/{DATES[0]}/predictions.csv") == single
     rerun = run(job(sharded, digits_model, shard=0, shards=2), store)
     assert rerun.already_published and rerun.counts.total == 104
+
+
+def test_a_replacing_run_classifies_again_and_replaces_the_results(
+    store: ObjectStore, dataset: dict[str, Any], digits_model: Path
+) -> None:
+    bucket = dataset["bucket"]
+    spec = batch_spec(bucket, "replaced", parallelism=2)
+    for shard in (0, 1):
+        run(job(spec, digits_model, shard=shard, shards=2), store)
+    results = f"s3://{bucket}/replaced/{DATES[0]}/predictions.csv"
+    before = read_csv(store, results)
+    assert [r["error"] != "" for r in before if r["source"].endswith("missing.png")] == [True]
+    # The missing image arrives; a plain rerun skips the published date, a replacing run does not.
+    store.write(
+        f"s3://{bucket}/images/{DATES[0]}/missing.png",
+        store.read(f"s3://{bucket}/{dataset['rows'][0]['filepath']}"),
+    )
+    assert run(job(spec, digits_model, shard=0, shards=2), store).already_published
+    shards = [dataclasses.replace(job(spec, digits_model, shard=s, shards=2), rerun="r1") for s in (0, 1)]
+    first = run(shards[0], store)
+    assert not first.published and read_csv(store, results) == before, "replaced only when whole"
+    assert run(shards[1], store).published
+    after = read_csv(store, results)
+    assert len(after) == len(before) == 104
+    assert [r["error"] for r in after if r["source"].endswith("missing.png")] == [""]
+    assert json.loads(store.read(f"s3://{bucket}/replaced/{DATES[0]}/_SUCCESS"))["run"] == "r1"
+    assert run(shards[1], store).published, "a retried shard of the run publishes nothing twice"
+    assert read_csv(store, results) == after
 
 
 def test_jsonl_output(store: ObjectStore, dataset: dict[str, Any], digits_model: Path) -> None:

@@ -98,6 +98,13 @@ def test_remote_mode_passes_the_predictor_url() -> None:
     assert job["metadata"]["name"] == "daily"
 
 
+def test_a_replacing_run_has_its_own_job_and_says_so_to_the_worker() -> None:
+    cb = batch(schedule={"cron": "@daily"})
+    job = valid(batch_job(cb, model(), STABLE, CONFIG, dt.date(2026, 11, 20), RUN_TIME, rerun="r1122013000"))
+    assert job["metadata"]["name"] == "daily-20261120-r1122013000"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--rerun", "r1122013000"]
+
+
 def test_long_names_stay_within_limits_and_distinct() -> None:
     long_a, long_b = "a" * 60 + "x", "a" * 60 + "y"
     names = {job_name(n, dt.date(2026, 11, 21)) for n in (long_a, long_b)}

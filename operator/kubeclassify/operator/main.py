@@ -120,6 +120,17 @@ def classification_batch_ticked(body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
             raise as_kopf_error(problem, memo.config.retry_delay) from None
 
 
+@kopf.on.update(*CB, field=["metadata", "annotations", c.ANNOTATION_RERUN_DATE])
+def classification_batch_rerun(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Classify one date again and replace its results (`kubeclassify.io/rerun-date`)."""
+    with metrics.reconciling(c.CLASSIFICATION_BATCH):
+        try:
+            classification_batch.rerun(body, memo.kube, memo.config, _now())
+        except Problem as problem:
+            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
+            raise as_kopf_error(problem, memo.config.retry_delay) from None
+
+
 @kopf.on.event(
     "batch", "v1", "jobs", labels={c.LABEL_CLASSIFICATION_BATCH: kopf.PRESENT, c.LABEL_COMPONENT: "batch"}
 )

@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=int, help="this shard's index (default: $JOB_COMPLETION_INDEX, else 0)")
     p.add_argument("--shards", type=int, help="the number of shards (default: the batch's spec.parallelism)")
     p.add_argument("--run-time", help="the run's time, ISO 8601, written in every row (default: now)")
+    p.add_argument(
+        "--rerun",
+        metavar="ID",
+        help="classify again and replace the published results; ID names this run (letters, digits, -)",
+    )
     p.add_argument("--workers", type=int, default=16, help="concurrent fetches and decodes (%(default)s)")
     p.add_argument(
         "--predictor-url",
@@ -93,6 +99,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             and spec.schedule is not None
         ):
             raise InputError("this batch processes one date at a time: pass --date YYYY-MM-DD")
+        if args.rerun is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", args.rerun):
+            raise InputError(f"--rerun {args.rerun!r}: use letters, digits and dashes")
         shards = args.shards or spec.parallelism
         shard = args.shard if args.shard is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
         if not 0 <= shard < shards:
@@ -108,6 +116,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             workers=args.workers,
             fetch_policy=FetchPolicy.allowing(*args.allow_network),
             predictor_url=args.predictor_url,
+            rerun=args.rerun,
         )
         if args.run_time:
             job.run_time = dt.datetime.fromisoformat(args.run_time)

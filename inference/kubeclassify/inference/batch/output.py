@@ -4,6 +4,10 @@ A shard writes its part atomically when it finishes (a killed shard leaves nothi
 and a rerun replaces its part). The shard that then finds every part present merges them in input
 order into the single results object and writes `_SUCCESS`, both create-only: when shards race,
 one publishes and the others find it done. A reader sees no results object before it is whole.
+
+A replacing run (`run` set: one date classified again on request) keeps its parts apart under
+`_runs/<run>/`; its own create-only marker there decides which shard publishes, and that shard
+replaces the results object and `_SUCCESS` (each write atomic).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Layout:
 
     output: str
     shards: int
+    run: str | None = None  # a replacing run's id
 
     @property
     def folder(self) -> str:
@@ -60,9 +65,15 @@ class Layout:
     def success(self) -> str:
         return join(self.folder, "_SUCCESS")
 
+    @property
+    def run_marker(self) -> str:
+        """A replacing run's own marker: whoever creates it publishes."""
+        return join(self.folder, "_runs", self.run or "", "_PUBLISHED")
+
     def part(self, shard: int) -> str:
         name = self.output.rsplit("/", 1)[1]
-        return join(self.folder, "_parts", f"{name}.part-{shard:05d}-of-{self.shards:05d}.jsonl")
+        base = join(self.folder, "_runs", self.run, "_parts") if self.run else join(self.folder, "_parts")
+        return join(base, f"{name}.part-{shard:05d}-of-{self.shards:05d}.jsonl")
 
     def part_summary(self, shard: int) -> str:
         return self.part(shard).removesuffix(".jsonl") + ".summary.json"
@@ -113,10 +124,17 @@ def render(rows: Iterable[dict[str, Any]], fmt: str, extra: list[str], out: IO[b
 def publish_if_complete(
     store: ObjectStore, layout: Layout, fmt: str, extra: list[str], manifest: dict[str, Any]
 ) -> bool:
-    """Merge every part into the results object and write _SUCCESS, once; False if parts are missing."""
+    """Merge every part into the results object and write _SUCCESS, once; False if parts are missing.
+
+    A replacing run replaces both, once: the shard that creates the run's marker does it."""
     parts = [layout.part(i) for i in range(layout.shards)]
     if not all(store.exists(p) for p in parts):
         return False
+    if layout.run is not None:
+        try:
+            store.create(layout.run_marker, b"", content_type="text/plain")
+        except AlreadyExists:
+            return True  # another shard of this run publishes
     counts = Counts()
     for i in range(layout.shards):
         counts.add(Counts(**json.loads(store.read(layout.part_summary(i)))["counts"]))
@@ -125,8 +143,11 @@ def publish_if_complete(
         rows = render((row for _, row in merged), fmt, extra, tmp)
         tmp.seek(0)
         content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
-        with contextlib.suppress(AlreadyExists):  # another shard published it first
-            store.create(layout.output, tmp, content_type=content_type)
+        if layout.run is not None:
+            store.write(layout.output, tmp, content_type=content_type)
+        else:
+            with contextlib.suppress(AlreadyExists):  # another shard published it first
+                store.create(layout.output, tmp, content_type=content_type)
     success = {
         **manifest,
         "output": layout.output,
@@ -134,8 +155,12 @@ def publish_if_complete(
         "counts": asdict(counts),
         "published": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    with contextlib.suppress(AlreadyExists):
-        store.create(layout.success, json.dumps(success, indent=1).encode(), content_type="application/json")
+    body = json.dumps({**success, **({"run": layout.run} if layout.run else {})}, indent=1).encode()
+    if layout.run is not None:
+        store.write(layout.success, body, content_type="application/json")
+    else:
+        with contextlib.suppress(AlreadyExists):
+            store.create(layout.success, body, content_type="application/json")
     return True
 
 

@@ -64,6 +64,7 @@ class BatchJob:
     workers: int = 16
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     predictor_url: str | None = None  # mode remote: the ModelDeployment's predictor
+    rerun: str | None = None  # classify again and replace published results, as this run
     remote_version: str = ""  # mode remote: the model version the predictor reports
 
 
@@ -96,8 +97,8 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
         )
     date = job.date.isoformat() if job.date else ""
     output = job.spec.output.uri.format(date=date) if job.date else job.spec.output.uri
-    layout = Layout(output, job.shards)
-    done = published(store, layout)
+    layout = Layout(output, job.shards, job.rerun)
+    done = published(store, layout) if job.rerun is None else None
     if done is not None:
         log.info("already published; nothing to do", extra={"output": output})
         return Summary(

@@ -43,10 +43,12 @@ def _short(name: str, suffix: str, limit: int = 63) -> str:
     return f"{name[:keep].rstrip('-')}-{digest}-{suffix}" if suffix else f"{name[:keep]}-{digest}"
 
 
-def job_name(batch: str, date: dt.date | None) -> str:
-    """The run's Job: the batch's name, and the date for dated runs (`daily-20261121`)."""
+def job_name(batch: str, date: dt.date | None, rerun: str | None = None) -> str:
+    """The run's Job: the batch's name, the date for dated runs (`daily-20261121`), and a
+    replacing run's id (`daily-20261121-r0122013000`)."""
+    suffix = "-".join(part for part in (date.strftime("%Y%m%d") if date else "", rerun or "") if part)
     # 52 leaves room for the pod names the Job controller derives from it.
-    return _short(batch, date.strftime("%Y%m%d") if date else "", limit=52)
+    return _short(batch, suffix, limit=52)
 
 
 def tick_name(batch: str) -> str:
@@ -61,8 +63,10 @@ def batch_job(
     date: dt.date | None,
     run_time: dt.datetime,
     predictor_url: str | None = None,
+    rerun: str | None = None,
 ) -> dict[str, Any]:
-    """The Indexed Job that classifies `cb`'s images (for `date`) with `model`, `md`'s stable one."""
+    """The Indexed Job that classifies `cb`'s images (for `date`) with `model`, `md`'s stable one;
+    a `rerun` classifies them again and replaces the published results."""
     name, spec = cb.metadata["name"], cb.spec
     batch_json = {
         "apiVersion": cb.api_version,
@@ -79,6 +83,8 @@ def batch_job(
     args = ["--run-time", run_time.isoformat()]
     if date is not None:
         args = ["--date", date.isoformat(), *args]
+    if rerun is not None:
+        args += ["--rerun", rerun]
     env = [
         {
             "name": "KUBECLASSIFY_BATCH",
@@ -142,7 +148,7 @@ def batch_job(
     }
     if spec.deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.deadline_seconds
-    metadata: dict[str, Any] = {"name": job_name(name, date), "labels": pod_labels}
+    metadata: dict[str, Any] = {"name": job_name(name, date, rerun), "labels": pod_labels}
     if date is not None:
         metadata["annotations"] = {ANNOTATION_DATE: date.isoformat()}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from kubeclassify.core.constants import ANNOTATION_RERUN_DATE
 from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.resources.classification_batch import (
     BatchRun,
@@ -80,15 +81,46 @@ def start_run(
     config: OperatorConfig,
     date: dt.date | None,
     now: dt.datetime,
+    rerun: str | None = None,
 ) -> dict[str, Any]:
     """Create the run's Job with the ModelDeployment's stable model; an Event says so."""
     namespace = body["metadata"]["namespace"]
     md, model, url = _model(cb, kube, namespace)
-    job = batch_job(cb, md, model, config, date, now.replace(microsecond=0), url)
+    job = batch_job(cb, md, model, config, date, now.replace(microsecond=0), url, rerun)
     kopf.adopt(job, owner=as_body(body))
     created = kube.create_job(namespace, job)
-    post(body, "Normal", "JobCreated", f"Job {job['metadata']['name']}" + (f" for {date}" if date else ""))
+    what = f"Job {job['metadata']['name']}" + (f" for {date}" if date else "")
+    post(body, "Normal", "JobCreated", what + (", replacing its results" if rerun else ""))
     return created
+
+
+def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+    """Classify one date again, replacing its results, as the rerun annotation asks."""
+    raw = (body["metadata"].get("annotations") or {}).get(ANNOTATION_RERUN_DATE)
+    if not raw:
+        return
+    cb = parse(body)
+    try:
+        date = dt.date.fromisoformat(raw)
+    except ValueError:
+        post(body, "Warning", "InvalidRerunDate", f"{ANNOTATION_RERUN_DATE}: {raw!r} is not YYYY-MM-DD")
+        return
+    if cb.spec.schedule is None and cb.spec.date != date:
+        post(
+            body,
+            "Warning",
+            "InvalidRerunDate",
+            f"{ANNOTATION_RERUN_DATE}: this batch processes {cb.spec.date}",
+        )
+        return
+    status = current_status(body)
+    if status.phase == "Running":
+        raise kopf.TemporaryError("a run is in progress; the rerun starts after it", delay=config.retry_delay)
+    job = start_run(body, cb, kube, config, date, now, rerun=now.strftime("r%m%d%H%M%S"))
+    next_date_before = status.next_date
+    status = _started(status, job, date)
+    status.next_date = next_date_before if cb.spec.schedule is not None else status.next_date
+    write(kube, body, status)
 
 
 def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
