@@ -5,6 +5,7 @@ Run it with `kubeclassify operator run`."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -101,34 +102,19 @@ def inference_service_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Me
 @kopf.on.update(*CB, field="spec")
 def classification_batch_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A one-off batch gets its Job; a scheduled one its CronJob."""
-    with metrics.reconciling(c.CLASSIFICATION_BATCH):
-        try:
-            classification_batch.ensure(body, memo.kube, memo.config, _now())
-        except Problem as problem:
-            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
-            raise as_kopf_error(problem, memo.config.retry_delay) from None
+    _batch_step(classification_batch.ensure, body, memo)
 
 
 @kopf.on.update(*CB, field=["metadata", "annotations", c.ANNOTATION_TICK])
 def classification_batch_ticked(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The CronJob ticked: start the next due date's run."""
-    with metrics.reconciling(c.CLASSIFICATION_BATCH):
-        try:
-            classification_batch.tick(body, memo.kube, memo.config, _now())
-        except Problem as problem:
-            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
-            raise as_kopf_error(problem, memo.config.retry_delay) from None
+    _batch_step(classification_batch.tick, body, memo)
 
 
 @kopf.on.update(*CB, field=["metadata", "annotations", c.ANNOTATION_RERUN_DATE])
 def classification_batch_rerun(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Classify one date again and replace its results (`kubeclassify.io/rerun-date`)."""
-    with metrics.reconciling(c.CLASSIFICATION_BATCH):
-        try:
-            classification_batch.rerun(body, memo.kube, memo.config, _now())
-        except Problem as problem:
-            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
-            raise as_kopf_error(problem, memo.config.retry_delay) from None
+    _batch_step(classification_batch.rerun, body, memo)
 
 
 @kopf.on.event(
@@ -147,6 +133,16 @@ def batch_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
             classification_batch.job_changed(parent, body, memo.kube, memo.config, _now())
         except Problem as problem:  # the next run could not start (e.g. its model is gone)
             classification_batch.write(memo.kube, parent, classification_batch.failed(parent, problem))
+
+
+def _batch_step(step: Callable[..., None], body: kopf.Body, memo: kopf.Memo) -> None:
+    """Run one step for a batch; a problem becomes its status, and Kopf waits or retries."""
+    with metrics.reconciling(c.CLASSIFICATION_BATCH):
+        try:
+            step(body, memo.kube, memo.config, _now())
+        except Problem as problem:
+            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
+            raise as_kopf_error(problem, memo.config.retry_delay) from None
 
 
 def _now() -> dt.datetime:
