@@ -31,7 +31,7 @@ from kubeclassify.operator.builders.inference_service import name_for, stable_mo
 from kubeclassify.operator.builders.schedule import next_date, upcoming_date
 from kubeclassify.operator.config import OperatorConfig
 from kubeclassify.operator.handlers.model_deployment import explain
-from kubeclassify.operator.handlers.status import Problem, as_body, post, post_transitions, status_patch
+from kubeclassify.operator.handlers.status import Problem, as_body, post, write_status
 from kubeclassify.operator.kube import Kube
 
 
@@ -161,7 +161,7 @@ def job_changed(
         return
     date = _date_of(job)
     status.completion_time = outcome.completion_time or now.replace(microsecond=0)
-    _record_run(body, cb, status, outcome, name, date, config)
+    _record_run(body, cb, status, outcome, name, date, config, now)
     if cb.spec.webhook is not None:
         status.webhook = _send_webhook(body, cb, kube, outcome, name, date, config)
     write(kube, body, status)
@@ -183,6 +183,7 @@ def _record_run(
     job: str,
     date: dt.date | None,
     config: OperatorConfig,
+    now: dt.datetime,
 ) -> None:
     generation = body["metadata"].get("generation")
     if outcome.phase == "Succeeded":
@@ -219,7 +220,7 @@ def _record_run(
     if outcome.phase == "Succeeded" and date is not None:
         status.last_processed_date = max(date, status.last_processed_date or date)
     status.phase = "Suspended" if schedule.suspend else "Scheduled"
-    status.next_date = upcoming_date(schedule, status.last_processed_date, dt.datetime.now(dt.UTC))
+    status.next_date = upcoming_date(schedule, status.last_processed_date, now)
 
 
 def _send_webhook(
@@ -311,10 +312,6 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ClassificationBatchStat
 
 
 def write(kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus) -> None:
-    """Patch the status when it changed; a Ready condition that changes posts an Event."""
-    old = body.get("status")
-    patch = status_patch(status, old)
-    if patch is None:
-        return
-    post_transitions(body, old, status, types=("Ready",))
-    kube.patch_classification_batch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
+    """Patch the status when it changed; a Ready condition that changes posts an Event (runs post
+    their own)."""
+    write_status(kube.patch_classification_batch_status, body, status, types=("Ready",))

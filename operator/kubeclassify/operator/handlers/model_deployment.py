@@ -20,13 +20,7 @@ from kubeclassify.operator.builders.inference_service import (
 )
 from kubeclassify.operator.builders.model_deployment_status import failed_status, serving_status
 from kubeclassify.operator.config import OperatorConfig
-from kubeclassify.operator.handlers.status import (
-    Problem,
-    as_body,
-    conditions,
-    post_transitions,
-    status_patch,
-)
+from kubeclassify.operator.handlers.status import Problem, as_body, conditions, write_status
 from kubeclassify.operator.kube import Kube
 
 
@@ -96,9 +90,4 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ModelDeploymentStatus:
 
 def write(kube: Kube, body: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
     """Patch the status when it changed, and post an Event for each transition."""
-    old = body.get("status")
-    patch = status_patch(status, old)
-    if patch is None:
-        return
-    post_transitions(body, old, status)
-    kube.patch_model_deployment_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
+    write_status(kube.patch_model_deployment_status, body, status)

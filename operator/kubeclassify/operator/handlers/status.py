@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -61,6 +61,22 @@ def status_patch(new: BaseModel, old: Mapping[str, Any] | None) -> dict[str, Any
     }:
         return None
     return body
+
+
+def write_status(
+    patch_status: Callable[[str, str, dict[str, Any]], None],
+    body: Mapping[str, Any],
+    status: BaseModel,
+    types: tuple[str, ...] | None = None,
+) -> None:
+    """Patch `body`'s status when it changed, with an Event for each condition that changed
+    (of `types`, or all)."""
+    old = body.get("status")
+    patch = status_patch(status, old)
+    if patch is None:
+        return
+    post_transitions(body, old, status, types)
+    patch_status(body["metadata"]["namespace"], body["metadata"]["name"], patch)
 
 
 def post_transitions(
