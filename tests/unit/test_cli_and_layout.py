@@ -81,3 +81,13 @@ def test_components_share_one_namespace() -> None:
         )
     }
     assert folders == {"core", "operator", "inference", "gateway"}
+
+
+def test_the_gateway_documents_its_api_without_a_redis() -> None:
+    from kubeclassify.gateway.app import create_app
+    from kubeclassify.gateway.config import GatewaySettings
+
+    schema = create_app(GatewaySettings(environment="development")).openapi()
+    paths = set(schema["paths"])
+    assert {"/v1/accounts", "/v1/auth/token", "/v1/me", "/v1/keys", "/v1/credits", "/healthz", "/readyz"} <= paths
+    assert {"HTTPBearer", "APIKeyHeader", "HTTPBasic"} <= set(schema["components"]["securitySchemes"])

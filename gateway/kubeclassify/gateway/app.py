@@ -1,0 +1,68 @@
+"""The FastAPI application: `create_app(settings)`; run it with `kubeclassify gateway run`."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from kubeclassify.core.logs import request_id
+from kubeclassify.gateway import errors
+from kubeclassify.gateway.accounts import Accounts
+from kubeclassify.gateway.config import GatewaySettings
+from kubeclassify.gateway.deps import ensure_admin
+from kubeclassify.gateway.routes import accounts, credits, health
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    config = settings.gateway
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = Redis.from_url(config.redis_url.get_secret_value(), decode_responses=True)
+        app.state.accounts = Accounts(redis)
+        app.state.admin_ready = config.admin_password_hash is None
+        try:
+            await ensure_admin(app)
+        except RedisError as e:  # Redis may come up later: /readyz retries, and says so meanwhile
+            log.warning(
+                "Redis is not reachable yet; the first admin is made when it is", extra={"error": str(e)}
+            )
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = FastAPI(title="KubeClassify", version="0.1.0", lifespan=lifespan, docs_url="/docs")
+    app.state.config = config
+    errors.install(app)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+
+    @app.middleware("http")
+    async def with_request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("X-Request-ID") or secrets.token_hex(8)
+        token = request_id.set(rid[:64])
+        try:
+            response = await call_next(request)
+        finally:
+            request_id.reset(token)
+        response.headers["X-Request-ID"] = rid[:64]
+        return response
+
+    for router in (health.router, accounts.router, credits.router):
+        app.include_router(router)
+    return app

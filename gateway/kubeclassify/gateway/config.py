@@ -1,0 +1,44 @@
+"""The gateway's settings: environment variables `KUBECLASSIFY_GATEWAY__*`, validated at start-up.
+
+The token signing key has a development default that is refused outside development."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+
+from kubeclassify.core.settings import Settings, development_secret
+
+
+class GatewayConfig(BaseModel):
+    """Accounts, credits and limits."""
+
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis, with its password: redis://:PASSWORD@host:port/db.",
+    )
+    token_secret: SecretStr = Field(
+        default_factory=lambda: development_secret("token-secret"),
+        description="Key that signs access tokens (HS256); at least 32 characters.",
+        min_length=32,
+    )
+    token_ttl_seconds: int = Field(3600, ge=60, le=7 * 86400, description="Lifetime of an access token.")
+    admin_username: str = Field("admin", description="The first admin's name.")
+    admin_password_hash: SecretStr | None = Field(
+        None,
+        description="The first admin's argon2id password hash (from a Secret); no admin is made when unset.",
+    )
+    starting_credits: int = Field(100, ge=0, description="Credits a new account starts with.")
+    image_cost: int = Field(1, ge=0, description="Credits one classified image costs.")
+    refill_amount: int = Field(100, ge=1, description="Credits an admin refill adds when no amount is given.")
+    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute for one user or key.")
+    login_failures: int = Field(5, ge=1, description="Failed logins for a name before it must wait.")
+    login_lockout_seconds: int = Field(300, ge=1, description="How long it waits.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; none by default."
+    )
+
+
+class GatewaySettings(Settings):
+    """Settings of the gateway process."""
+
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="The gateway.")

@@ -1,0 +1,1 @@
+"""The gateway's API, one router per topic."""

@@ -1,0 +1,74 @@
+"""Passwords (argon2id), access tokens (HS256, pinned), and API keys (random, stored as SHA-256).
+
+A password hash is slow on purpose; an API key has 256 bits of entropy, so a fast SHA-256 digest is
+enough to store it and to look it up, and a stolen digest is useless."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+ALGORITHM = "HS256"
+API_KEY_PREFIX = "kc_"
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# Verified when a name is unknown, so that a miss costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Whether `password` matches the stored hash; takes as long when there is no account."""
+    try:
+        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Who a token speaks for."""
+
+    username: str
+    role: str
+    expires: dt.datetime
+
+
+def create_token(username: str, role: str, secret: str, ttl_seconds: int) -> tuple[str, dt.datetime]:
+    """A signed access token and when it expires."""
+    now = dt.datetime.now(dt.UTC)
+    expires = now + dt.timedelta(seconds=ttl_seconds)
+    payload = {"sub": username, "role": role, "iat": now, "exp": expires, "typ": "access"}
+    return jwt.encode(payload, secret, algorithm=ALGORITHM), expires
+
+
+def decode_token(token: str, secret: str) -> Claims | None:
+    """The token's claims, or None when it is malformed, tampered with, expired, or not HS256."""
+    try:
+        payload = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "iat"]}
+        )
+    except jwt.PyJWTError:
+        return None
+    if payload.get("typ") != "access" or not isinstance(payload.get("sub"), str):
+        return None
+    return Claims(
+        payload["sub"], str(payload.get("role", "user")), dt.datetime.fromtimestamp(payload["exp"], dt.UTC)
+    )
+
+
+def new_api_key() -> tuple[str, str]:
+    """A new API key and its id (the id is not secret; it names the key in lists)."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32), secrets.token_hex(6)
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,220 @@
+"""The gateway's accounts, sign-in, API keys, credits and limits, against a real redis-server:
+every endpoint with its auth and its bad inputs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import secrets
+from collections.abc import Iterator
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from kubeclassify.core.local import RedisServer
+from kubeclassify.gateway.accounts import Accounts
+from kubeclassify.gateway.app import create_app
+from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+from kubeclassify.gateway.security import hash_password
+
+SECRET = "a-test-token-secret-of-forty-characters!!"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def settings(redis_server: RedisServer, db: int, **gateway: object) -> GatewaySettings:
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    config = GatewayConfig(
+        redis_url=SecretStr(url),
+        token_secret=SecretStr(SECRET),
+        admin_password_hash=SecretStr(hash_password(ADMIN_PASSWORD)),
+        starting_credits=5,
+        **gateway,  # type: ignore[arg-type]
+    )
+    return GatewaySettings(gateway=config)
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[TestClient]:
+    db = secrets.randbelow(15) + 1  # a database of its own, flushed first
+    asyncio.run(_flush(redis_server, db))
+    with TestClient(create_app(settings(redis_server, db, login_failures=3))) as c:
+        yield c
+
+
+async def _flush(redis_server: RedisServer, db: int) -> None:
+    r = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
+    await r.flushdb()
+    await r.aclose()
+
+
+def register(client: TestClient, name: str = "alice", password: str = "a long enough password") -> str:
+    assert client.post("/v1/accounts", json={"username": name, "password": password}).status_code == 201
+    resp = client.post("/v1/auth/token", data={"username": name, "password": password})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_register_sign_in_and_me(client: TestClient) -> None:
+    token = register(client)
+    me = client.get("/v1/me", headers=bearer(token))
+    assert me.status_code == 200
+    assert (me.json()["username"], me.json()["role"], me.json()["credits"]) == ("alice", "user", 5)
+    assert me.headers["X-Request-ID"]
+    again = client.post("/v1/accounts", json={"username": "alice", "password": "another long password"})
+    assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "Alice", "password": "a long enough password"},  # upper case
+        {"username": "a", "password": "a long enough password"},  # too short
+        {"username": "alice", "password": "short"},
+        {"username": "alice"},
+        {"username": "../etc", "password": "a long enough password"},
+    ],
+)
+def test_bad_registrations_are_refused_with_the_field_named(client: TestClient, body: dict[str, str]) -> None:
+    resp = client.post("/v1/accounts", json=body)
+    assert resp.status_code == 422
+    problem = resp.json()
+    assert problem["status"] == 422 and problem["errors"][0]["field"] in ("username", "password")
+
+
+def test_wrong_passwords_and_bad_tokens_are_refused(client: TestClient) -> None:
+    token = register(client)
+    assert (
+        client.post("/v1/auth/token", data={"username": "alice", "password": "wrong password"}).status_code
+        == 401
+    )
+    assert (
+        client.post("/v1/auth/token", data={"username": "nobody", "password": "whatever it is"}).status_code
+        == 401
+    )
+    assert client.get("/v1/me").status_code == 401
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert client.get("/v1/me", headers=bearer(tampered)).status_code == 401
+    now = dt.datetime.now(dt.UTC)
+    expired = jwt.encode(
+        {"sub": "alice", "role": "user", "iat": now, "exp": now - dt.timedelta(seconds=5), "typ": "access"},
+        SECRET,
+        algorithm="HS256",
+    )
+    assert client.get("/v1/me", headers=bearer(expired)).status_code == 401
+    unsigned = jwt.encode(
+        {"sub": "alice", "role": "admin", "iat": now, "exp": now + dt.timedelta(hours=1), "typ": "access"},
+        None,
+        algorithm="none",
+    )
+    assert client.get("/v1/me", headers=bearer(unsigned)).status_code == 401, "alg none is refused"
+    forged = jwt.encode(
+        {"sub": "alice", "role": "admin", "iat": now, "exp": now + dt.timedelta(hours=1), "typ": "access"},
+        "another secret of some forty characters!",
+        algorithm="HS256",
+    )
+    assert client.get("/v1/me", headers=bearer(forged)).status_code == 401
+
+
+def test_repeated_failed_sign_ins_must_wait(client: TestClient) -> None:
+    register(client)
+    for _ in range(3):
+        assert (
+            client.post(
+                "/v1/auth/token", data={"username": "alice", "password": "wrong password"}
+            ).status_code
+            == 401
+        )
+    blocked = client.post("/v1/auth/token", data={"username": "alice", "password": "a long enough password"})
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
+
+
+def test_api_keys_are_shown_once_work_and_can_be_revoked(client: TestClient) -> None:
+    token = register(client)
+    created = client.post("/v1/keys", json={"name": "laptop"}, headers=bearer(token))
+    assert created.status_code == 201
+    key, key_id = created.json()["key"], created.json()["id"]
+    listed = client.get("/v1/keys", headers=bearer(token)).json()
+    assert listed == [{"id": key_id, "name": "laptop", "created": created.json()["created"]}]
+    assert client.get("/v1/me", headers={"X-API-Key": key}).json()["username"] == "alice"
+    assert client.get("/v1/me", headers=bearer(key)).json()["username"] == "alice"
+    assert client.delete(f"/v1/keys/{key_id}", headers=bearer(token)).status_code == 204
+    assert client.get("/v1/me", headers={"X-API-Key": key}).status_code == 401, "a revoked key is refused"
+    assert client.delete(f"/v1/keys/{key_id}", headers=bearer(token)).status_code == 404
+    assert client.post("/v1/keys", json={"name": ""}, headers=bearer(token)).status_code == 422
+
+
+def test_basic_auth_is_accepted(client: TestClient) -> None:
+    register(client)
+    good = base64.b64encode(b"alice:a long enough password").decode()
+    bad = base64.b64encode(b"alice:wrong").decode()
+    assert client.get("/v1/me", headers={"Authorization": f"Basic {good}"}).status_code == 200
+    assert client.get("/v1/me", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+
+
+def test_admins_refill_and_list_and_users_cannot(client: TestClient) -> None:
+    user = register(client)
+    admin = client.post("/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}).json()[
+        "access_token"
+    ]
+    assert client.post("/v1/admin/credits/alice", json={}, headers=bearer(user)).status_code == 403
+    assert client.get("/v1/admin/credits", headers=bearer(user)).status_code == 403
+    refilled = client.post("/v1/admin/credits/alice", json={"amount": 7}, headers=bearer(admin))
+    assert refilled.json() == {"username": "alice", "credits": 12}
+    assert client.post("/v1/admin/credits/alice", json={}, headers=bearer(admin)).json()["credits"] == 112
+    assert client.post("/v1/admin/credits/nobody", json={}, headers=bearer(admin)).status_code == 404
+    assert (
+        client.post("/v1/admin/credits/alice", json={"amount": -3}, headers=bearer(admin)).status_code == 422
+    )
+    assert {"username": "alice", "credits": 112} in client.get(
+        "/v1/admin/credits", headers=bearer(admin)
+    ).json()
+    assert client.get("/v1/credits", headers=bearer(user)).json() == {"username": "alice", "credits": 112}
+
+
+def test_rate_limit_answers_429_with_retry_after(redis_server: RedisServer) -> None:
+    db = secrets.randbelow(15) + 1
+    asyncio.run(_flush(redis_server, db))
+    with TestClient(create_app(settings(redis_server, db, rate_limit_per_minute=3))) as c:
+        token = register(c)
+        codes = [c.get("/v1/me", headers=bearer(token)).status_code for _ in range(5)]
+        limited = c.get("/v1/me", headers=bearer(token))
+    assert codes.count(429) >= 1 and limited.status_code == 429
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+
+
+def test_concurrent_debits_never_overdraw(redis_server: RedisServer) -> None:
+    async def race() -> tuple[list[int | None], int]:
+        redis = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/15", decode_responses=True)
+        accounts = Accounts(redis)
+        await redis.flushdb()
+        await accounts.create_user("racer", "a long enough password", "user", credits=20)
+        results = await asyncio.gather(*(accounts.debit("racer", 1) for _ in range(50)))
+        left = await accounts.balance("racer")
+        await redis.aclose()
+        return results, left
+
+    results, left = asyncio.run(race())
+    assert sum(r is not None for r in results) == 20 and left == 0
+
+
+def test_health_and_readiness(client: TestClient, redis_server: RedisServer) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["redis"] == "ok"
+    down = settings(redis_server, 1)
+    down.gateway.redis_url = SecretStr("redis://:wrong@127.0.0.1:1/0")
+    with TestClient(create_app(down)) as c:
+        assert c.get("/readyz").status_code == 503
+
+
+def test_the_development_token_secret_is_refused_outside_development() -> None:
+    with pytest.raises(ValueError, match="TOKEN_SECRET"):
+        GatewaySettings(environment="production")
+    assert GatewaySettings(environment="development").gateway.token_secret.get_secret_value()
