@@ -89,5 +89,13 @@ def test_the_gateway_documents_its_api_without_a_redis() -> None:
 
     schema = create_app(GatewaySettings(environment="development")).openapi()
     paths = set(schema["paths"])
-    assert {"/v1/accounts", "/v1/auth/token", "/v1/me", "/v1/keys", "/v1/credits", "/healthz", "/readyz"} <= paths
+    assert {
+        "/v1/accounts",
+        "/v1/auth/token",
+        "/v1/me",
+        "/v1/keys",
+        "/v1/credits",
+        "/healthz",
+        "/readyz",
+    } <= paths
     assert {"HTTPBearer", "APIKeyHeader", "HTTPBasic"} <= set(schema["components"]["securitySchemes"])

@@ -7,17 +7,19 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from kubeclassify.core.logs import request_id
+from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.config import GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
-from kubeclassify.gateway.routes import accounts, credits, health
+from kubeclassify.gateway.routes import accounts, classify, credits, health
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url.get_secret_value(), decode_responses=True)
+        app.state.store = ObjectStore(settings.s3)
+        app.state.http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        )
         app.state.accounts = Accounts(redis)
         app.state.admin_ready = config.admin_password_hash is None
         try:
@@ -40,6 +46,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.http.aclose()
             await redis.aclose()
 
     app = FastAPI(title="KubeClassify", version="0.1.0", lifespan=lifespan, docs_url="/docs")
@@ -49,6 +56,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
+
+    body_limit = config.max_upload_bytes + 64 * 1024  # an image and a form around it
+
+    @app.middleware("http")
+    async def limit_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > body_limit:
+            return errors.problem(413, f"the request body is over {body_limit} bytes")
+        return await call_next(request)
 
     @app.middleware("http")
     async def with_request_id(
@@ -63,6 +79,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response.headers["X-Request-ID"] = rid[:64]
         return response
 
-    for router in (health.router, accounts.router, credits.router):
+    for router in (health.router, accounts.router, credits.router, classify.router):
         app.include_router(router)
     return app

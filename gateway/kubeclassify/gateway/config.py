@@ -33,6 +33,20 @@ class GatewayConfig(BaseModel):
     rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute for one user or key.")
     login_failures: int = Field(5, ge=1, description="Failed logins for a name before it must wait.")
     login_lockout_seconds: int = Field(300, ge=1, description="How long it waits.")
+    images_uri: str = Field(
+        "s3://kubeclassify/images", description="Where uploaded images are kept: <images_uri>/<owner>/<uid>."
+    )
+    predictors: dict[str, str] = Field(
+        default_factory=dict,
+        description="Models by name and their predictor's base URL (the local stack; JSON object).",
+    )
+    default_model: str | None = Field(None, description="The model used when a request names none.")
+    predictor_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the predictor.")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest image accepted.")
+    fetch_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks image URLs may also reach besides public addresses (CIDRs); none by default.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; none by default."
     )

@@ -1,0 +1,204 @@
+"""`POST /v1/classify` against a real redis-server, a real SeaweedFS and the real predictor serving
+the digits model: uploads and URLs, credits, the stored original and record, and bad inputs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from kubeclassify.core.local import PredictorServer, RedisServer, start_predictor
+from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.storage import ObjectStore
+from kubeclassify.gateway.app import create_app
+from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+
+
+@pytest.fixture(scope="module")
+def predictor(digits_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorServer]:
+    base = tmp_path_factory.mktemp("gateway-predictor")
+    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+    spec = {
+        "apiVersion": "kubeclassify.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "digits"},
+        "spec": {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()},
+    }
+    (base / "md.yaml").write_text(yaml.safe_dump(spec))
+    server = start_predictor(base / "md.yaml", base, "digits")
+    yield server
+    server.stop()
+
+
+def digit_png(index: int) -> tuple[bytes, str]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue(), str(digits.target[index])
+
+
+@pytest.fixture
+def gateway(
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+) -> Iterator[tuple[TestClient, str, str]]:
+    db = secrets.randbelow(15) + 1
+
+    async def flush() -> None:
+        r = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
+        await r.flushdb()
+        await r.aclose()
+
+    asyncio.run(flush())
+    config = GatewayConfig(
+        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + f"/{db}"),
+        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        starting_credits=3,
+        images_uri=f"s3://{bucket}/images",
+        predictors={"digits": predictor.url},
+        default_model="digits",
+        max_upload_bytes=64 * 1024,
+        fetch_allowed_networks=["127.0.0.0/8"],
+    )
+    with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
+        client.post("/v1/accounts", json={"username": "alice", "password": "a long enough password"})
+        token = client.post(
+            "/v1/auth/token", data={"username": "alice", "password": "a long enough password"}
+        )
+        yield client, token.json()["access_token"], bucket
+
+
+def test_an_upload_is_classified_stored_recorded_and_paid_for(
+    gateway: tuple[TestClient, str, str], store: ObjectStore
+) -> None:
+    client, token, bucket = gateway
+    png, label = digit_png(1700)
+    resp = client.post(
+        "/v1/classify",
+        files={"file": ("seven.png", png, "image/png")},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["label"] == label and body["model_name"] == "digits" and body["model_version"]
+    assert len(body["top_k"]) == 5 and body["top_k"][0]["label"] == label
+    assert client.get("/v1/credits", headers={"Authorization": f"Bearer {token}"}).json()["credits"] == 2
+    stored = [o.uri for o in store.iter_objects(f"s3://{bucket}/images/alice/")]
+    assert stored == [f"s3://{bucket}/images/alice/{body['uid']}.png"]
+    assert store.read(stored[0]) == png
+
+
+def test_a_url_is_fetched_through_the_guard(gateway: tuple[TestClient, str, str]) -> None:
+    client, token, _ = gateway
+    png, label = digit_png(1701)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/digit.png"
+        resp = client.post("/v1/classify", data={"url": url}, headers={"Authorization": f"Bearer {token}"})
+    finally:
+        server.shutdown()
+    assert resp.status_code == 200 and resp.json()["label"] == label
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x.png",
+        "http://2130706433/x.png",
+        "http://0x7f000001/x.png",
+        "http://10.0.0.1/x.png",
+    ],
+)
+def test_private_addresses_are_refused_and_cost_nothing(
+    url: str, redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+) -> None:
+    config = GatewayConfig(
+        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/14"),
+        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        predictors={"digits": predictor.url},
+        default_model="digits",
+        images_uri=f"s3://{bucket}/images",
+    )  # no network allowed besides public ones
+    with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
+        name = "u" + secrets.token_hex(4)
+        client.post("/v1/accounts", json={"username": name, "password": "a long enough password"})
+        token = client.post(
+            "/v1/auth/token", data={"username": name, "password": "a long enough password"}
+        ).json()["access_token"]
+        resp = client.post("/v1/classify", data={"url": url}, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 400 and "not allowed" in resp.json()["detail"]
+        assert (
+            client.get("/v1/credits", headers={"Authorization": f"Bearer {token}"}).json()["credits"] == 100
+        )
+
+
+def test_bad_inputs_cost_nothing(gateway: tuple[TestClient, str, str]) -> None:
+    client, token, _ = gateway
+    auth = {"Authorization": f"Bearer {token}"}
+    png, _ = digit_png(1702)
+    cases = [
+        (dict(files={"file": ("a.txt", b"=HYPERLINK(1) is text", "text/plain")}), 415),
+        (dict(files={"file": ("big.png", png + b"\0" * (65 * 1024), "image/png")}), 413),
+        (dict(files={"file": ("x.png", png, "image/png")}, data={"model": "nope"}), 404),
+        (dict(data={}), 422),
+        (dict(files={"file": ("x.png", png, "image/png")}, data={"url": "http://example.com/x.png"}), 422),
+        (dict(files={"file": ("corrupt.png", png[:40], "image/png")}), 422),  # the predictor refuses it
+    ]
+    for kwargs, status in cases:
+        resp = client.post("/v1/classify", headers=auth, **kwargs)  # type: ignore[arg-type]
+        assert resp.status_code == status, (kwargs, resp.text)
+        assert resp.headers["content-type"] == "application/problem+json"
+    assert client.get("/v1/credits", headers=auth).json()["credits"] == 3
+    assert client.post("/v1/classify", files={"file": ("x.png", png, "image/png")}).status_code == 401
+    huge = client.post(
+        "/v1/classify", headers=auth, files={"file": ("huge.png", png + b"\0" * (200 * 1024), "image/png")}
+    )
+    assert huge.status_code == 413 and "request body" in huge.json()["detail"], "refused before it is read"
+
+
+def test_no_credits_no_classification(gateway: tuple[TestClient, str, str], store: ObjectStore) -> None:
+    client, token, bucket = gateway
+    auth = {"Authorization": f"Bearer {token}"}
+    png, _ = digit_png(1703)
+    codes = [
+        client.post("/v1/classify", files={"file": ("x.png", png, "image/png")}, headers=auth).status_code
+        for _ in range(5)
+    ]
+    assert codes == [200, 200, 200, 402, 402]
+    assert len(list(store.iter_objects(f"s3://{bucket}/images/alice/"))) == 3
+    assert (
+        json.loads(
+            client.post("/v1/classify", files={"file": ("x.png", png, "image/png")}, headers=auth).text
+        )["status"]
+        == 402
+    )
