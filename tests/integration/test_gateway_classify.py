@@ -202,3 +202,46 @@ def test_no_credits_no_classification(gateway: tuple[TestClient, str, str], stor
         )["status"]
         == 402
     )
+
+
+def test_images_are_listed_downloaded_counted_and_deleted_by_their_owner_only(
+    gateway: tuple[TestClient, str, str], store: ObjectStore
+) -> None:
+    client, alice, bucket = gateway
+    auth = {"Authorization": f"Bearer {alice}"}
+    uploads = [digit_png(i) for i in (1704, 1705, 1706)]
+    uids = []
+    for png, _ in uploads:
+        resp = client.post("/v1/classify", files={"file": ("d.png", png, "image/png")}, headers=auth)
+        uids.append(resp.json()["uid"])
+    listed = client.get("/v1/images", headers=auth).json()
+    assert listed["total"] == 3 and [i["uid"] for i in listed["items"]] == uids[::-1], "newest first"
+    assert "uri" not in listed["items"][0]
+    second = client.get("/v1/images", params={"offset": 1, "limit": 1}, headers=auth).json()
+    assert [i["uid"] for i in second["items"]] == [uids[1]]
+    label = listed["items"][0]["label"]
+    same = client.get("/v1/images", params={"category": label}, headers=auth).json()
+    assert all(i["label"] == label for i in same["items"]) and same["total"] >= 1
+    counts = client.get("/v1/categories", headers=auth).json()
+    assert sum(counts.values()) == 3
+    original = client.get(f"/v1/images/{uids[0]}/content", headers=auth)
+    assert original.content == uploads[0][0] and original.headers["content-type"] == "image/png"
+
+    client.post("/v1/accounts", json={"username": "mallory", "password": "a long enough password"})
+    mallory = client.post(
+        "/v1/auth/token", data={"username": "mallory", "password": "a long enough password"}
+    )
+    other = {"Authorization": f"Bearer {mallory.json()['access_token']}"}
+    assert client.get("/v1/images", headers=other).json()["total"] == 0
+    for method, path in [
+        ("get", f"/v1/images/{uids[0]}"),
+        ("get", f"/v1/images/{uids[0]}/content"),
+        ("delete", f"/v1/images/{uids[0]}"),
+    ]:
+        assert getattr(client, method)(path, headers=other).status_code == 404, path
+
+    assert client.delete(f"/v1/images/{uids[0]}", headers=auth).status_code == 204
+    assert client.get(f"/v1/images/{uids[0]}", headers=auth).status_code == 404
+    assert not store.exists(f"s3://{bucket}/images/alice/{uids[0]}.png")
+    assert sum(client.get("/v1/categories", headers=auth).json().values()) == 2
+    assert client.get("/v1/images", params={"limit": 500}, headers=auth).status_code == 422

@@ -19,7 +19,7 @@ from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.config import GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
-from kubeclassify.gateway.routes import accounts, classify, credits, health
+from kubeclassify.gateway.routes import accounts, classify, credits, health, images
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response.headers["X-Request-ID"] = rid[:64]
         return response
 
-    for router in (health.router, accounts.router, credits.router, classify.router):
+    for router in (health.router, accounts.router, credits.router, classify.router, images.router):
         app.include_router(router)
     return app

@@ -1,8 +1,9 @@
 """Classified images: records in Redis, originals in object storage.
 
 Keys: `kc:image:<uid>` (hash: owner, label, score, top_k, model_name, model_version, time, uri,
-filename, content_type), `kc:images:<owner>` (sorted set of uids by time) and `kc:images` (all),
-`kc:categories:<owner>` (hash: label → count)."""
+filename, content_type); sorted sets of uids by time, `kc:images:<owner>` and `kc:images` (all), each
+also per label (`...:label:<label>`), so every page is a range read; `kc:categories:<owner>` (hash:
+label → count)."""
 
 from __future__ import annotations
 
@@ -72,8 +73,9 @@ class Images:
         fields = {**asdict(record), "top_k": json.dumps(record.top_k)}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(f"kc:image:{record.uid}", mapping={k: str(v) for k, v in fields.items()})
-            pipe.zadd(f"kc:images:{record.owner}", {record.uid: record.time})
-            pipe.zadd("kc:images", {record.uid: record.time})
+            for owner in (record.owner, None):
+                for label in (None, record.label):
+                    pipe.zadd(_index(owner, label), {record.uid: record.time})
             pipe.hincrby(f"kc:categories:{record.owner}", record.label, 1)
             await pipe.execute()
 
@@ -96,5 +98,36 @@ class Images:
         )
 
 
+async def remove(images: Images, record: ImageRecord) -> None:
+    async with images.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(f"kc:image:{record.uid}")
+        for owner in (record.owner, None):
+            for label in (None, record.label):
+                pipe.zrem(_index(owner, label), record.uid)
+        pipe.hincrby(f"kc:categories:{record.owner}", record.label, -1)
+        await pipe.execute()
+
+
+async def categories(images: Images, owner: str) -> dict[str, int]:
+    counts = await images.redis.hgetall(f"kc:categories:{owner}")
+    return {label: int(n) for label, n in sorted(counts.items()) if int(n) > 0}
+
+
 def now() -> float:
     return round(time.time(), 3)
+
+
+async def page(
+    images: Images, owner: str | None, offset: int, limit: int, category: str | None
+) -> tuple[list[ImageRecord], int]:
+    """Newest first: one user's records (everyone's for None), of one category if given; and the total."""
+    index = _index(owner, category)
+    total = int(await images.redis.zcard(index))
+    uids = await images.redis.zrevrange(index, offset, offset + limit - 1)
+    return [r for r in [await images.get(u) for u in uids] if r is not None], total
+
+
+def _index(owner: str | None, label: str | None) -> str:
+    """The sorted set of uids by time for an owner (or everyone) and a label (or all labels)."""
+    base = f"kc:images:{owner}" if owner else "kc:images"
+    return f"{base}:label:{label}" if label is not None else base

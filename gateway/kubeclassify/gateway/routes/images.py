@@ -1,0 +1,93 @@
+"""My classified images (an admin sees everyone's): list, download, delete, counts per category."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel
+
+from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
+from kubeclassify.gateway.accounts import User
+from kubeclassify.gateway.deps import AccountsDep, CurrentUser
+from kubeclassify.gateway.images import ImageRecord, Images, categories, page, remove
+from kubeclassify.gateway.routes.classify import LabelScore
+
+router = APIRouter(prefix="/v1", tags=["images"])
+
+
+class ImageInfo(BaseModel):
+    uid: str
+    owner: str
+    label: str
+    score: float
+    top_k: list[LabelScore]
+    model_name: str
+    model_version: str
+    time: float
+    filename: str
+    content_type: str
+
+
+class ImagePage(BaseModel):
+    items: list[ImageInfo]
+    total: int
+    offset: int
+    limit: int
+
+
+async def _mine(uid: str, user: User, images: Images) -> ImageRecord:
+    """The record, when `user` may see it; 404 otherwise (another user's uid is not told apart)."""
+    record = await images.get(uid) if len(uid) <= 64 else None
+    if record is None or (record.owner != user.username and not user.is_admin):
+        raise HTTPException(404, f"no image {uid!r}")
+    return record
+
+
+@router.get("/images", response_model=ImagePage, summary="My images, newest first")
+async def list_images(
+    user: CurrentUser,
+    accounts: AccountsDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    category: Annotated[str | None, Query(max_length=256, description="Only this label.")] = None,
+) -> Any:
+    owner = None if user.is_admin else user.username
+    records, total = await page(Images(accounts.redis), owner, offset, limit, category)
+    return {"items": [r.public() for r in records], "total": total, "offset": offset, "limit": limit}
+
+
+@router.get("/images/{uid}", response_model=ImageInfo, summary="One image's record")
+async def get_image(uid: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+    return (await _mine(uid, user, Images(accounts.redis))).public()
+
+
+@router.get("/images/{uid}/content", summary="The original image", response_class=Response)
+async def download(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Response:
+    record = await _mine(uid, user, Images(accounts.redis))
+    store: ObjectStore = request.app.state.store
+    try:
+        data = await asyncio.to_thread(store.read, record.uri)
+    except ObjectNotFound as e:
+        raise HTTPException(404, f"the original of {uid!r} is gone") from e
+    except StorageError as e:
+        raise HTTPException(503, "the image store is not answering; try again") from e
+    headers = {"Content-Disposition": f'attachment; filename="{uid}"', "X-Content-Type-Options": "nosniff"}
+    return Response(data, media_type=record.content_type, headers=headers)
+
+
+@router.delete("/images/{uid}", status_code=204, summary="Delete an image and its record")
+async def delete_image(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> None:
+    images = Images(accounts.redis)
+    record = await _mine(uid, user, images)
+    store: ObjectStore = request.app.state.store
+    with contextlib.suppress(ObjectNotFound):
+        await asyncio.to_thread(store.delete, record.uri)
+    await remove(images, record)
+
+
+@router.get("/categories", response_model=dict[str, int], summary="My images per label")
+async def count_categories(user: CurrentUser, accounts: AccountsDep) -> Any:
+    return await categories(Images(accounts.redis), user.username)
