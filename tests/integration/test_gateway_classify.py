@@ -245,3 +245,39 @@ def test_images_are_listed_downloaded_counted_and_deleted_by_their_owner_only(
     assert not store.exists(f"s3://{bucket}/images/alice/{uids[0]}.png")
     assert sum(client.get("/v1/categories", headers=auth).json().values()) == 2
     assert client.get("/v1/images", params={"limit": 500}, headers=auth).status_code == 422
+
+
+def test_fifty_concurrent_classifications_against_twenty_credits(
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = GatewayConfig(
+        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/13"),
+        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        starting_credits=20,
+        images_uri=f"s3://{bucket}/images",
+        predictors={"digits": predictor.url},
+        default_model="digits",
+    )
+    png, _ = digit_png(1707)
+    with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
+        name = "r" + secrets.token_hex(4)
+        client.post("/v1/accounts", json={"username": name, "password": "a long enough password"})
+        token = client.post("/v1/auth/token", data={"username": name, "password": "a long enough password"})
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+        def one(_: int) -> int:
+            return client.post(
+                "/v1/classify", files={"file": ("d.png", png, "image/png")}, headers=auth
+            ).status_code
+
+        with ThreadPoolExecutor(50) as pool:
+            codes = list(pool.map(one, range(50)))
+        assert (codes.count(200), codes.count(402), len(codes)) == (20, 30, 50)
+        assert client.get("/v1/credits", headers=auth).json()["credits"] == 0
+        assert client.get("/v1/images", headers=auth).json()["total"] == 20
+        metrics = client.get("/metrics").text
+    assert 'kubeclassify_gateway_requests_total{method="POST",route="/v1/classify",status="402"}' in metrics
+    assert "kubeclassify_gateway_credits_spent_total" in metrics
+    assert "kubeclassify_gateway_classifications_total{label=" in metrics

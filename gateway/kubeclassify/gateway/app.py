@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from kubeclassify.core.logs import request_id
 from kubeclassify.core.storage import ObjectStore
-from kubeclassify.gateway import errors
+from kubeclassify.gateway import errors, metrics
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.config import GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
@@ -67,6 +69,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return await call_next(request)
 
     @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")  # templates, not raw paths
+        metrics.REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.middleware("http")
     async def with_request_id(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
@@ -81,4 +92,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     for router in (health.router, accounts.router, credits.router, classify.router, images.router):
         app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, fetch
 from kubeclassify.core.storage import ObjectStore, StorageError, join
+from kubeclassify.gateway import metrics
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, image_type, now
 
@@ -92,6 +93,8 @@ async def classify(
         content_type=media_type,
     )
     await Images(accounts.redis).add(record)
+    metrics.CREDITS.inc(config.image_cost)
+    metrics.CLASSIFIED.labels(record.model_name, record.label).inc()
     return {k: v for k, v in record.public().items() if k in Prediction.model_fields}
 
 
