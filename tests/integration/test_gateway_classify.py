@@ -281,3 +281,27 @@ def test_fifty_concurrent_classifications_against_twenty_credits(
     assert 'kubeclassify_gateway_requests_total{method="POST",route="/v1/classify",status="402"}' in metrics
     assert "kubeclassify_gateway_credits_spent_total" in metrics
     assert "kubeclassify_gateway_classifications_total{label=" in metrics
+
+
+def test_models_are_listed_with_version_labels_and_readiness(
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+) -> None:
+    from kubeclassify.core.local import free_port
+
+    config = GatewayConfig(
+        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/12"),
+        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        predictors={"digits": predictor.url, "gone": f"http://127.0.0.1:{free_port()}"},
+        default_model="digits",
+        images_uri=f"s3://{bucket}/images",
+    )
+    with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
+        name = "m" + secrets.token_hex(4)
+        client.post("/v1/accounts", json={"username": name, "password": "a long enough password"})
+        token = client.post("/v1/auth/token", data={"username": name, "password": "a long enough password"})
+        listed = client.get("/v1/models", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        assert client.get("/v1/models").status_code == 401
+    digits, gone = listed.json()
+    assert (digits["name"], digits["ready"], digits["default"]) == ("digits", True, True)
+    assert digits["labels"] == [str(i) for i in range(10)] and digits["version"]
+    assert (gone["name"], gone["ready"], gone["default"], gone["version"]) == ("gone", False, False, None)

@@ -21,7 +21,7 @@ from kubeclassify.gateway import errors, metrics
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.config import GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
-from kubeclassify.gateway.routes import accounts, classify, credits, health, images
+from kubeclassify.gateway.routes import accounts, classify, credits, health, images, models
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response.headers["X-Request-ID"] = rid[:64]
         return response
 
-    for router in (health.router, accounts.router, credits.router, classify.router, images.router):
+    routers = (health.router, accounts.router, credits.router, classify.router, images.router, models.router)
+    for router in routers:
         app.include_router(router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -37,6 +37,24 @@ def read_spec(path: str | None) -> tuple[ModelDeploymentSpec, str | None]:
     return ModelDeploymentSpec.model_validate(raw), None
 
 
+def _describe(app: Any, model: Any) -> None:
+    """`GET /kubeclassify/v1/models/{name}`: what the gateway shows of a model (version, labels,
+    description, input) — KServe's own metadata has no place for labels."""
+    from starlette.responses import JSONResponse
+
+    @app.get("/kubeclassify/v1/models/{name}", include_in_schema=False)
+    async def describe(name: str) -> Any:
+        if name != model.name or not model.ready:
+            return JSONResponse({"error": f"model {name} is not served here or not ready"}, status_code=404)
+        return {
+            "name": model.name,
+            "version": model.version,
+            "labels": model.labels,
+            "description": model.spec.model.description,
+            "input": model.spec.input.to_k8s(),
+        }
+
+
 def _limit_bodies(app: Any, max_bytes: int) -> None:
     """Refuse bodies over `max_bytes` from their Content-Length, before reading them (413)."""
     from starlette.responses import JSONResponse
@@ -136,6 +154,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     )
     model.load()
     _limit_bodies(model_server.app, args.max_body_bytes)
+    _describe(model_server.app, model)
     _refuse_binary_non_utf8(model_server.app)
     ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc, workers=1
