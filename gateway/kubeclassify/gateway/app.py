@@ -19,11 +19,29 @@ from kubeclassify.core.logs import request_id
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors, metrics
 from kubeclassify.gateway.accounts import Accounts
-from kubeclassify.gateway.config import GatewaySettings
+from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
+from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
 from kubeclassify.gateway.routes import accounts, classify, credits, health, images, models
 
 log = logging.getLogger(__name__)
+
+
+def _catalog(config: GatewayConfig, http: httpx.AsyncClient) -> Catalog:
+    if config.models_source == "predictors":
+        return Predictors(config.predictors, http)
+    import kubernetes
+
+    if config.kubeconfig:
+        api = kubernetes.config.new_client_from_config(config_file=config.kubeconfig)
+    else:
+        cfg = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=cfg)
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=cfg)
+        api = kubernetes.client.ApiClient(cfg)
+    return ModelDeployments(api, config.namespace)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -38,6 +56,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
         )
         app.state.accounts = Accounts(redis)
+        app.state.catalog = _catalog(config, app.state.http)
         app.state.admin_ready = config.admin_password_hash is None
         try:
             await ensure_admin(app)

@@ -4,6 +4,8 @@ The token signing key has a development default that is refused outside developm
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 from kubeclassify.core.settings import Settings, development_secret
@@ -35,6 +37,15 @@ class GatewayConfig(BaseModel):
     login_lockout_seconds: int = Field(300, ge=1, description="How long it waits.")
     images_uri: str = Field(
         "s3://kubeclassify/images", description="Where uploaded images are kept: <images_uri>/<owner>/<uid>."
+    )
+    models_source: Literal["predictors", "kubernetes"] = Field(
+        "predictors",
+        description="predictors: the PREDICTORS map (the local stack); kubernetes: the ModelDeployments"
+        " of NAMESPACE, whose status gives each predictor's URL.",
+    )
+    namespace: str = Field("default", description="The namespace of the ModelDeployments (kubernetes).")
+    kubeconfig: str | None = Field(
+        None, description="A kubeconfig file; in a pod the ServiceAccount is used when unset."
     )
     predictors: dict[str, str] = Field(
         default_factory=dict,

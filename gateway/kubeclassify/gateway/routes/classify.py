@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, fetch
 from kubeclassify.core.storage import ObjectStore, StorageError, join
 from kubeclassify.gateway import metrics
+from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, image_type, now
 
@@ -50,9 +51,14 @@ async def classify(
     if (file is None) == (url is None):
         raise HTTPException(422, "send exactly one of file and url")
     name = model or config.default_model
-    base = config.predictors.get(name or "")
-    if name is None or base is None:
-        raise HTTPException(404, f"no model {name!r}" if name else "no model named and no default model")
+    if name is None:
+        raise HTTPException(404, "no model named and no default model")
+    try:
+        base = await request.app.state.catalog.resolve(name)
+    except NotReady as e:
+        raise HTTPException(503, f"{e}; try again later") from e
+    if base is None:
+        raise HTTPException(404, f"no model {name!r}")
     data, filename = await _image(file, url, config.max_upload_bytes, config.fetch_allowed_networks)
     media_type = image_type(data)
     if media_type is None:

@@ -18,11 +18,15 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis answers")
+@router.get("/readyz", summary="Redis answers, and the Kubernetes API when models come from it")
 async def readyz(request: Request) -> Any:
     try:
         await request.app.state.accounts.redis.ping()
         await ensure_admin(request.app)
     except RedisError as e:
         return JSONResponse({"status": "unavailable", "redis": type(e).__name__}, status_code=503)
+    try:
+        await request.app.state.catalog.check()
+    except Exception as e:  # the Kubernetes API, when models come from it: any failure is "not ready"
+        return JSONResponse({"status": "unavailable", "models": type(e).__name__}, status_code=503)
     return {"status": "ok", "redis": "ok"}

@@ -1,0 +1,117 @@
+"""Where the models are: the predictors named in settings (the local stack), or the namespace's
+ModelDeployments read through the Kubernetes API (their status carries the predictor's URL)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import httpx
+
+from kubeclassify.core import constants as c
+
+
+class Catalog(Protocol):
+    async def resolve(self, name: str) -> str | None:
+        """The predictor's base URL for model `name`; None when there is no such model."""
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Every model: name, ready, version, labels, description."""
+
+    async def check(self) -> None:
+        """Raise when the source cannot be reached (for readiness)."""
+
+
+class NotReady(Exception):
+    """The model exists but does not serve yet."""
+
+
+class Predictors:
+    """Models from `PREDICTORS`: each predictor describes its own model."""
+
+    def __init__(self, predictors: dict[str, str], http: httpx.AsyncClient) -> None:
+        self.predictors, self.http = predictors, http
+
+    async def resolve(self, name: str) -> str | None:
+        return self.predictors.get(name)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self._one(n, b) for n, b in sorted(self.predictors.items()))))
+
+    async def check(self) -> None:
+        return None  # a model outage must not make the gateway unready
+
+    async def _one(self, name: str, base: str) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": name, "ready": False}
+        try:
+            resp = await self.http.get(f"{base.rstrip('/')}/kubeclassify/v1/models/{name}", timeout=5.0)
+        except httpx.HTTPError:
+            return info
+        if resp.status_code == 200:
+            body = resp.json()
+            info.update(
+                ready=True,
+                version=body.get("version"),
+                labels=body.get("labels"),
+                description=body.get("description"),
+            )
+        return info
+
+
+class ModelDeployments:
+    """Models from the ModelDeployments of one namespace (read-only: `get` and `list` on them)."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        from kubernetes import client
+
+        self.custom, self.namespace = client.CustomObjectsApi(api), namespace
+
+    async def resolve(self, name: str) -> str | None:
+        body = await asyncio.to_thread(self._get, name)
+        if body is None:
+            return None
+        status = body.get("status") or {}
+        if status.get("phase") not in ("Ready", "Canary") or not status.get("url"):
+            raise NotReady(f"model {name!r} is not ready ({status.get('phase') or 'Pending'})")
+        return str(status["url"])
+
+    async def describe(self) -> list[dict[str, Any]]:
+        items = await asyncio.to_thread(self._list, None)
+        return [_info(body) for body in sorted(items, key=lambda b: b["metadata"]["name"])]
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self._list, 1)
+
+    def _get(self, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            body: Any = self.custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, self.namespace, c.PLURALS[c.MODEL_DEPLOYMENT], name, _request_timeout=10
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return dict(body)
+
+    def _list(self, limit: int | None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"_request_timeout": 10}
+        if limit:
+            kwargs["limit"] = limit
+        result: Any = self.custom.list_namespaced_custom_object(
+            c.GROUP, c.VERSION, self.namespace, c.PLURALS[c.MODEL_DEPLOYMENT], **kwargs
+        )
+        return list(result.get("items") or [])
+
+
+def _info(body: dict[str, Any]) -> dict[str, Any]:
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    model = spec.get("model") or {}
+    return {
+        "name": body["metadata"]["name"],
+        "ready": status.get("phase") in ("Ready", "Canary"),
+        "version": status.get("stableVersion") or model.get("version"),
+        "labels": model.get("labels"),
+        "description": model.get("description"),
+    }

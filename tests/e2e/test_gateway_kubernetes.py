@@ -1,0 +1,129 @@
+"""The gateway with models from the Kubernetes API: the ModelDeployments of its namespace (in the
+emulator) name the models, their status gives the predictor's URL (here a real predictor serving
+the digits model), and a ModelDeployment that is not ready is a 503, not a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from kubernetes import client
+from PIL import Image
+from pydantic import SecretStr
+from redis.asyncio import Redis
+
+from kubeclassify.core import constants as c
+from kubeclassify.core.local import PredictorServer, RedisServer, start_predictor
+from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.settings import S3Settings
+from kubeclassify.gateway.app import create_app
+from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+
+
+@pytest.fixture(scope="module")
+def predictor(digits_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorServer]:
+    base = tmp_path_factory.mktemp("k8s-predictor")
+    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+    spec = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.MODEL_DEPLOYMENT,
+        "metadata": {"name": "digits"},
+        "spec": {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()},
+    }
+    (base / "md.yaml").write_text(yaml.safe_dump(spec))
+    server = start_predictor(base / "md.yaml", base, "digits")
+    yield server
+    server.stop()
+
+
+def test_models_and_predictors_come_from_model_deployments(
+    kube_api,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+    predictor: PredictorServer,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    plural = c.PLURALS[c.MODEL_DEPLOYMENT]
+    for name, description in (("digits", "handwritten digits"), ("pending", None)):
+        body = {
+            "apiVersion": c.API_VERSION,
+            "kind": c.MODEL_DEPLOYMENT,
+            "metadata": {"name": name},
+            "spec": {
+                "model": {"uri": f"s3://models/{name}/", "description": description, "labels": ["a", "b"]}
+            },
+        }
+        custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, body)
+    status = {"status": {"phase": "Ready", "url": predictor.url, "stableVersion": "v7"}}
+    custom.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, plural, "digits", status)
+
+    db = secrets.randbelow(15) + 1
+
+    async def flush() -> None:
+        r = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
+        await r.flushdb()
+        await r.aclose()
+
+    asyncio.run(flush())
+    config = GatewayConfig(
+        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + f"/{db}"),
+        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        models_source="kubernetes",
+        namespace=namespace,
+        kubeconfig=str(kube_api.kubeconfig),
+        default_model="digits",
+        images_uri=f"s3://{bucket}/images",
+    )
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    buf = io.BytesIO()
+    Image.fromarray((digits.images[1750] * (255.0 / 16.0)).round().astype(np.uint8)).save(buf, format="PNG")
+    with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as gw:
+        gw.post("/v1/accounts", json={"username": "alice", "password": "a long enough password"})
+        token = gw.post("/v1/auth/token", data={"username": "alice", "password": "a long enough password"})
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        models = gw.get("/v1/models", headers=auth).json()
+        assert [(m["name"], m["ready"], m["default"], m["version"]) for m in models] == [
+            ("digits", True, True, "v7"),
+            ("pending", False, False, None),
+        ]
+        assert models[0]["description"] == "handwritten digits"
+        upload = {"file": ("d.png", buf.getvalue(), "image/png")}
+        done = gw.post("/v1/classify", files=upload, headers=auth)
+        assert done.status_code == 200 and done.json()["label"] == str(digits.target[1750])
+        not_ready = gw.post("/v1/classify", files=upload, data={"model": "pending"}, headers=auth)
+        assert not_ready.status_code == 503 and "not ready" in not_ready.json()["detail"]
+        assert gw.post("/v1/classify", files=upload, data={"model": "nope"}, headers=auth).status_code == 404
+        assert gw.get("/v1/credits", headers=auth).json()["credits"] == 99, (
+            "only the classified image is paid"
+        )
+        assert gw.get("/readyz").status_code == 200
+
+
+def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from harness.kubeapi_launch import kubeconfig_for
+
+    from kubeclassify.core.local import free_port
+
+    config = GatewayConfig(
+        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/11"),
+        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        models_source="kubernetes",
+        kubeconfig=str(kubeconfig_for(f"http://127.0.0.1:{free_port()}", tmp_path / "kubeconfig")),
+    )
+    with TestClient(create_app(GatewaySettings(gateway=config))) as gw:
+        ready = gw.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["models"]
