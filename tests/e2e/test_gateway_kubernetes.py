@@ -4,9 +4,7 @@ the digits model), and a ModelDeployment that is not ready is a 503, not a crash
 
 from __future__ import annotations
 
-import asyncio
 import io
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +12,10 @@ import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
 from kubernetes import client
 from PIL import Image
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.local import PredictorServer, RedisServer, start_predictor
@@ -67,17 +65,9 @@ def test_models_and_predictors_come_from_model_deployments(
     status = {"status": {"phase": "Ready", "url": predictor.url, "stableVersion": "v7"}}
     custom.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, plural, "digits", status)
 
-    db = secrets.randbelow(15) + 1
-
-    async def flush() -> None:
-        r = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
-        await r.flushdb()
-        await r.aclose()
-
-    asyncio.run(flush())
     config = GatewayConfig(
-        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + f"/{db}"),
-        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
         models_source="kubernetes",
         namespace=namespace,
         kubeconfig=str(kube_api.kubeconfig),
@@ -90,9 +80,7 @@ def test_models_and_predictors_come_from_model_deployments(
     buf = io.BytesIO()
     Image.fromarray((digits.images[1750] * (255.0 / 16.0)).round().astype(np.uint8)).save(buf, format="PNG")
     with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as gw:
-        gw.post("/v1/accounts", json={"username": "alice", "password": "a long enough password"})
-        token = gw.post("/v1/auth/token", data={"username": "alice", "password": "a long enough password"})
-        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        auth = {"Authorization": f"Bearer {sign_up(gw)}"}
         models = gw.get("/v1/models", headers=auth).json()
         assert [(m["name"], m["ready"], m["default"], m["version"]) for m in models] == [
             ("digits", True, True, "v7"),
@@ -119,8 +107,8 @@ def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
     from kubeclassify.core.local import free_port
 
     config = GatewayConfig(
-        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/11"),
-        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
         models_source="kubernetes",
         kubeconfig=str(kubeconfig_for(f"http://127.0.0.1:{free_port()}", tmp_path / "kubeconfig")),
     )

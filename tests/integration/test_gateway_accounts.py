@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import secrets
 from collections.abc import Iterator
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -21,14 +21,13 @@ from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.security import hash_password
 
-SECRET = "a-test-token-secret-of-forty-characters!!"
+SECRET = TOKEN_SECRET
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
-def settings(redis_server: RedisServer, db: int, **gateway: object) -> GatewaySettings:
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+def settings(redis_server: RedisServer, **gateway: object) -> GatewaySettings:
     config = GatewayConfig(
-        redis_url=SecretStr(url),
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(SECRET),
         admin_password_hash=SecretStr(hash_password(ADMIN_PASSWORD)),
         starting_credits=5,
@@ -39,23 +38,8 @@ def settings(redis_server: RedisServer, db: int, **gateway: object) -> GatewaySe
 
 @pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[TestClient]:
-    db = secrets.randbelow(15) + 1  # a database of its own, flushed first
-    asyncio.run(_flush(redis_server, db))
-    with TestClient(create_app(settings(redis_server, db, login_failures=3))) as c:
+    with TestClient(create_app(settings(redis_server, login_failures=3))) as c:
         yield c
-
-
-async def _flush(redis_server: RedisServer, db: int) -> None:
-    r = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
-    await r.flushdb()
-    await r.aclose()
-
-
-def register(client: TestClient, name: str = "alice", password: str = "a long enough password") -> str:
-    assert client.post("/v1/accounts", json={"username": name, "password": password}).status_code == 201
-    resp = client.post("/v1/auth/token", data={"username": name, "password": password})
-    assert resp.status_code == 200, resp.text
-    return str(resp.json()["access_token"])
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -63,7 +47,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_register_sign_in_and_me(client: TestClient) -> None:
-    token = register(client)
+    token = sign_up(client)
     me = client.get("/v1/me", headers=bearer(token))
     assert me.status_code == 200
     assert (me.json()["username"], me.json()["role"], me.json()["credits"]) == ("alice", "user", 5)
@@ -90,7 +74,7 @@ def test_bad_registrations_are_refused_with_the_field_named(client: TestClient, 
 
 
 def test_wrong_passwords_and_bad_tokens_are_refused(client: TestClient) -> None:
-    token = register(client)
+    token = sign_up(client)
     assert (
         client.post("/v1/auth/token", data={"username": "alice", "password": "wrong password"}).status_code
         == 401
@@ -124,7 +108,7 @@ def test_wrong_passwords_and_bad_tokens_are_refused(client: TestClient) -> None:
 
 
 def test_repeated_failed_sign_ins_must_wait(client: TestClient) -> None:
-    register(client)
+    sign_up(client)
     for _ in range(3):
         assert (
             client.post(
@@ -137,7 +121,7 @@ def test_repeated_failed_sign_ins_must_wait(client: TestClient) -> None:
 
 
 def test_api_keys_are_shown_once_work_and_can_be_revoked(client: TestClient) -> None:
-    token = register(client)
+    token = sign_up(client)
     created = client.post("/v1/keys", json={"name": "laptop"}, headers=bearer(token))
     assert created.status_code == 201
     key, key_id = created.json()["key"], created.json()["id"]
@@ -152,7 +136,7 @@ def test_api_keys_are_shown_once_work_and_can_be_revoked(client: TestClient) -> 
 
 
 def test_basic_auth_is_accepted(client: TestClient) -> None:
-    register(client)
+    sign_up(client)
     good = base64.b64encode(b"alice:a long enough password").decode()
     bad = base64.b64encode(b"alice:wrong").decode()
     assert client.get("/v1/me", headers={"Authorization": f"Basic {good}"}).status_code == 200
@@ -160,7 +144,7 @@ def test_basic_auth_is_accepted(client: TestClient) -> None:
 
 
 def test_admins_refill_and_list_and_users_cannot(client: TestClient) -> None:
-    user = register(client)
+    user = sign_up(client)
     admin = client.post("/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}).json()[
         "access_token"
     ]
@@ -180,10 +164,8 @@ def test_admins_refill_and_list_and_users_cannot(client: TestClient) -> None:
 
 
 def test_rate_limit_answers_429_with_retry_after(redis_server: RedisServer) -> None:
-    db = secrets.randbelow(15) + 1
-    asyncio.run(_flush(redis_server, db))
-    with TestClient(create_app(settings(redis_server, db, rate_limit_per_minute=3))) as c:
-        token = register(c)
+    with TestClient(create_app(settings(redis_server, rate_limit_per_minute=3))) as c:
+        token = sign_up(c)
         codes = [c.get("/v1/me", headers=bearer(token)).status_code for _ in range(5)]
         limited = c.get("/v1/me", headers=bearer(token))
     assert codes.count(429) >= 1 and limited.status_code == 429
@@ -191,10 +173,11 @@ def test_rate_limit_answers_429_with_retry_after(redis_server: RedisServer) -> N
 
 
 def test_concurrent_debits_never_overdraw(redis_server: RedisServer) -> None:
+    url = fresh_redis_url(redis_server)
+
     async def race() -> tuple[list[int | None], int]:
-        redis = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/15", decode_responses=True)
+        redis = Redis.from_url(url, decode_responses=True)
         accounts = Accounts(redis)
-        await redis.flushdb()
         await accounts.create_user("racer", "a long enough password", "user", credits=20)
         results = await asyncio.gather(*(accounts.debit("racer", 1) for _ in range(50)))
         left = await accounts.balance("racer")
@@ -208,7 +191,7 @@ def test_concurrent_debits_never_overdraw(redis_server: RedisServer) -> None:
 def test_health_and_readiness(client: TestClient, redis_server: RedisServer) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["redis"] == "ok"
-    down = settings(redis_server, 1)
+    down = settings(redis_server)
     down.gateway.redis_url = SecretStr("redis://:wrong@127.0.0.1:1/0")
     with TestClient(create_app(down)) as c:
         assert c.get("/readyz").status_code == 503

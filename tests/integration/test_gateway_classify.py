@@ -3,7 +3,6 @@ the digits model: uploads and URLs, credits, the stored original and record, and
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import secrets
@@ -16,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
 from PIL import Image
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from kubeclassify.core.local import PredictorServer, RedisServer, start_predictor
 from kubeclassify.core.model_card import ModelCard
@@ -58,17 +57,9 @@ def digit_png(index: int) -> tuple[bytes, str]:
 def gateway(
     redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
 ) -> Iterator[tuple[TestClient, str, str]]:
-    db = secrets.randbelow(15) + 1
-
-    async def flush() -> None:
-        r = Redis.from_url(redis_server.url.rsplit("/", 1)[0] + f"/{db}")
-        await r.flushdb()
-        await r.aclose()
-
-    asyncio.run(flush())
     config = GatewayConfig(
-        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + f"/{db}"),
-        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
         starting_credits=3,
         images_uri=f"s3://{bucket}/images",
         predictors={"digits": predictor.url},
@@ -77,11 +68,7 @@ def gateway(
         fetch_allowed_networks=["127.0.0.0/8"],
     )
     with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
-        client.post("/v1/accounts", json={"username": "alice", "password": "a long enough password"})
-        token = client.post(
-            "/v1/auth/token", data={"username": "alice", "password": "a long enough password"}
-        )
-        yield client, token.json()["access_token"], bucket
+        yield client, sign_up(client), bucket
 
 
 def test_an_upload_is_classified_stored_recorded_and_paid_for(
@@ -143,18 +130,15 @@ def test_private_addresses_are_refused_and_cost_nothing(
     url: str, redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
 ) -> None:
     config = GatewayConfig(
-        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/14"),
-        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
         predictors={"digits": predictor.url},
         default_model="digits",
         images_uri=f"s3://{bucket}/images",
     )  # no network allowed besides public ones
     with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
         name = "u" + secrets.token_hex(4)
-        client.post("/v1/accounts", json={"username": name, "password": "a long enough password"})
-        token = client.post(
-            "/v1/auth/token", data={"username": name, "password": "a long enough password"}
-        ).json()["access_token"]
+        token = sign_up(client, name)
         resp = client.post("/v1/classify", data={"url": url}, headers={"Authorization": f"Bearer {token}"})
         assert resp.status_code == 400 and "not allowed" in resp.json()["detail"]
         assert (
@@ -227,11 +211,7 @@ def test_images_are_listed_downloaded_counted_and_deleted_by_their_owner_only(
     original = client.get(f"/v1/images/{uids[0]}/content", headers=auth)
     assert original.content == uploads[0][0] and original.headers["content-type"] == "image/png"
 
-    client.post("/v1/accounts", json={"username": "mallory", "password": "a long enough password"})
-    mallory = client.post(
-        "/v1/auth/token", data={"username": "mallory", "password": "a long enough password"}
-    )
-    other = {"Authorization": f"Bearer {mallory.json()['access_token']}"}
+    other = {"Authorization": f"Bearer {sign_up(client, 'mallory')}"}
     assert client.get("/v1/images", headers=other).json()["total"] == 0
     for method, path in [
         ("get", f"/v1/images/{uids[0]}"),
@@ -253,8 +233,8 @@ def test_fifty_concurrent_classifications_against_twenty_credits(
     from concurrent.futures import ThreadPoolExecutor
 
     config = GatewayConfig(
-        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/13"),
-        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
         starting_credits=20,
         images_uri=f"s3://{bucket}/images",
         predictors={"digits": predictor.url},
@@ -263,9 +243,8 @@ def test_fifty_concurrent_classifications_against_twenty_credits(
     png, _ = digit_png(1707)
     with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
         name = "r" + secrets.token_hex(4)
-        client.post("/v1/accounts", json={"username": name, "password": "a long enough password"})
-        token = client.post("/v1/auth/token", data={"username": name, "password": "a long enough password"})
-        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        token = sign_up(client, name)
+        auth = {"Authorization": f"Bearer {token}"}
 
         def one(_: int) -> int:
             return client.post(
@@ -289,17 +268,16 @@ def test_models_are_listed_with_version_labels_and_readiness(
     from kubeclassify.core.local import free_port
 
     config = GatewayConfig(
-        redis_url=SecretStr(redis_server.url.rsplit("/", 1)[0] + "/12"),
-        token_secret=SecretStr("a-test-token-secret-of-forty-characters!!"),
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
         predictors={"digits": predictor.url, "gone": f"http://127.0.0.1:{free_port()}"},
         default_model="digits",
         images_uri=f"s3://{bucket}/images",
     )
     with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as client:
         name = "m" + secrets.token_hex(4)
-        client.post("/v1/accounts", json={"username": name, "password": "a long enough password"})
-        token = client.post("/v1/auth/token", data={"username": name, "password": "a long enough password"})
-        listed = client.get("/v1/models", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        token = sign_up(client, name)
+        listed = client.get("/v1/models", headers={"Authorization": f"Bearer {token}"})
         assert client.get("/v1/models").status_code == 401
     digits, gone = listed.json()
     assert (digits["name"], digits["ready"], digits["default"]) == ("digits", True, True)
