@@ -367,6 +367,13 @@ def test_a_daily_batch_ticks_through_the_due_dates_in_order(
     success = json.loads(store.read(f"s3://{bucket}/results/daily/{DAY1}/_SUCCESS"))
     assert success["run"] == third["metadata"]["name"].rsplit("-", 1)[1]
 
+    bad = {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: "last tuesday"}}}
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "daily", bad)
+    assert ("Warning", "InvalidRerunDate") in wait_for(
+        lambda: (e := cluster.events("daily")) and ("Warning", "InvalidRerunDate") in e and e
+    )
+    assert len(cluster.jobs()) == 3, "a bad rerun date starts nothing"
+
 
 def test_a_missing_model_deployment_or_a_bad_spec_is_a_condition(
     operator: Operator, stage: dict[str, Any]

@@ -38,6 +38,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
         ([], "one date at a time: pass --date"),
         (["--date", "2026-11-20", "--shard", "2"], "shard 2 is outside 0..1"),
         (["--date", "2026-13-01"], "month must be in 1..12"),
+        (["--date", "2026-11-20", "--rerun", "../r1"], "--rerun '../r1': use letters, digits and dashes"),
     ],
 )
 def test_unusable_arguments_exit_2(
