@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install tools lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-operator
+.PHONY: help install tools browser lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,7 +25,14 @@ install: $(STAMP)  ## create .venv and install the project with every extra
 $(BIN)/helm $(BIN)/kubectl: scripts/install_tools.py | $(STAMP)
 	$(BIN)/python scripts/install_tools.py
 
-tools: $(BIN)/helm $(BIN)/kubectl  ## put the real helm and kubectl into .venv/bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+tools: $(BIN)/helm $(BIN)/kubectl browser  ## helm and kubectl into .venv/bin; Debian's chromium for the web page test
+
+browser:  ## Debian's chromium and chromedriver (apt), for the web page test
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
 lint: install  ## ruff, mypy, and the CRDs in step with the models
 	$(BIN)/ruff check .
@@ -46,7 +53,7 @@ test: lint tools  ## lint, then every test tier
 test-unit: install  ## models, builders, routes: no processes
 	$(PYTEST) -m unit
 
-test-integration: install  ## real SeaweedFS, Redis and KServe servers
+test-integration: install browser  ## real SeaweedFS, Redis and KServe servers
 	$(PYTEST) -m integration
 
 test-chart: tools  ## helm lint and template, schemas

@@ -9,15 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from harness.kubeapi_launch import ROOT, kubeconfig_for, start_kube_api
 
+from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
 from kubeclassify.core.local import (
     LocalProcess,
+    PredictorServer,
     RedisServer,
     S3Server,
+    start_predictor,
     start_redis,
     start_seaweedfs,
 )
+from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 
@@ -114,3 +119,22 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi]:
 def namespace() -> str:
     """A namespace of this test's own, so tests sharing the emulator never see each other's objects."""
     return f"t-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def digits_predictor(
+    digits_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PredictorServer]:
+    """The real predictor serving the digits model as ModelDeployment `digits`, for gateway tests."""
+    base = tmp_path_factory.mktemp("digits-predictor")
+    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+    spec = {
+        "apiVersion": API_VERSION,
+        "kind": MODEL_DEPLOYMENT,
+        "metadata": {"name": "digits"},
+        "spec": {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()},
+    }
+    (base / "md.yaml").write_text(yaml.safe_dump(spec))
+    server = start_predictor(base / "md.yaml", base, "digits")
+    yield server
+    server.stop()

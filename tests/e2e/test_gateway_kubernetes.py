@@ -5,12 +5,9 @@ the digits model), and a ModelDeployment that is not ready is a 503, not a crash
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-import yaml
 from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
 from kubernetes import client
@@ -18,34 +15,17 @@ from PIL import Image
 from pydantic import SecretStr
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import PredictorServer, RedisServer, start_predictor
-from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
-
-
-@pytest.fixture(scope="module")
-def predictor(digits_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorServer]:
-    base = tmp_path_factory.mktemp("k8s-predictor")
-    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
-    spec = {
-        "apiVersion": c.API_VERSION,
-        "kind": c.MODEL_DEPLOYMENT,
-        "metadata": {"name": "digits"},
-        "spec": {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()},
-    }
-    (base / "md.yaml").write_text(yaml.safe_dump(spec))
-    server = start_predictor(base / "md.yaml", base, "digits")
-    yield server
-    server.stop()
 
 
 def test_models_and_predictors_come_from_model_deployments(
     kube_api,  # type: ignore[no-untyped-def]
     api_client: client.ApiClient,
     namespace: str,
-    predictor: PredictorServer,
+    digits_predictor: PredictorServer,
     redis_server: RedisServer,
     s3_settings: S3Settings,
     bucket: str,
@@ -62,7 +42,7 @@ def test_models_and_predictors_come_from_model_deployments(
             },
         }
         custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, body)
-    status = {"status": {"phase": "Ready", "url": predictor.url, "stableVersion": "v7"}}
+    status = {"status": {"phase": "Ready", "url": digits_predictor.url, "stableVersion": "v7"}}
     custom.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, plural, "digits", status)
 
     config = GatewayConfig(

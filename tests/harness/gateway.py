@@ -1,11 +1,14 @@
-"""What the gateway's tests share: a fresh Redis database, a token secret, and signing up."""
+"""What the gateway's tests share: a fresh Redis database, a token secret, signing up, digit images."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import secrets
 
+import numpy as np
 from fastapi.testclient import TestClient
+from PIL import Image
 from redis.asyncio import Redis
 
 from kubeclassify.core.local import RedisServer
@@ -33,3 +36,14 @@ def sign_up(client: TestClient, username: str = "alice", password: str = PASSWOR
     resp = client.post("/v1/auth/token", data={"username": username, "password": password})
     assert resp.status_code == 200, resp.text
     return str(resp.json()["access_token"])
+
+
+def digit_png(index: int) -> tuple[bytes, str]:
+    """Digit `index` of scikit-learn's digits as an 8x8 PNG, and its label."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue(), str(digits.target[index])

@@ -3,66 +3,34 @@ the digits model: uploads and URLs, credits, the stored original and record, and
 
 from __future__ import annotations
 
-import io
 import json
 import secrets
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 from fastapi.testclient import TestClient
-from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
-from PIL import Image
+from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url, sign_up
 from pydantic import SecretStr
 
-from kubeclassify.core.local import PredictorServer, RedisServer, start_predictor
-from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 
 
-@pytest.fixture(scope="module")
-def predictor(digits_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorServer]:
-    base = tmp_path_factory.mktemp("gateway-predictor")
-    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
-    spec = {
-        "apiVersion": "kubeclassify.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "digits"},
-        "spec": {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()},
-    }
-    (base / "md.yaml").write_text(yaml.safe_dump(spec))
-    server = start_predictor(base / "md.yaml", base, "digits")
-    yield server
-    server.stop()
-
-
-def digit_png(index: int) -> tuple[bytes, str]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    pixels = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue(), str(digits.target[index])
-
-
 @pytest.fixture
 def gateway(
-    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
 ) -> Iterator[tuple[TestClient, str, str]]:
     config = GatewayConfig(
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         starting_credits=3,
         images_uri=f"s3://{bucket}/images",
-        predictors={"digits": predictor.url},
+        predictors={"digits": digits_predictor.url},
         default_model="digits",
         max_upload_bytes=64 * 1024,
         fetch_allowed_networks=["127.0.0.0/8"],
@@ -127,12 +95,16 @@ def test_a_url_is_fetched_through_the_guard(gateway: tuple[TestClient, str, str]
     ],
 )
 def test_private_addresses_are_refused_and_cost_nothing(
-    url: str, redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+    url: str,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+    digits_predictor: PredictorServer,
 ) -> None:
     config = GatewayConfig(
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
-        predictors={"digits": predictor.url},
+        predictors={"digits": digits_predictor.url},
         default_model="digits",
         images_uri=f"s3://{bucket}/images",
     )  # no network allowed besides public ones
@@ -228,7 +200,7 @@ def test_images_are_listed_downloaded_counted_and_deleted_by_their_owner_only(
 
 
 def test_fifty_concurrent_classifications_against_twenty_credits(
-    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -237,7 +209,7 @@ def test_fifty_concurrent_classifications_against_twenty_credits(
         token_secret=SecretStr(TOKEN_SECRET),
         starting_credits=20,
         images_uri=f"s3://{bucket}/images",
-        predictors={"digits": predictor.url},
+        predictors={"digits": digits_predictor.url},
         default_model="digits",
     )
     png, _ = digit_png(1707)
@@ -263,14 +235,14 @@ def test_fifty_concurrent_classifications_against_twenty_credits(
 
 
 def test_models_are_listed_with_version_labels_and_readiness(
-    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, predictor: PredictorServer
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
 ) -> None:
     from kubeclassify.core.local import free_port
 
     config = GatewayConfig(
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
-        predictors={"digits": predictor.url, "gone": f"http://127.0.0.1:{free_port()}"},
+        predictors={"digits": digits_predictor.url, "gone": f"http://127.0.0.1:{free_port()}"},
         default_model="digits",
         images_uri=f"s3://{bucket}/images",
     )

@@ -1,4 +1,5 @@
-"""Launch real services as local processes: SeaweedFS (S3), redis-server and the predictor.
+"""Launch real services as local processes: SeaweedFS (S3), redis-server, the predictor and the
+gateway.
 
 The test fixtures and `make demo` use these. Every process runs in its own session, on free
 loopback ports, logs to a file, and is stopped by its PID: SIGTERM, then SIGKILL after a grace
@@ -350,3 +351,49 @@ def start_predictor(
     run_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     proc = start_process(f"predictor-{name}", argv, log_dir, ready, timeout=timeout, env=run_env)
     return PredictorServer(proc, url, name)
+
+
+# --- The gateway -----------------------------------------------------------------------------
+
+
+@dataclass
+class GatewayServer:
+    """A running REST gateway (`kubeclassify gateway run`)."""
+
+    process: LocalProcess
+    url: str
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_gateway(
+    log_dir: Path,
+    settings: dict[str, str],
+    port: int | None = None,
+    workers: int = 1,
+    timeout: float = 60.0,
+) -> GatewayServer:
+    """Start the gateway on loopback with `settings` as `KUBECLASSIFY_*` environment variables."""
+    port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "kubeclassify.core.cli",
+        "gateway",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+            return resp.status == 200
+
+    proc = start_process("gateway", argv, log_dir, ready, timeout=timeout, env={**os.environ, **settings})
+    return GatewayServer(proc, url)

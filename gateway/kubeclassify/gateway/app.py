@@ -22,7 +22,7 @@ from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
-from kubeclassify.gateway.routes import accounts, classify, credits, health, images, models
+from kubeclassify.gateway.routes import accounts, classify, credits, health, images, models, web
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         response.headers["X-Request-ID"] = rid[:64]
         return response
 
-    routers = (health.router, accounts.router, credits.router, classify.router, images.router, models.router)
+    routers = (
+        health.router,
+        accounts.router,
+        credits.router,
+        classify.router,
+        images.router,
+        models.router,
+        web.router,
+    )
     for router in routers:
         app.include_router(router)
 

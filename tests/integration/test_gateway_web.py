@@ -1,0 +1,126 @@
+"""The web page at `/` in Debian's chromium, headless, against a real gateway process with real
+Redis, SeaweedFS and the digits predictor: create an account, sign in, upload, see the bars."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as visible
+from selenium.webdriver.support.ui import WebDriverWait
+
+from kubeclassify.core.local import GatewayServer, PredictorServer, RedisServer, start_gateway
+from kubeclassify.core.settings import S3Settings
+
+
+@pytest.fixture
+def gateway(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+    digits_predictor: PredictorServer,
+) -> Iterator[GatewayServer]:
+    assert s3_settings.endpoint_url and s3_settings.access_key_id and s3_settings.secret_access_key
+    settings = {
+        "KUBECLASSIFY_ENVIRONMENT": "development",
+        "KUBECLASSIFY_S3__ENDPOINT_URL": s3_settings.endpoint_url,
+        "KUBECLASSIFY_S3__ACCESS_KEY_ID": s3_settings.access_key_id,
+        "KUBECLASSIFY_S3__SECRET_ACCESS_KEY": s3_settings.secret_access_key.get_secret_value(),
+        "KUBECLASSIFY_GATEWAY__REDIS_URL": fresh_redis_url(redis_server),
+        "KUBECLASSIFY_GATEWAY__TOKEN_SECRET": TOKEN_SECRET,
+        "KUBECLASSIFY_GATEWAY__IMAGES_URI": f"s3://{bucket}/images",
+        "KUBECLASSIFY_GATEWAY__PREDICTORS": json.dumps({"digits": digits_predictor.url}),
+        "KUBECLASSIFY_GATEWAY__DEFAULT_MODEL": "digits",
+    }
+    server = start_gateway(tmp_path / "logs", settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "Debian's chromium and chromium-driver are needed: run `make browser`"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--window-size=1000,800", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    if os.geteuid() == 0:
+        options.add_argument("--no-sandbox")  # chromium refuses to sandbox as root
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    yield chrome
+    chrome.quit()
+
+
+def test_sign_up_upload_and_see_the_top_k(
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    wait = WebDriverWait(browser, 30)
+    png, label = digit_png(1750)
+    image = tmp_path / "digit.png"
+    image.write_bytes(png)
+
+    browser.get(gateway.url + "/")
+    assert browser.title == "KubeClassify"
+    assert not browser.find_element(By.ID, "classify-section").is_displayed()
+    browser.find_element(By.ID, "username").send_keys("webuser")
+    browser.find_element(By.ID, "password").send_keys("a long enough password")
+    browser.find_element(By.ID, "register").click()
+    wait.until(visible.visibility_of_element_located((By.ID, "classify-section")))
+    assert browser.find_element(By.ID, "username-shown").text == "webuser"
+    wait.until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == "digits")
+
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    credits_before = int(browser.find_element(By.ID, "credits").text)
+    browser.find_element(By.CSS_SELECTOR, "#classify button[type=submit]").click()
+    wait.until(visible.visibility_of_element_located((By.ID, "result")))
+    assert browser.find_element(By.ID, "label").text == label
+    rows = browser.find_elements(By.CSS_SELECTOR, "#chart .row")
+    assert len(rows) == 5 and rows[0].get_attribute("data-label") == label
+    scores = [float(r.get_attribute("data-score") or "nan") for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    widths = [r.find_element(By.CLASS_NAME, "bar").size["width"] for r in rows]
+    assert widths[0] > widths[-1] >= 1  # the bars are drawn in proportion to the scores
+    wait.until(lambda b: int(b.find_element(By.ID, "credits").text) == credits_before - 1)
+    browser.save_screenshot(str(tmp_path / "page.png"))
+
+    # What the page showed is what the API stored for this user.
+    token = httpx.post(
+        gateway.url + "/v1/auth/token", data={"username": "webuser", "password": "a long enough password"}
+    ).json()["access_token"]
+    images = httpx.get(gateway.url + "/v1/images", headers={"Authorization": f"Bearer {token}"}).json()
+    uid = browser.find_element(By.ID, "uid").text
+    assert [i["uid"] for i in images["items"]] == [uid]
+
+
+def test_a_wrong_password_is_shown_and_nothing_else_opens(
+    gateway: GatewayServer, browser: webdriver.Chrome
+) -> None:
+    browser.get(gateway.url + "/")
+    browser.find_element(By.ID, "username").send_keys("nobody")
+    browser.find_element(By.ID, "password").send_keys("not the password")
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    error = WebDriverWait(browser, 15).until(visible.visibility_of_element_located((By.ID, "error")))
+    assert "wrong username or password" in error.text
+    assert not browser.find_element(By.ID, "classify-section").is_displayed()
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(gateway: GatewayServer) -> None:
+    for path in ("/", "/web/app.js", "/web/app.css"):
+        resp = httpx.get(gateway.url + path)
+        assert resp.status_code == 200
+        assert "script-src 'self'" in resp.headers["content-security-policy"]
+        assert resp.headers["x-content-type-options"] == "nosniff"
+    assert httpx.get(gateway.url + "/web/../config.py").status_code == 404
+    assert httpx.get(gateway.url + "/web/missing.js").status_code == 404
