@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install tools browser lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-operator
+.PHONY: help install tools browser lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-gateway bench-operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-predictor: install  ## predictor over HTTP against the model alone (Mobile
 
 bench-batch: install  ## batch worker against the model alone and a seed-style loop; a 10M-row manifest
 	$(BIN)/python benchmarks/batch/run.py
+
+bench-gateway: install  ## what the gateway adds to a classification (p50/p99, 1 and 32 clients); auth req/s per core
+	$(BIN)/python benchmarks/gateway/run.py
 
 bench-operator: install  ## 1,000 ClassificationBatches at 20/s against the API emulator: create-to-Job latency, RSS
 	$(BIN)/python benchmarks/operator/run.py

@@ -65,6 +65,28 @@ def model_only(
     return best
 
 
+def digits_cnn(folder: Path) -> list[bytes]:
+    """The digits CNN (untrained: speed only) saved with its labels, and the 1,797 digits as PNGs."""
+    from sklearn.datasets import load_digits
+
+    from kubeclassify.core.resources import ImageInputSpec
+    from kubeclassify.inference.architectures import build
+
+    spec = ImageInputSpec(height=32, width=32, channels=1, color_mode="grayscale")
+    folder.mkdir(parents=True)
+    build("cnn", spec, 10).save(folder / "model.keras")
+    (folder / "labels.json").write_text(json.dumps([str(i) for i in range(10)]))
+    pngs = []
+    for pixels in (load_digits().images * (255 / 16)).astype(np.uint8):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    return pngs
+
+
+DIGITS_INPUT = {"height": 32, "width": 32, "channels": 1, "colorMode": "grayscale"}
+
+
 def write_results(path: Path, results: dict[str, object]) -> None:
     """Keep a run's figures as JSON beside the printed table."""
     path.parent.mkdir(parents=True, exist_ok=True)

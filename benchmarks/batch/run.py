@@ -15,7 +15,6 @@ import argparse
 import csv
 import datetime as dt
 import io
-import json
 import os
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import build_model, model_only, photos, write_results  # noqa: E402
+from common import build_model, digits_cnn, model_only, photos, write_results  # noqa: E402
 
 from kubeclassify.core.local import start_seaweedfs  # noqa: E402
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec, ModelDeploymentSpec  # noqa: E402
@@ -181,21 +180,8 @@ def main() -> int:
                 }
 
             if "digits" in parts:
-                from sklearn.datasets import load_digits
-
-                from kubeclassify.inference.architectures import build
-
                 digits_spec = ImageInputSpec(height=32, width=32, channels=1, color_mode="grayscale")
-                cnn = build("cnn", digits_spec, 10)
-                (tmp / "digits").mkdir()
-                cnn.save(tmp / "digits" / "model.keras")
-                (tmp / "digits" / "labels.json").write_text(json.dumps([str(i) for i in range(10)]))
-                pixels = (load_digits().images * (255 / 16)).astype(np.uint8)
-                pngs = []
-                for p in pixels:
-                    buf = io.BytesIO()
-                    Image.fromarray(p).save(buf, format="PNG")
-                    pngs.append(buf.getvalue())
+                pngs = digits_cnn(tmp / "digits")
                 store.create_bucket("digits")
                 digit_rows = upload(store, "digits", pngs, "png")
                 manifest(store, "s3://digits/manifest.csv", digit_rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import secrets
 
 import numpy as np
@@ -11,7 +12,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from redis.asyncio import Redis
 
-from kubeclassify.core.local import RedisServer
+from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.core.settings import S3Settings
 
 TOKEN_SECRET = "a-test-token-secret-of-forty-characters!!"
 PASSWORD = "a long enough password"
@@ -47,3 +49,23 @@ def digit_png(index: int) -> tuple[bytes, str]:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue(), str(digits.target[index])
+
+
+def gateway_env(
+    redis_url: str, s3: S3Settings, images_uri: str, predictor: PredictorServer, **settings: str
+) -> dict[str, str]:
+    """`KUBECLASSIFY_*` variables for a gateway process serving `predictor` as the default model;
+    `settings` add or override gateway settings by name (`rate_limit_per_minute="1000"`)."""
+    assert s3.endpoint_url and s3.access_key_id and s3.secret_access_key
+    env = {
+        "KUBECLASSIFY_ENVIRONMENT": "development",
+        "KUBECLASSIFY_S3__ENDPOINT_URL": s3.endpoint_url,
+        "KUBECLASSIFY_S3__ACCESS_KEY_ID": s3.access_key_id,
+        "KUBECLASSIFY_S3__SECRET_ACCESS_KEY": s3.secret_access_key.get_secret_value(),
+        "KUBECLASSIFY_GATEWAY__REDIS_URL": redis_url,
+        "KUBECLASSIFY_GATEWAY__TOKEN_SECRET": TOKEN_SECRET,
+        "KUBECLASSIFY_GATEWAY__IMAGES_URI": images_uri,
+        "KUBECLASSIFY_GATEWAY__PREDICTORS": json.dumps({predictor.name: predictor.url}),
+        "KUBECLASSIFY_GATEWAY__DEFAULT_MODEL": predictor.name,
+    }
+    return env | {f"KUBECLASSIFY_GATEWAY__{k.upper()}": v for k, v in settings.items()}

@@ -3,7 +3,6 @@ Redis, SeaweedFS and the digits predictor: create an account, sign in, upload, s
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url
+from harness.gateway import digit_png, fresh_redis_url, gateway_env
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -30,18 +29,9 @@ def gateway(
     bucket: str,
     digits_predictor: PredictorServer,
 ) -> Iterator[GatewayServer]:
-    assert s3_settings.endpoint_url and s3_settings.access_key_id and s3_settings.secret_access_key
-    settings = {
-        "KUBECLASSIFY_ENVIRONMENT": "development",
-        "KUBECLASSIFY_S3__ENDPOINT_URL": s3_settings.endpoint_url,
-        "KUBECLASSIFY_S3__ACCESS_KEY_ID": s3_settings.access_key_id,
-        "KUBECLASSIFY_S3__SECRET_ACCESS_KEY": s3_settings.secret_access_key.get_secret_value(),
-        "KUBECLASSIFY_GATEWAY__REDIS_URL": fresh_redis_url(redis_server),
-        "KUBECLASSIFY_GATEWAY__TOKEN_SECRET": TOKEN_SECRET,
-        "KUBECLASSIFY_GATEWAY__IMAGES_URI": f"s3://{bucket}/images",
-        "KUBECLASSIFY_GATEWAY__PREDICTORS": json.dumps({"digits": digits_predictor.url}),
-        "KUBECLASSIFY_GATEWAY__DEFAULT_MODEL": "digits",
-    }
+    settings = gateway_env(
+        fresh_redis_url(redis_server), s3_settings, f"s3://{bucket}/images", digits_predictor
+    )
     server = start_gateway(tmp_path / "logs", settings)
     yield server
     server.stop()

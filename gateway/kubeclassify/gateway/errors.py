@@ -8,9 +8,34 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 PROBLEM = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457)."""
+
+    type: str = "about:blank"
+    title: str = Field(description="The HTTP status phrase.")
+    status: int
+    detail: str = Field(description="What went wrong, and what to do about it.")
+    errors: list[FieldError] | None = Field(None, description="Each invalid field (422 only).")
+
+
+def problems(*statuses: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for errors answered as problem documents: "4XX", "503"..."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {"model": Problem, "description": "An error.", "content": {PROBLEM: {"schema": schema}}}
+        for status in statuses
+    }
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:

@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field
 
 from kubeclassify.gateway.accounts import USERNAME, public
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
+from kubeclassify.gateway.errors import problems
 from kubeclassify.gateway.security import create_token
 
-router = APIRouter(prefix="/v1", tags=["accounts"])
+router = APIRouter(prefix="/v1", tags=["accounts"], responses=problems("4XX"))
 
 
 class Registration(BaseModel):

@@ -17,9 +17,10 @@ from kubeclassify.core.storage import ObjectStore, StorageError, join
 from kubeclassify.gateway import metrics
 from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
+from kubeclassify.gateway.errors import problems
 from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, image_type, now
 
-router = APIRouter(prefix="/v1", tags=["classify"])
+router = APIRouter(prefix="/v1", tags=["classify"], responses=problems("4XX"))
 
 
 class LabelScore(BaseModel):
@@ -36,7 +37,12 @@ class Prediction(BaseModel):
     model_version: str
 
 
-@router.post("/classify", response_model=Prediction, summary="Classify one image (upload or URL)")
+@router.post(
+    "/classify",
+    response_model=Prediction,
+    responses=problems("503"),
+    summary="Classify one image (upload or URL)",
+)
 async def classify(
     request: Request,
     user: CurrentUser,

@@ -8,8 +8,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from kubeclassify.gateway.deps import AccountsDep, AdminUser, ConfigDep, CurrentUser
+from kubeclassify.gateway.errors import problems
 
-router = APIRouter(prefix="/v1", tags=["credits"])
+router = APIRouter(prefix="/v1", tags=["credits"], responses=problems("4XX"))
 
 
 class Balance(BaseModel):

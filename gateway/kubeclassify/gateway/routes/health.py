@@ -6,11 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from kubeclassify.gateway.deps import ensure_admin
+from kubeclassify.gateway.errors import problems
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=problems("4XX"))
 
 
 @router.get("/healthz", summary="The process is up")
@@ -18,7 +20,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Redis answers, and the Kubernetes API when models come from it")
+class Readiness(BaseModel):
+    status: str = Field(description="ok, or unavailable.")
+    redis: str | None = Field(None, description="ok, or the error Redis gave.")
+    models: str | None = Field(None, description="The error the Kubernetes API gave, if it did.")
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready."}},
+    summary="Redis answers, and the Kubernetes API when models come from it",
+)
 async def readyz(request: Request) -> Any:
     try:
         await request.app.state.accounts.redis.ping()

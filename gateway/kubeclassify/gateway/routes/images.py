@@ -12,10 +12,11 @@ from pydantic import BaseModel
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.deps import AccountsDep, CurrentUser
+from kubeclassify.gateway.errors import problems
 from kubeclassify.gateway.images import ImageRecord, Images, categories, page, remove
 from kubeclassify.gateway.routes.classify import LabelScore
 
-router = APIRouter(prefix="/v1", tags=["images"])
+router = APIRouter(prefix="/v1", tags=["images"], responses=problems("4XX"))
 
 
 class ImageInfo(BaseModel):

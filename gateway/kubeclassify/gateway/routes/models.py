@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from kubeclassify.gateway.deps import ConfigDep, CurrentUser
+from kubeclassify.gateway.errors import problems
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], responses=problems("4XX"))
 
 
 class ModelInfo(BaseModel):
