@@ -80,7 +80,7 @@ def test_models_and_predictors_come_from_model_deployments(
 
 
 def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, tmp_path: Path
 ) -> None:
     from harness.kubeapi_launch import kubeconfig_for
 
@@ -91,7 +91,8 @@ def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
         token_secret=SecretStr(TOKEN_SECRET),
         models_source="kubernetes",
         kubeconfig=str(kubeconfig_for(f"http://127.0.0.1:{free_port()}", tmp_path / "kubeconfig")),
+        images_uri=f"s3://{bucket}/images",
     )
-    with TestClient(create_app(GatewaySettings(gateway=config))) as gw:
+    with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as gw:
         ready = gw.get("/readyz")
     assert ready.status_code == 503 and ready.json()["models"]

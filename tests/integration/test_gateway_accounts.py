@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from kubeclassify.core.local import RedisServer
+from kubeclassify.core.settings import S3Settings
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
@@ -188,13 +189,24 @@ def test_concurrent_debits_never_overdraw(redis_server: RedisServer) -> None:
     assert sum(r is not None for r in results) == 20 and left == 0
 
 
-def test_health_and_readiness(client: TestClient, redis_server: RedisServer) -> None:
+def test_health_and_readiness(
+    client: TestClient, redis_server: RedisServer, s3_settings: S3Settings, bucket: str
+) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json()["redis"] == "ok"
-    down = settings(redis_server)
-    down.gateway.redis_url = SecretStr("redis://:wrong@127.0.0.1:1/0")
-    with TestClient(create_app(down)) as c:
-        assert c.get("/readyz").status_code == 503
+    ready = settings(redis_server, images_uri=f"s3://{bucket}/images")
+    ready.s3 = s3_settings
+    with TestClient(create_app(ready)) as c:
+        assert c.get("/readyz").json() == {"status": "ok", "redis": "ok", "s3": "ok", "models": None}
+    no_bucket = ready.model_copy(deep=True)
+    no_bucket.gateway.images_uri = "s3://no-such-bucket-here/images"
+    with TestClient(create_app(no_bucket)) as c:
+        resp = c.get("/readyz")
+        assert resp.status_code == 503 and resp.json()["s3"] == "BucketNotFound"
+    no_redis = ready.model_copy(deep=True)
+    no_redis.gateway.redis_url = SecretStr("redis://:wrong@127.0.0.1:1/0")
+    with TestClient(create_app(no_redis)) as c:
+        resp = c.get("/readyz")
+        assert resp.status_code == 503 and resp.json()["redis"] == "ConnectionError"
 
 
 def test_the_development_token_secret_is_refused_outside_development() -> None:

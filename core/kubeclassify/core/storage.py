@@ -143,7 +143,7 @@ class ObjectStore:
         content_type = content_type or "application/octet-stream"
         with self._errors(loc):
             if isinstance(data, bytes):
-                self._s3.put_object(Bucket=loc.bucket, Key=loc.key, Body=data, ContentType=content_type)
+                self._presigned("put_object", loc, data, content_type).release_conn()
             else:  # multipart for large streams; the object appears only when complete
                 self._s3.upload_fileobj(data, loc.bucket, loc.key, ExtraArgs={"ContentType": content_type})
 
@@ -225,6 +225,13 @@ class ObjectStore:
             "get_object", Params={"Bucket": loc.bucket, "Key": loc.key}, ExpiresIn=expires
         )
 
+    def check(self, uri: str) -> None:
+        """Raise when the bucket of an s3:// `uri` cannot be reached (for readiness checks)."""
+        loc = Location.parse(uri)
+        if loc.scheme == "s3":
+            with self._errors(Location("s3", loc.bucket, "")):
+                self._s3.head_bucket(Bucket=loc.bucket)
+
     def create_bucket(self, name: str) -> None:
         """Create a bucket if it does not exist (for local stacks and tests)."""
         with self._errors(Location("s3", name, "")):
@@ -281,29 +288,43 @@ class ObjectStore:
             ),
         )
 
-    def _get(self, loc: Location, max_bytes: int | None) -> bytes:
-        """GET one whole object through a presigned URL on a pooled connection.
+    def _presigned(
+        self, operation: str, loc: Location, body: bytes | None = None, content_type: str | None = None
+    ) -> Any:
+        """Send one S3 call through a presigned URL on a pooled connection: the urllib3 response.
 
-        The same signed request botocore would send, at a third of its CPU per object: for the
-        batch worker's many small images, botocore's per-call machinery costs more than decoding.
+        The same signed request botocore would send, at a third of its CPU per object: for many
+        small images (the batch worker's reads, the gateway's uploads) botocore's per-call machinery
+        costs more than the rest of the work. Errors become the ClientError botocore would have
+        raised, so one mapping (`_S3Errors`) serves both paths.
         """
         from botocore.exceptions import ClientError
 
-        url = self._s3.generate_presigned_url("get_object", {"Bucket": loc.bucket, "Key": loc.key}, 300)
+        params = {"Bucket": loc.bucket, "Key": loc.key}
+        headers = {}
+        if content_type is not None:
+            params["ContentType"] = headers["Content-Type"] = content_type
+        url = self._s3.generate_presigned_url(operation, params, 300)
+        method = "PUT" if operation == "put_object" else "GET"
         try:
-            resp = self._http.request("GET", url, preload_content=False)
+            resp = self._http.request(method, url, body=body, headers=headers, preload_content=False)
         except Exception as e:  # urllib3's errors after its retries: connection refused, timeouts
             raise StorageError(f"S3 request for {loc.uri} failed: {e}") from e
+        if resp.status != 200:
+            text = resp.read(64 << 10).decode(errors="replace")
+            resp.release_conn()
+            code = _xml_field(text, "Code") or str(resp.status)
+            response: Any = {
+                "Error": {"Code": code, "Message": _xml_field(text, "Message") or text[:200]},
+                "ResponseMetadata": {"HTTPStatusCode": resp.status},
+            }
+            raise ClientError(response, operation)
+        return resp
+
+    def _get(self, loc: Location, max_bytes: int | None) -> bytes:
+        """GET one whole object (see `_presigned`), refusing more than `max_bytes`."""
+        resp = self._presigned("get_object", loc)
         try:
-            if resp.status != 200:
-                body = resp.read(64 << 10).decode(errors="replace")
-                code = _xml_field(body, "Code") or str(resp.status)
-                # The error botocore would have raised, so one mapping (_S3Errors) serves both paths.
-                response: Any = {
-                    "Error": {"Code": code, "Message": _xml_field(body, "Message") or body[:200]},
-                    "ResponseMetadata": {"HTTPStatusCode": resp.status},
-                }
-                raise ClientError(response, "GetObject")
             length = int(resp.headers.get("Content-Length", -1))
             if max_bytes is not None and length > max_bytes:
                 raise ObjectTooLarge(f"{loc.uri} is {length} bytes; the limit is {max_bytes}")

@@ -163,10 +163,9 @@ class Accounts:
         """Count one request for `subject`; seconds until it may send more, or 0."""
         minute = int(time.time() // 60)
         key = f"kc:rate:{subject}:{minute}"
-        count = int(await self.redis.incr(key))
-        if count == 1:
-            await self.redis.expire(key, 61)
-        return 0 if count <= per_minute else 60 - int(time.time() % 60)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            count, _ = await pipe.incr(key).expire(key, 61, nx=True).execute()
+        return 0 if int(count) <= per_minute else 60 - int(time.time() % 60)
 
 
 def _now() -> str:

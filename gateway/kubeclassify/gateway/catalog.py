@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from kubeclassify.core import constants as c
 
@@ -29,7 +29,7 @@ class NotReady(Exception):
 class Predictors:
     """Models from `PREDICTORS`: each predictor describes its own model."""
 
-    def __init__(self, predictors: dict[str, str], http: httpx.AsyncClient) -> None:
+    def __init__(self, predictors: dict[str, str], http: aiohttp.ClientSession) -> None:
         self.predictors, self.http = predictors, http
 
     async def resolve(self, name: str) -> str | None:
@@ -43,12 +43,13 @@ class Predictors:
 
     async def _one(self, name: str, base: str) -> dict[str, Any]:
         info: dict[str, Any] = {"name": name, "ready": False}
+        url = f"{base.rstrip('/')}/kubeclassify/v1/models/{name}"
         try:
-            resp = await self.http.get(f"{base.rstrip('/')}/kubeclassify/v1/models/{name}", timeout=5.0)
-        except httpx.HTTPError:
+            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+                body = await resp.json() if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
             return info
-        if resp.status_code == 200:
-            body = resp.json()
+        if body is not None:
             info.update(
                 ready=True,
                 version=body.get("version"),

@@ -22,12 +22,12 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API 
 _basic = HTTPBasic(auto_error=False, description="Username and password.")
 
 
-def get_config(request: Request) -> GatewayConfig:
+async def get_config(request: Request) -> GatewayConfig:
     config: GatewayConfig = request.app.state.config
     return config
 
 
-def get_accounts(request: Request) -> Accounts:
+async def get_accounts(request: Request) -> Accounts:
     accounts: Accounts = request.app.state.accounts
     return accounts
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 from typing import Annotated, Any
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from pydantic import BaseModel
 
@@ -74,7 +75,7 @@ async def classify(
     uid = secrets.token_hex(12)
     uri = join(config.images_uri, user.username, uid + EXTENSIONS[media_type])
     store: ObjectStore = request.app.state.store
-    client: httpx.AsyncClient = request.app.state.http
+    client: aiohttp.ClientSession = request.app.state.http
     predicted, stored = await asyncio.gather(
         _predict(client, base, name, data, media_type, config.predictor_timeout),
         asyncio.to_thread(_store, store, uri, data, media_type),
@@ -130,23 +131,24 @@ async def _image(
 
 
 async def _predict(
-    client: httpx.AsyncClient, base: str, name: str, data: bytes, media_type: str, timeout: float
+    client: aiohttp.ClientSession, base: str, name: str, data: bytes, media_type: str, timeout: float
 ) -> dict[str, Any]:
     """The predictor's V1 answer for the raw image bytes (never a decoded tensor on the wire)."""
     try:
-        resp = await client.post(
+        async with client.post(
             f"{base.rstrip('/')}/v1/models/{name}:predict",
-            content=data,
+            data=data,
             headers={"Content-Type": media_type},
-            timeout=timeout,
-        )
-    except httpx.HTTPError as e:
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            status, text = resp.status, await resp.text()
+    except (aiohttp.ClientError, TimeoutError) as e:
         raise HTTPException(503, f"the model {name!r} is not answering; try again") from e
-    if 400 <= resp.status_code < 500 and resp.status_code != 404:
-        raise HTTPException(422, f"the model could not read the image: {resp.text[:300]}")
-    if resp.status_code != 200:
-        raise HTTPException(503, f"the model {name!r} is not answering (HTTP {resp.status_code}); try again")
-    answer: dict[str, Any] = resp.json()
+    if 400 <= status < 500 and status != 404:
+        raise HTTPException(422, f"the model could not read the image: {text[:300]}")
+    if status != 200:
+        raise HTTPException(503, f"the model {name!r} is not answering (HTTP {status}); try again")
+    answer: dict[str, Any] = json.loads(text)
     return answer
 
 

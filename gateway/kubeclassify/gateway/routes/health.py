@@ -1,7 +1,9 @@
-"""Liveness and readiness: ready means Redis answers (the predictor is not a dependency of sign-in)."""
+"""Liveness and readiness: ready means Redis, the images bucket and (when models come from it) the
+Kubernetes API answer; a predictor is not a dependency of sign-in."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from kubeclassify.core.storage import StorageError
 from kubeclassify.gateway.deps import ensure_admin
 from kubeclassify.gateway.errors import problems
 
@@ -23,6 +26,7 @@ async def healthz() -> dict[str, str]:
 class Readiness(BaseModel):
     status: str = Field(description="ok, or unavailable.")
     redis: str | None = Field(None, description="ok, or the error Redis gave.")
+    s3: str | None = Field(None, description="ok, or the error S3 gave for the images bucket.")
     models: str | None = Field(None, description="The error the Kubernetes API gave, if it did.")
 
 
@@ -30,7 +34,7 @@ class Readiness(BaseModel):
     "/readyz",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "Not ready."}},
-    summary="Redis answers, and the Kubernetes API when models come from it",
+    summary="Redis, the images bucket, and the Kubernetes API when models come from it, answer",
 )
 async def readyz(request: Request) -> Any:
     try:
@@ -39,7 +43,11 @@ async def readyz(request: Request) -> Any:
     except RedisError as e:
         return JSONResponse({"status": "unavailable", "redis": type(e).__name__}, status_code=503)
     try:
+        await asyncio.to_thread(request.app.state.store.check, request.app.state.config.images_uri)
+    except StorageError as e:
+        return JSONResponse({"status": "unavailable", "s3": type(e).__name__}, status_code=503)
+    try:
         await request.app.state.catalog.check()
     except Exception as e:  # the Kubernetes API, when models come from it: any failure is "not ready"
         return JSONResponse({"status": "unavailable", "models": type(e).__name__}, status_code=503)
-    return {"status": "ok", "redis": "ok"}
+    return {"status": "ok", "redis": "ok", "s3": "ok"}
