@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -97,6 +97,20 @@ class Response:
     body: bytes
 
 
+def target(url: str, policy: FetchPolicy) -> tuple[SplitResult, int, IPAddress]:
+    """The URL's parts, port and checked address; FetchError (BlockedAddress) when it may not be used."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"{url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise FetchError(f"{url!r} carries credentials; they are not sent")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:
+        raise FetchError(f"{url!r} has an invalid port") from e
+    return parts, port, resolve(parts.hostname, port, policy)
+
+
 def request(
     method: str,
     url: str,
@@ -108,13 +122,8 @@ def request(
     """One request to a checked address, redirects not followed; any status comes back."""
     policy = policy or FetchPolicy()
     deadline = deadline if deadline is not None else time.monotonic() + policy.timeout
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(f"{url!r} is not an http(s) URL")
-    if parts.username or parts.password:
-        raise FetchError(f"{url!r} carries credentials; they are not sent")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = resolve(parts.hostname, port, policy)
+    parts, port, address = target(url, policy)
+    assert parts.hostname is not None
     remaining = max(deadline - time.monotonic(), 0.1)
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
     conn = cls(parts.hostname, port, address, remaining)

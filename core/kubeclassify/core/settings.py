@@ -33,6 +33,16 @@ class S3Settings(BaseModel):
     read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for data.")
     max_pool_connections: int = Field(64, ge=1, description="Concurrent connections per client.")
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as the `KUBECLASSIFY_S3__*` variables of a child process."""
+        out = {}
+        for name in type(self).model_fields:
+            value: Any = getattr(self, name)
+            if value is not None:
+                text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                out[f"{ENV_PREFIX}S3__{name.upper()}"] = text
+        return out
+
 
 class Settings(BaseSettings):
     """The settings every component reads."""

@@ -19,8 +19,9 @@ from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
+from kubeclassify.gateway.local_batches import LocalBatches
 from kubeclassify.gateway.middleware import Edge
-from kubeclassify.gateway.routes import accounts, classify, credits, health, images, models, web
+from kubeclassify.gateway.routes import accounts, batches, classify, credits, health, images, models, web
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +55,29 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         app.state.accounts = Accounts(redis)
         app.state.catalog = _catalog(config, app.state.http)
+        app.state.s3_settings = settings.s3
         app.state.admin_ready = config.admin_password_hash is None
+        app.state.batch_backend = LocalBatches(app.state)
         try:
             await ensure_admin(app)
         except RedisError as e:  # Redis may come up later: /readyz retries, and says so meanwhile
             log.warning(
                 "Redis is not reachable yet; the first admin is made when it is", extra={"error": str(e)}
             )
+        else:
+            await app.state.batch_backend.start()
         try:
             yield
         finally:
+            await app.state.batch_backend.stop()
             await app.state.http.close()
             await redis.aclose()
 
     app = FastAPI(title="KubeClassify", version="0.1.0", lifespan=lifespan, docs_url="/docs")
     app.state.config = config
     errors.install(app)
-    app.add_middleware(Edge, body_limit=config.max_upload_bytes + 64 * 1024)  # an image and a form
+    upload_limit = max(config.max_upload_bytes, config.max_csv_bytes) + 64 * 1024  # and a form around it
+    app.add_middleware(Edge, body_limit=upload_limit)
     if config.cors_origins:  # outermost, so errors carry CORS headers too
         app.add_middleware(
             CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"], allow_headers=["*"]
@@ -83,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         classify.router,
         images.router,
         models.router,
+        batches.router,
         web.router,
     )
     for router in routers:

@@ -56,8 +56,20 @@ class GatewayConfig(BaseModel):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest image accepted.")
     fetch_allowed_networks: list[str] = Field(
         default_factory=list,
-        description="Networks image URLs may also reach besides public addresses (CIDRs); none by default.",
+        description="Networks that image and webhook URLs may also reach besides public addresses (CIDRs);"
+        " none by default.",
     )
+    batches_uri: str = Field(
+        "s3://kubeclassify/batches",
+        description="Where batch CSVs and results are kept: <batches_uri>/<owner>/<batch>/.",
+    )
+    batch_backend: Literal["local"] = Field(
+        "local",
+        description="Who runs batches: local (worker processes beside the gateway; one replica only).",
+    )
+    local_batch_concurrency: int = Field(2, ge=1, le=64, description="Local backend: batches run at once.")
+    max_csv_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="The largest batch CSV accepted.")
+    max_batch_rows: int = Field(10_000, ge=1, le=10_000_000, description="The most images in one batch.")
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; none by default."
     )

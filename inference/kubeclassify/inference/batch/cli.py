@@ -27,7 +27,10 @@ TERMINATION_LOG = Path("/dev/termination-log")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", help=f"a ClassificationBatch as YAML or JSON (default: ${ENV_BATCH})")
-    p.add_argument("--model-deployment", help=f"its ModelDeployment as YAML or JSON (default: ${ENV_MODEL})")
+    p.add_argument(
+        "--model-deployment",
+        help=f"its ModelDeployment as YAML or JSON (default: ${ENV_MODEL}); mode remote needs none",
+    )
     p.add_argument("--model-name", help="the model's name (default: the ModelDeployment's name)")
     p.add_argument("--date", help="the date to process, YYYY-MM-DD (default: the batch's spec.date)")
     p.add_argument("--shard", type=int, help="this shard's index (default: $JOB_COMPLETION_INDEX, else 0)")
@@ -89,9 +92,11 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     try:
         raw_batch, batch_name = _resource(args.batch, ENV_BATCH, "ClassificationBatch")
-        raw_model, model_name = _resource(args.model_deployment, ENV_MODEL, "ModelDeployment")
         spec = ClassificationBatchSpec.model_validate(raw_batch)
-        model = ModelDeploymentSpec.model_validate(raw_model)
+        model, model_name = None, None
+        if spec.mode != "remote" or args.model_deployment or os.environ.get(ENV_MODEL):
+            raw_model, model_name = _resource(args.model_deployment, ENV_MODEL, "ModelDeployment")
+            model = ModelDeploymentSpec.model_validate(raw_model)
         date = dt.date.fromisoformat(args.date) if args.date else spec.date
         if date is None and (
             has_placeholder(spec.output.uri, "date")
@@ -108,7 +113,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         job = BatchJob(
             name=batch_name or "batch",
             spec=spec,
-            model_name=args.model_name or model_name or "model",
+            model_name=args.model_name or model_name or spec.model_ref.name,
             model=model,
             date=date,
             shard=shard,

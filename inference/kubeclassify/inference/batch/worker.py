@@ -56,7 +56,7 @@ class BatchJob:
     name: str
     spec: ClassificationBatchSpec
     model_name: str
-    model: ModelDeploymentSpec
+    model: ModelDeploymentSpec | None  # mode remote needs none: the predictor has the model
     date: dt.date | None = None
     shard: int = 0
     shards: int = 1
@@ -112,6 +112,8 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
         version = ""
         results: Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]] = _remote(job, store, mine)
     else:
+        if job.model is None:
+            raise InputError("mode inProcess needs the ModelDeployment: --model-deployment")
         loaded, labels, version = artifacts.load_for_deployment(job.model.model, store)
         batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
         results = _ranked(_classified(job, store, mine, batcher, copies), labels, job.spec.output.top_k)
@@ -296,6 +298,7 @@ def _classified(
     job: BatchJob, store: ObjectStore, todo: Iterator[Item], batcher: DynamicBatcher, copies: dict[int, str]
 ) -> Iterator[Ready]:
     """(item, probabilities, error) for every item, in input order; copies by item, when asked."""
+    assert job.model is not None
     spec = job.model.input
     copy = job.spec.output.copy_images
     copy_prefix = copy.uri.format(date=job.date.isoformat() if job.date else "") if copy else ""

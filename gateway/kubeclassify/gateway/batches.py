@@ -1,0 +1,186 @@
+"""CSV batches: checking an uploaded CSV, the batch records in Redis, and settling their credits.
+
+A batch is named `<owner>-<short id>` (the name of its ClassificationBatch on Kubernetes). Its CSV
+lists image URLs (column `url`) or paths under the owner's own images (column `path`, relative to
+`<images_uri>/<owner>/`). The images are counted and paid for when the batch is created; when it
+finishes, what could not be classified is given back, once (settlement is keyed by the batch, so
+several gateway replicas seeing the same completion refund once).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from posixpath import normpath
+from typing import Any
+
+from kubeclassify.core.storage import join
+
+COLUMNS = ("url", "path")
+FORMULA_START = ("=", "+", "-", "@")
+ACTIVE = "kc:batches:active"
+STATES = ("Pending", "Running", "Succeeded", "Failed")
+
+# Refund once: the first caller marks the batch settled and credits the refund, atomically.
+_SETTLE = """
+if redis.call('SET', KEYS[1], '1', 'NX') then
+  redis.call('INCRBY', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+class CsvError(ValueError):
+    """The CSV cannot start a batch; the message says why, naming the row or column."""
+
+
+@dataclass(frozen=True)
+class CheckedCsv:
+    column: str  # url or path
+    rows: int
+    data: bytes  # the CSV to store: header and rows as they came
+
+
+def check_csv(data: bytes, max_rows: int) -> CheckedCsv:
+    """Check an uploaded batch CSV before anything starts: text, one known column, rows, no formulas."""
+    if b"\x00" in data:
+        raise CsvError("this is not a CSV: it has binary content")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CsvError(f"this is not a UTF-8 CSV (byte {e.start})") from e
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    found = [c for c in COLUMNS if c in header]
+    if len(found) != 1:
+        raise CsvError(
+            f"the CSV needs exactly one of the columns {' or '.join(COLUMNS)};"
+            f" it has {', '.join(header) or 'none'}"
+        )
+    column = found[0]
+    index = header.index(column)
+    rows = 0
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        rows += 1
+        if rows > max_rows:
+            raise CsvError(f"the CSV has more than {max_rows} rows; split it")
+        for name, cell in zip(header, row, strict=False):
+            if cell.startswith(FORMULA_START):
+                raise CsvError(f"row {line}, column {name!r} starts with {cell[0]!r}: formulas are refused")
+        value = row[index].strip() if index < len(row) else ""
+        if not value:
+            raise CsvError(f"row {line} has no {column}")
+        if column == "path":
+            _check_path(value, line)
+        elif not value.startswith(("http://", "https://")):
+            raise CsvError(f"row {line}: {value[:80]!r} is not an http(s) URL")
+    if rows == 0:
+        raise CsvError("the CSV has a header but no rows")
+    return CheckedCsv(column, rows, data)
+
+
+def _check_path(path: str, line: int) -> None:
+    """A path under the owner's own images: relative, and never climbing out of it."""
+    if "://" in path or path.startswith("/") or normpath(path).startswith(".."):
+        raise CsvError(f"row {line}: {path[:80]!r} is outside your images; give paths relative to them")
+
+
+@dataclass
+class BatchRecord:
+    name: str
+    owner: str
+    model: str
+    column: str
+    input_uri: str
+    output_uri: str
+    total: int
+    reserved: int  # credits taken at creation
+    created: float = field(default_factory=time.time)
+    state: str = "Pending"
+    classified: int = 0
+    failed: int = 0
+    skipped: int = 0
+    message: str = ""
+    finished: float | None = None
+    webhook_url: str | None = None
+    webhook_delivered: bool | None = None
+
+    def public(self) -> dict[str, Any]:
+        out = asdict(self)
+        for private in ("input_uri", "output_uri", "column", "webhook_url"):
+            del out[private]
+        out["counts"] = {k: out.pop(k) for k in ("total", "classified", "failed", "skipped")}
+        out["input"] = self.column
+        return out
+
+
+def new_name(owner: str) -> str:
+    return f"{owner}-{secrets.token_hex(4)}"
+
+
+def paths(batches_uri: str, images_uri: str, owner: str, name: str) -> dict[str, str]:
+    """Where a batch's CSV and results live, and the root its paths are relative to."""
+    folder = join(batches_uri, owner, name)
+    return {
+        "input": join(folder, "input.csv"),
+        "output": join(folder, "results.csv"),
+        "root": join(images_uri, owner) + "/",
+    }
+
+
+class Batches:
+    """Batch records on the accounts' Redis: a hash per batch, a per-owner index, the active set."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def add(self, record: BatchRecord) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(f"kc:batch:{record.name}", mapping={"json": json.dumps(asdict(record))})
+            pipe.zadd(f"kc:batches:{record.owner}", {record.name: record.created})
+            pipe.sadd(ACTIVE, record.name)
+            await pipe.execute()
+
+    async def get(self, name: str) -> BatchRecord | None:
+        raw = await self.redis.hget(f"kc:batch:{name}", "json")
+        return BatchRecord(**json.loads(raw)) if raw else None
+
+    async def update(self, record: BatchRecord) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(f"kc:batch:{record.name}", mapping={"json": json.dumps(asdict(record))})
+            if record.state in ("Succeeded", "Failed"):
+                pipe.srem(ACTIVE, record.name)
+            await pipe.execute()
+
+    async def of(self, owner: str, offset: int, limit: int) -> tuple[list[BatchRecord], int]:
+        key = f"kc:batches:{owner}"
+        names = await self.redis.zrevrange(key, offset, offset + limit - 1)
+        records = [r for r in [await self.get(n) for n in names] if r is not None]
+        return records, int(await self.redis.zcard(key))
+
+    async def active(self) -> list[str]:
+        return sorted(await self.redis.smembers(ACTIVE))
+
+    async def settle(self, record: BatchRecord, cost: int) -> bool:
+        """Give back the credits of images not classified, once; True for the call that did."""
+        refund = record.reserved - record.classified * cost
+        done = await self.redis.eval(
+            _SETTLE, 2, f"kc:settled:{record.name}", f"kc:credits:{record.owner}", max(0, refund)
+        )
+        return bool(done)
+
+    async def webhook_secret(self, owner: str) -> str | None:
+        secret: str | None = await self.redis.get(f"kc:webhook-secret:{owner}")
+        return secret
+
+    async def rotate_webhook_secret(self, owner: str) -> str:
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        await self.redis.set(f"kc:webhook-secret:{owner}", secret)
+        return secret

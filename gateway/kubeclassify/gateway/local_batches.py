@@ -1,0 +1,183 @@
+"""The `local` batch backend: the batch worker as local processes, at most `local_batch_concurrency`
+at a time, calling the model's predictor (mode remote). Batch state lives in Redis, so a restarted
+gateway picks up the batches that had not finished (the worker skips what was already published).
+One gateway replica only: a lease in Redis refuses a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kubeclassify.core.fetch import FetchPolicy
+from kubeclassify.core.webhooks import deliver
+from kubeclassify.gateway.batches import Batches, BatchRecord
+
+log = logging.getLogger(__name__)
+
+LEASE = "kc:local-batches:lease"
+LEASE_SECONDS = 30
+
+
+class SecondReplica(RuntimeError):
+    """Another gateway already runs the local batch backend."""
+
+
+class LocalBatches:
+    def __init__(self, app_state: Any) -> None:
+        self.state = app_state
+        self.config = app_state.config
+        self.batches = Batches(app_state.accounts.redis)
+        self.slots = asyncio.Semaphore(self.config.local_batch_concurrency)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.holder = secrets.token_hex(8)
+        self.folder = Path(tempfile.mkdtemp(prefix="kubeclassify-batches-"))
+        self.lease_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        redis = self.batches.redis
+        if not await redis.set(LEASE, self.holder, nx=True, ex=LEASE_SECONDS):
+            raise SecondReplica(
+                "another gateway runs the local batch backend (one replica only); "
+                f"stop it, or wait {LEASE_SECONDS}s after it stopped"
+            )
+        self.lease_task = asyncio.create_task(self._keep_lease())
+        for name in await self.batches.active():
+            self.submit(name)  # what a previous gateway left unfinished
+
+    async def stop(self) -> None:
+        for task in [*self.tasks.values(), *([self.lease_task] if self.lease_task else [])]:
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        redis = self.batches.redis
+        if await redis.get(LEASE) == self.holder:
+            await redis.delete(LEASE)
+
+    def submit(self, name: str) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = asyncio.create_task(self._run(name))
+            self.tasks[name].add_done_callback(lambda _: self.tasks.pop(name, None))
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            await self.batches.redis.set(LEASE, self.holder, ex=LEASE_SECONDS)
+
+    async def _run(self, name: str) -> None:
+        async with self.slots:
+            record = await self.batches.get(name)
+            if record is None or record.state in ("Succeeded", "Failed"):
+                return
+            record.state = "Running"
+            await self.batches.update(record)
+            try:
+                summary = await self._worker(record)
+            except asyncio.CancelledError:
+                raise  # the gateway stops: the batch stays active and is resumed on restart
+            except Exception as e:  # noqa: BLE001 - any failure ends this batch with its reason
+                log.exception("batch failed", extra={"batch": name})
+                summary = {"error": str(e)}
+            await self._finish(record, summary)
+
+    async def _worker(self, record: BatchRecord) -> dict[str, Any]:
+        """Run the batch worker for this batch and return its summary (or its error)."""
+        base = await self.state.catalog.resolve(record.model)
+        if base is None:
+            return {"error": f"no model {record.model!r}"}
+        spec_file = self.folder / f"{record.name}.json"
+        summary_file = self.folder / f"{record.name}.summary.json"
+        spec_file.write_text(
+            json.dumps({"metadata": {"name": record.name}, "spec": spec_of(record, self.config)})
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "kubeclassify.inference.batch",
+            "--batch",
+            str(spec_file),
+            "--predictor-url",
+            base,
+            "--termination-log",
+            str(summary_file),
+        ]
+        for network in self.config.fetch_allowed_networks:
+            argv += ["--allow-network", network]
+        env = {**os.environ, **self.state.s3_settings.to_env(), "KUBECLASSIFY_LOG_FORMAT": "json"}
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+        )
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            raise
+        summary: dict[str, Any] = {}
+        if summary_file.exists():
+            with contextlib.suppress(ValueError):
+                summary = json.loads(summary_file.read_text())
+        if code not in (0, 3) and "error" not in summary:
+            summary["error"] = f"the batch worker exited with code {code}"
+        return summary
+
+    async def _finish(self, record: BatchRecord, summary: dict[str, Any]) -> None:
+        counts = summary.get("counts") or {}
+        record.classified = int(counts.get("classified", 0))
+        record.failed = int(counts.get("failed", 0))
+        record.skipped = int(counts.get("skipped", 0))
+        if summary.get("error"):
+            record.state, record.message = "Failed", str(summary["error"])[:1000]
+        elif summary.get("failed_fraction_exceeded"):
+            record.state, record.message = "Failed", "too many images could not be read"
+        else:
+            record.state, record.message = "Succeeded", ""
+        record.finished = time.time()
+        await self.batches.update(record)
+        await self.batches.settle(record, self.config.image_cost)
+        if record.webhook_url:
+            record.webhook_delivered = await self._notify(record)
+            await self.batches.update(record)
+
+    async def _notify(self, record: BatchRecord) -> bool:
+        secret = await self.batches.webhook_secret(record.owner)
+        if secret is None or record.webhook_url is None:
+            return False
+        payload = {
+            "batch": record.name,
+            "state": record.state,
+            "message": record.message,
+            "counts": record.public()["counts"],
+            "results": f"/v1/batches/{record.name}/results.csv",
+            "finished": dt.datetime.fromtimestamp(record.finished or time.time(), dt.UTC).isoformat(),
+        }
+        policy = FetchPolicy.allowing(*self.config.fetch_allowed_networks, timeout=10.0)
+        delivery = await asyncio.to_thread(
+            deliver, record.webhook_url, payload, secret.encode(), policy=policy
+        )
+        return delivery.delivered
+
+
+def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:
+    """The ClassificationBatch spec of a gateway batch (the same for both backends)."""
+    if record.column == "url":
+        source: dict[str, Any] = {"urls": {"uri": record.input_uri, "column": "url"}}
+    else:
+        root = config.images_uri.rstrip("/") + f"/{record.owner}/"
+        source = {"manifest": {"uri": record.input_uri, "root": root, "pathColumn": "path"}}
+    return {
+        "modelRef": {"name": record.model},
+        "input": source,
+        "output": {"uri": record.output_uri, "format": "csv"},
+        "mode": "remote",
+        "maxFailedFraction": 1.0,
+    }

@@ -1,0 +1,214 @@
+"""CSV batches over REST: create from an uploaded CSV, list mine, status, results (JSON pages or the
+CSV streamed), and the per-user webhook secret that signs batch notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+from typing import IO, Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from kubeclassify.core.fetch import FetchError, FetchPolicy, target
+from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
+from kubeclassify.gateway.accounts import User
+from kubeclassify.gateway.batches import Batches, BatchRecord, CsvError, check_csv, new_name, paths
+from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
+from kubeclassify.gateway.errors import problems
+
+router = APIRouter(prefix="/v1", tags=["batches"], responses=problems("4XX"))
+
+
+class Counts(BaseModel):
+    total: int
+    classified: int
+    failed: int
+    skipped: int
+
+
+class BatchInfo(BaseModel):
+    name: str = Field(description="The batch's id: <owner>-<short id>.")
+    owner: str
+    model: str
+    input: str = Field(description="url or path: what the CSV lists.")
+    state: str = Field(description="Pending, Running, Succeeded or Failed.")
+    message: str
+    counts: Counts
+    reserved: int = Field(description="Credits taken at creation; what was not used is given back.")
+    created: float
+    finished: float | None
+    webhook_delivered: bool | None
+
+
+class BatchPage(BaseModel):
+    items: list[BatchInfo]
+    total: int
+    offset: int
+    limit: int
+
+
+class ResultPage(BaseModel):
+    rows: list[dict[str, str]]
+    offset: int
+    limit: int
+    more: bool
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="Signs every batch notification (X-KubeClassify-Signature); shown once.")
+
+
+async def _mine(name: str, user: User, batches: Batches) -> BatchRecord:
+    record = await batches.get(name)
+    if record is None or (record.owner != user.username and not user.is_admin):
+        raise HTTPException(404, f"no batch {name!r}")  # another user's batch is not there for you
+    return record
+
+
+@router.post(
+    "/batches",
+    status_code=201,
+    response_model=BatchInfo,
+    responses=problems("503"),
+    summary="Start a batch from a CSV of image URLs (url) or paths under your images (path)",
+)
+async def create_batch(
+    request: Request,
+    user: CurrentUser,
+    accounts: AccountsDep,
+    config: ConfigDep,
+    file: Annotated[UploadFile, File(description="The CSV: a url or a path column, one image a row.")],
+    model: Annotated[str | None, Form(max_length=63, description="A model (default: the default).")] = None,
+    webhook_url: Annotated[
+        str | None, Form(max_length=2048, description="POSTed a signed JSON summary when the batch ends.")
+    ] = None,
+) -> Any:
+    name_of_model = model or config.default_model
+    if name_of_model is None or await request.app.state.catalog.resolve(name_of_model) is None:
+        raise HTTPException(404, f"no model {name_of_model!r}")
+    data = await file.read(config.max_csv_bytes + 1)
+    if len(data) > config.max_csv_bytes:
+        raise HTTPException(413, f"the CSV is larger than {config.max_csv_bytes} bytes")
+    try:
+        checked = check_csv(data, config.max_batch_rows)
+    except CsvError as e:
+        raise HTTPException(422, str(e)) from e
+    batches = Batches(accounts.redis)
+    if webhook_url:
+        policy = FetchPolicy.allowing(*config.fetch_allowed_networks)
+        try:
+            await asyncio.to_thread(target, webhook_url, policy)
+        except FetchError as e:
+            raise HTTPException(422, f"webhook_url: {e}") from e
+        if await batches.webhook_secret(user.username) is None:
+            raise HTTPException(409, "make a webhook secret first: POST /v1/webhook-secret")
+    cost = checked.rows * config.image_cost
+    if await accounts.debit(user.username, cost) is None:
+        raise HTTPException(402, f"not enough credits: {checked.rows} images cost {cost}")
+    name = new_name(user.username)
+    where = paths(config.batches_uri, config.images_uri, user.username, name)
+    store: ObjectStore = request.app.state.store
+    try:
+        await asyncio.to_thread(store.write, where["input"], checked.data, "text/csv")
+    except StorageError as e:
+        await accounts.credit(user.username, cost)
+        raise HTTPException(503, "the CSV could not be stored; try again") from e
+    record = BatchRecord(
+        name=name,
+        owner=user.username,
+        model=name_of_model,
+        column=checked.column,
+        input_uri=where["input"],
+        output_uri=where["output"],
+        total=checked.rows,
+        reserved=cost,
+        webhook_url=webhook_url or None,
+    )
+    await batches.add(record)
+    request.app.state.batch_backend.submit(name)
+    return record.public()
+
+
+@router.get("/batches", response_model=BatchPage, summary="My batches, newest first")
+async def list_batches(
+    user: CurrentUser,
+    accounts: AccountsDep,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    records, total = await Batches(accounts.redis).of(user.username, offset, limit)
+    return {"items": [r.public() for r in records], "total": total, "offset": offset, "limit": limit}
+
+
+@router.get("/batches/{name}", response_model=BatchInfo, summary="A batch's state and counts")
+async def get_batch(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+    return (await _mine(name, user, Batches(accounts.redis))).public()
+
+
+async def _results(request: Request, record: BatchRecord) -> IO[str]:
+    if record.state not in ("Succeeded", "Failed"):
+        raise HTTPException(409, f"batch {record.name} is {record.state}: results come when it ends")
+    store: ObjectStore = request.app.state.store
+    try:
+        return await asyncio.to_thread(store.open_text, record.output_uri)
+    except ObjectNotFound as e:
+        raise HTTPException(404, f"batch {record.name} has no results: {record.message}") from e
+
+
+@router.get("/batches/{name}/results", response_model=ResultPage, summary="Result rows as JSON, paged")
+async def result_rows(
+    name: str,
+    request: Request,
+    user: CurrentUser,
+    accounts: AccountsDep,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    record = await _mine(name, user, Batches(accounts.redis))
+    text = await _results(request, record)
+
+    def page() -> tuple[list[dict[str, str]], bool]:
+        with contextlib.closing(text):
+            rows, more = [], False
+            for i, row in enumerate(csv.DictReader(text)):
+                if i >= offset + limit:
+                    more = True
+                    break
+                if i >= offset:
+                    rows.append(row)
+            return rows, more
+
+    rows, more = await asyncio.to_thread(page)
+    return {"rows": rows, "offset": offset, "limit": limit, "more": more}
+
+
+@router.get(
+    "/batches/{name}/results.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The results CSV."}},
+    summary="The results CSV, streamed",
+)
+async def result_csv(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+    record = await _mine(name, user, Batches(accounts.redis))
+    text = await _results(request, record)
+    text.close()
+    store: ObjectStore = request.app.state.store
+    stream = await asyncio.to_thread(store.open, record.output_uri)
+
+    async def chunks() -> Any:
+        with contextlib.closing(stream):
+            while chunk := await asyncio.to_thread(stream.read, 1 << 16):
+                yield chunk
+
+    headers = {"Content-Disposition": f'attachment; filename="{record.name}.csv"'}
+    return StreamingResponse(chunks(), media_type="text/csv", headers=headers)
+
+
+@router.post(
+    "/webhook-secret", response_model=WebhookSecret, summary="Make (or replace) my webhook signing secret"
+)
+async def rotate_webhook_secret(user: CurrentUser, accounts: AccountsDep) -> Any:
+    return {"secret": await Batches(accounts.redis).rotate_webhook_secret(user.username)}

@@ -1,0 +1,250 @@
+"""CSV batches through the gateway with the local backend, end to end: real Redis, SeaweedFS, the
+digits predictor, and the batch worker as a process. Credits reserved and settled, results as JSON
+and CSV, a signed webhook checked by a local receiver, a restart mid-batch, and bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url, sign_up
+from pydantic import SecretStr
+
+from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.webhooks import SIGNATURE_HEADER, verify
+from kubeclassify.gateway.app import create_app
+from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+from kubeclassify.gateway.local_batches import SecondReplica
+
+DIGITS = range(1760, 1766)
+
+
+class Site:
+    """A local web server: digit PNGs at /<index>.png (after `delay` seconds), and a webhook receiver."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.hooks: list[tuple[dict[str, str], bytes]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                time.sleep(site.delay)
+                name = self.path.strip("/")
+                if name == "text.png":
+                    body, kind = b"this is not an image", "image/png"
+                elif name.endswith(".png") and name[:-4].isdigit():
+                    body, kind = digit_png(int(name[:-4]))[0], "image/png"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                site.hooks.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def csv(self, names: list[str]) -> bytes:
+        return ("url,note\n" + "".join(f"{self.url}/{n},n{i}\n" for i, n in enumerate(names))).encode()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    s = Site()
+    yield s
+    s.server.shutdown()
+
+
+@pytest.fixture
+def settings(
+    redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
+) -> GatewaySettings:
+    config = GatewayConfig(
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
+        starting_credits=20,
+        images_uri=f"s3://{bucket}/images",
+        batches_uri=f"s3://{bucket}/batches",
+        predictors={"digits": digits_predictor.url},
+        default_model="digits",
+        fetch_allowed_networks=["127.0.0.0/8"],
+        max_batch_rows=12,
+    )
+    return GatewaySettings(gateway=config, s3=s3_settings)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def submit(client: TestClient, token: str, body: bytes, **form: str) -> Any:
+    return client.post(
+        "/v1/batches", files={"file": ("batch.csv", body, "text/csv")}, data=form, headers=auth(token)
+    )
+
+
+def wait_done(client: TestClient, token: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info: dict[str, Any] = client.get(f"/v1/batches/{name}", headers=auth(token)).json()
+        if info["state"] in ("Succeeded", "Failed"):
+            return info
+        time.sleep(0.3)
+    raise AssertionError(f"batch {name} did not finish: {info}")
+
+
+def test_a_url_batch_is_classified_paid_for_and_announced(settings: GatewaySettings, site: Site) -> None:
+    with TestClient(create_app(settings)) as client:
+        token = sign_up(client)
+        secret = client.post("/v1/webhook-secret", headers=auth(token)).json()["secret"]
+        names = [f"{i}.png" for i in DIGITS] + ["missing.png", "text.png"]
+        created = submit(client, token, site.csv(names), webhook_url=f"{site.url}/hook")
+        assert created.status_code == 201, created.text
+        batch = created.json()
+        assert batch["name"].startswith("alice-") and batch["reserved"] == len(names)
+        assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - len(names)
+
+        done = wait_done(client, token, batch["name"])
+        assert done["state"] == "Succeeded", done
+        assert done["counts"] == {"total": 8, "classified": 6, "failed": 2, "skipped": 0}
+        # the two unreadable images are given back; settling again gives nothing more
+        assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 6
+
+        page = client.get(f"/v1/batches/{batch['name']}/results?limit=5", headers=auth(token)).json()
+        assert len(page["rows"]) == 5 and page["more"]
+        rest = client.get(f"/v1/batches/{batch['name']}/results?offset=5", headers=auth(token)).json()
+        rows = page["rows"] + rest["rows"]
+        assert not rest["more"] and len(rows) == 8
+        by_source = {r["source"]: r for r in rows}
+        for i in DIGITS:
+            row = by_source[f"{site.url}/{i}.png"]
+            assert row["label"] == digit_png(i)[1] and not row["error"]
+        assert by_source[f"{site.url}/missing.png"]["error"]
+        assert by_source[f"{site.url}/text.png"]["error"]
+
+        streamed = client.get(f"/v1/batches/{batch['name']}/results.csv", headers=auth(token))
+        assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/csv")
+        assert len(list(csv.DictReader(io.StringIO(streamed.text)))) == 8
+
+        listed = client.get("/v1/batches", headers=auth(token)).json()
+        assert [b["name"] for b in listed["items"]] == [batch["name"]]
+
+        deadline = time.monotonic() + 30
+        while not site.hooks and time.monotonic() < deadline:
+            time.sleep(0.1)
+        headers, body = site.hooks[0]
+        assert verify(secret.encode(), headers[SIGNATURE_HEADER], body)
+        assert not verify(b"another secret", headers[SIGNATURE_HEADER], body)
+        hook = json.loads(body)
+        assert hook["batch"] == batch["name"] and hook["state"] == "Succeeded"
+        assert hook["counts"]["classified"] == 6
+        assert wait_done(client, token, batch["name"])["webhook_delivered"] is True
+
+
+def test_a_path_batch_reads_my_own_images(settings: GatewaySettings) -> None:
+    with TestClient(create_app(settings)) as client:
+        token = sign_up(client)
+        png, label = digit_png(1770)
+        uid = client.post(
+            "/v1/classify", files={"file": ("d.png", png, "image/png")}, headers=auth(token)
+        ).json()["uid"]
+        created = submit(client, token, f"path\n{uid}.png\nnot-there.png\n".encode())
+        assert created.status_code == 201, created.text
+        done = wait_done(client, token, created.json()["name"])
+        assert done["counts"]["classified"] == 1 and done["counts"]["failed"] == 1
+        rows = client.get(f"/v1/batches/{done['name']}/results", headers=auth(token)).json()["rows"]
+        assert [r["label"] for r in rows if not r["error"]] == [label]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"image,label\nhttp://example.com/a.png,1\n", 422, "exactly one of the columns url or path"),
+        (b"", 422, "it has none"),
+        (b"url\n", 422, "no rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", 422, "binary"),
+        (b"url\nhttp://example.com/\xff\xfe.png\n", 422, "UTF-8"),
+        (b"url,note\nhttp://example.com/a.png,=HYPERLINK(1)\n", 422, "formulas are refused"),
+        (b"url\nfile:///etc/passwd\n", 422, "not an http(s) URL"),
+        (b"path\n../bob/secret.png\n", 422, "outside your images"),
+        (b"path\n/etc/passwd\n", 422, "outside your images"),
+        (b"path\ns3://other-bucket/x.png\n", 422, "outside your images"),
+        (b"url\n" + b"http://example.com/a.png\n" * 13, 422, "more than 12 rows"),
+    ],
+)
+def test_bad_csvs_are_refused_before_anything_starts(
+    settings: GatewaySettings, body: bytes, status: int, words: str
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        token = sign_up(client)
+        resp = submit(client, token, body)
+        assert resp.status_code == status and words in resp.json()["detail"], resp.text
+        assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20
+        assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 0
+
+
+def test_other_refusals(settings: GatewaySettings, site: Site) -> None:
+    with TestClient(create_app(settings)) as client:
+        alice, bob = sign_up(client), sign_up(client, "bob")
+        body = site.csv(["1760.png"])
+        assert submit(client, alice, body, model="nope").status_code == 404
+        private = submit(client, alice, body, webhook_url="http://169.254.169.254/hook")
+        assert private.status_code == 422 and "not a public address" in private.json()["detail"]
+        no_secret = submit(client, alice, body, webhook_url=f"{site.url}/hook")
+        assert no_secret.status_code == 409 and "webhook secret" in no_secret.json()["detail"]
+        too_many = submit(client, alice, site.csv(["1760.png"] * 12))
+        assert too_many.status_code == 201
+        poor = submit(client, alice, site.csv(["1760.png"] * 9))
+        assert poor.status_code == 402 and "9 images cost 9" in poor.json()["detail"]
+        name = too_many.json()["name"]
+        for path in (f"/v1/batches/{name}", f"/v1/batches/{name}/results", f"/v1/batches/{name}/results.csv"):
+            assert client.get(path, headers=auth(bob)).status_code == 404, path
+        wait_done(client, alice, name)
+
+
+def test_a_restart_mid_batch_loses_nothing_and_a_second_replica_is_refused(
+    settings: GatewaySettings,
+) -> None:
+    slow = Site(delay=0.6)
+    try:
+        names = [f"{i}.png" for i in range(1780, 1792)]
+        with TestClient(create_app(settings)) as client:
+            token = sign_up(client)
+            name = submit(client, token, slow.csv(names)).json()["name"]
+            with pytest.raises(SecondReplica), TestClient(create_app(settings)):
+                pass
+            deadline = time.monotonic() + 60
+            while client.get(f"/v1/batches/{name}", headers=auth(token)).json()["state"] != "Running":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            time.sleep(1.0)  # the worker is fetching
+        with TestClient(create_app(settings)) as client:  # a new gateway picks the batch up
+            done = wait_done(client, token, name)
+            assert done["state"] == "Succeeded" and done["counts"]["classified"] == 12
+            rows = client.get(f"/v1/batches/{name}/results?limit=100", headers=auth(token)).json()["rows"]
+            assert sorted(r["source"] for r in rows) == sorted(f"{slow.url}/{n}" for n in names)
+            assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 12
+    finally:
+        slow.server.shutdown()
