@@ -51,7 +51,7 @@ async def _mine(uid: str, user: User, images: Images) -> ImageRecord:
 async def list_images(
     user: CurrentUser,
     accounts: AccountsDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     category: Annotated[str | None, Query(max_length=256, description="Only this label.")] = None,
 ) -> Any:
