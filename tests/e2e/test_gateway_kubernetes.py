@@ -5,17 +5,21 @@ the digits model), and a ModelDeployment that is not ready is a 503, not a crash
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
+from e2e.conftest import wait_for
 from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
+from harness.schemas import load_crds, schema_errors
 from kubernetes import client
 from PIL import Image
 from pydantic import SecretStr
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.core.resources import ClassificationBatch
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
@@ -96,3 +100,68 @@ def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
     with TestClient(create_app(GatewaySettings(gateway=config, s3=s3_settings))) as gw:
         ready = gw.get("/readyz")
     assert ready.status_code == 503 and ready.json()["models"]
+
+
+def test_batches_become_classification_batches_and_settle_once(
+    kube_api,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    md = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.MODEL_DEPLOYMENT,
+        "metadata": {"name": "digits"},
+        "spec": {"model": {"uri": "s3://models/digits/"}},
+    }
+    custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], md)
+    config = GatewayConfig(
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
+        models_source="kubernetes",
+        batch_backend="kubernetes",
+        batch_poll_seconds=0.2,
+        namespace=namespace,
+        kubeconfig=str(kube_api.kubeconfig),
+        default_model="digits",
+        images_uri=f"s3://{bucket}/images",
+        batches_uri=f"s3://{bucket}/batches",
+        starting_credits=10,
+    )
+    settings = GatewaySettings(gateway=config, s3=s3_settings)
+    csv_body = b"url\nhttps://images.example.com/a.png\nhttps://images.example.com/b.png\n"
+    # Two replicas see the same end; the unused credit comes back once.
+    with TestClient(create_app(settings)) as gw, TestClient(create_app(settings)) as replica:
+        auth = {"Authorization": f"Bearer {sign_up(gw)}"}
+        created = gw.post("/v1/batches", files={"file": ("b.csv", csv_body, "text/csv")}, headers=auth)
+        assert created.status_code == 201, created.text
+        name = created.json()["name"]
+        assert name.startswith("alice-") and created.json()["state"] == "Pending"
+
+        plural = c.PLURALS[c.CLASSIFICATION_BATCH]
+        body = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+        assert body["metadata"]["labels"][c.LABEL_OWNER] == "alice"
+        assert schema_errors(body, load_crds()) == []
+        batch = ClassificationBatch.model_validate(body)  # what the operator reads
+        assert batch.spec.model_ref.name == "digits" and batch.spec.input.urls is not None
+        assert batch.spec.output.uri == f"s3://{bucket}/batches/alice/{name}/results.csv"
+        assert gw.get("/v1/credits", headers=auth).json()["credits"] == 8
+
+        status = {
+            "status": {
+                "phase": "Succeeded",
+                "counts": {"total": 2, "classified": 1, "failed": 1, "skipped": 0},
+                "outputUri": batch.spec.output.uri,
+            }
+        }
+        custom.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, plural, name, status)
+        info = wait_for(
+            lambda: (b := gw.get(f"/v1/batches/{name}", headers=auth).json())["state"] == "Succeeded" and b,
+            what="the gateway to see the batch end",
+        )
+        assert info["counts"] == {"total": 2, "classified": 1, "failed": 1, "skipped": 0}
+        time.sleep(1.0)  # both replicas have polled since
+        assert replica.get("/v1/credits", headers=auth).json()["credits"] == 9

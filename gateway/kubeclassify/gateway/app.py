@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from fastapi import FastAPI, Response
@@ -19,6 +20,7 @@ from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
+from kubeclassify.gateway.kube_batches import KubernetesBatches
 from kubeclassify.gateway.local_batches import LocalBatches
 from kubeclassify.gateway.middleware import Edge
 from kubeclassify.gateway.routes import accounts, batches, classify, credits, health, images, models, web
@@ -29,6 +31,11 @@ log = logging.getLogger(__name__)
 def _catalog(config: GatewayConfig, http: aiohttp.ClientSession) -> Catalog:
     if config.models_source == "predictors":
         return Predictors(config.predictors, http)
+    return ModelDeployments(_kube_api(config), config.namespace)
+
+
+def _kube_api(config: GatewayConfig) -> Any:
+    """A client of the Kubernetes API: the kubeconfig setting, else in-cluster, else ~/.kube/config."""
     import kubernetes
 
     if config.kubeconfig:
@@ -40,7 +47,13 @@ def _catalog(config: GatewayConfig, http: aiohttp.ClientSession) -> Catalog:
         except kubernetes.config.ConfigException:
             kubernetes.config.load_kube_config(client_configuration=cfg)
         api = kubernetes.client.ApiClient(cfg)
-    return ModelDeployments(api, config.namespace)
+    return api
+
+
+def _batch_backend(config: GatewayConfig, state: Any) -> LocalBatches | KubernetesBatches:
+    if config.batch_backend == "kubernetes":
+        return KubernetesBatches(state, _kube_api(config))
+    return LocalBatches(state)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -57,7 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.catalog = _catalog(config, app.state.http)
         app.state.s3_settings = settings.s3
         app.state.admin_ready = config.admin_password_hash is None
-        app.state.batch_backend = LocalBatches(app.state)
+        app.state.batch_backend = _batch_backend(config, app.state)
         try:
             await ensure_admin(app)
         except RedisError as e:  # Redis may come up later: /readyz retries, and says so meanwhile

@@ -9,7 +9,9 @@ several gateway replicas seeing the same completion refund once).
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import secrets
@@ -18,7 +20,10 @@ from dataclasses import asdict, dataclass, field
 from posixpath import normpath
 from typing import Any
 
+from kubeclassify.core import constants as c
+from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.storage import join
+from kubeclassify.core.webhooks import deliver
 
 COLUMNS = ("url", "path")
 FORMULA_START = ("=", "+", "-", "@")
@@ -184,3 +189,70 @@ class Batches:
         secret = "whsec_" + secrets.token_urlsafe(32)
         await self.redis.set(f"kc:webhook-secret:{owner}", secret)
         return secret
+
+
+async def finish(
+    batches: Batches, config: Any, record: BatchRecord, state: str, message: str, counts: dict[str, Any]
+) -> None:
+    """Record how a batch ended, give back what was not used, and send its webhook: each once, however
+    many gateways see the end (settlement and the webhook are claimed in Redis)."""
+    record.classified = int(counts.get("classified", 0))
+    record.failed = int(counts.get("failed", 0))
+    record.skipped = int(counts.get("skipped", 0))
+    record.state, record.message = state, message[:1000]
+    record.finished = record.finished or time.time()
+    await batches.update(record)
+    await batches.settle(record, config.image_cost)
+    if record.webhook_url and await batches.redis.set(f"kc:webhook-claimed:{record.name}", "1", nx=True):
+        record.webhook_delivered = await _notify(batches, config, record)
+        await batches.update(record)
+
+
+async def _notify(batches: Batches, config: Any, record: BatchRecord) -> bool:
+    secret = await batches.webhook_secret(record.owner)
+    if secret is None or record.webhook_url is None:
+        return False
+    payload = {
+        "batch": record.name,
+        "state": record.state,
+        "message": record.message,
+        "counts": record.public()["counts"],
+        "results": f"/v1/batches/{record.name}/results.csv",
+        "finished": dt.datetime.fromtimestamp(record.finished or time.time(), dt.UTC).isoformat(),
+    }
+    policy = FetchPolicy.allowing(*config.fetch_allowed_networks, timeout=10.0)
+    delivery = await asyncio.to_thread(deliver, record.webhook_url, payload, secret.encode(), policy=policy)
+    return delivery.delivered
+
+
+def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:
+    """The ClassificationBatch spec of a gateway batch (the same for both backends)."""
+    if record.column == "url":
+        source: dict[str, Any] = {"urls": {"uri": record.input_uri, "column": "url"}}
+    else:
+        root = config.images_uri.rstrip("/") + f"/{record.owner}/"
+        source = {"manifest": {"uri": record.input_uri, "root": root, "pathColumn": "path"}}
+    return {
+        "modelRef": {"name": record.model},
+        "input": source,
+        "output": {"uri": record.output_uri, "format": "csv"},
+        "mode": "remote",
+        "maxFailedFraction": 1.0,
+    }
+
+
+GATEWAY = "kubeclassify-gateway"
+
+
+def batch_resource(record: BatchRecord, config: Any) -> dict[str, Any]:
+    """The ClassificationBatch the kubernetes backend creates for a gateway batch."""
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.CLASSIFICATION_BATCH,
+        "metadata": {
+            "name": record.name,
+            "namespace": config.namespace,
+            "labels": {c.LABEL_OWNER: record.owner, c.LABEL_MANAGED_BY: GATEWAY},
+        },
+        "spec": spec_of(record, config),
+    }

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
 import secrets
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from kubeclassify.core.fetch import FetchPolicy
-from kubeclassify.core.webhooks import deliver
-from kubeclassify.gateway.batches import Batches, BatchRecord
+from kubeclassify.gateway.batches import Batches, BatchRecord, finish, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +49,7 @@ class LocalBatches:
             )
         self.lease_task = asyncio.create_task(self._keep_lease())
         for name in await self.batches.active():
-            self.submit(name)  # what a previous gateway left unfinished
+            await self.submit(name)  # what a previous gateway left unfinished
 
     async def stop(self) -> None:
         for task in [*self.tasks.values(), *([self.lease_task] if self.lease_task else [])]:
@@ -63,7 +59,7 @@ class LocalBatches:
         if await redis.get(LEASE) == self.holder:
             await redis.delete(LEASE)
 
-    def submit(self, name: str) -> None:
+    async def submit(self, name: str) -> None:
         if name not in self.tasks:
             self.tasks[name] = asyncio.create_task(self._run(name))
             self.tasks[name].add_done_callback(lambda _: self.tasks.pop(name, None))
@@ -131,53 +127,10 @@ class LocalBatches:
         return summary
 
     async def _finish(self, record: BatchRecord, summary: dict[str, Any]) -> None:
-        counts = summary.get("counts") or {}
-        record.classified = int(counts.get("classified", 0))
-        record.failed = int(counts.get("failed", 0))
-        record.skipped = int(counts.get("skipped", 0))
         if summary.get("error"):
-            record.state, record.message = "Failed", str(summary["error"])[:1000]
+            state, message = "Failed", str(summary["error"])
         elif summary.get("failed_fraction_exceeded"):
-            record.state, record.message = "Failed", "too many images could not be read"
+            state, message = "Failed", "too many images could not be read"
         else:
-            record.state, record.message = "Succeeded", ""
-        record.finished = time.time()
-        await self.batches.update(record)
-        await self.batches.settle(record, self.config.image_cost)
-        if record.webhook_url:
-            record.webhook_delivered = await self._notify(record)
-            await self.batches.update(record)
-
-    async def _notify(self, record: BatchRecord) -> bool:
-        secret = await self.batches.webhook_secret(record.owner)
-        if secret is None or record.webhook_url is None:
-            return False
-        payload = {
-            "batch": record.name,
-            "state": record.state,
-            "message": record.message,
-            "counts": record.public()["counts"],
-            "results": f"/v1/batches/{record.name}/results.csv",
-            "finished": dt.datetime.fromtimestamp(record.finished or time.time(), dt.UTC).isoformat(),
-        }
-        policy = FetchPolicy.allowing(*self.config.fetch_allowed_networks, timeout=10.0)
-        delivery = await asyncio.to_thread(
-            deliver, record.webhook_url, payload, secret.encode(), policy=policy
-        )
-        return delivery.delivered
-
-
-def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:
-    """The ClassificationBatch spec of a gateway batch (the same for both backends)."""
-    if record.column == "url":
-        source: dict[str, Any] = {"urls": {"uri": record.input_uri, "column": "url"}}
-    else:
-        root = config.images_uri.rstrip("/") + f"/{record.owner}/"
-        source = {"manifest": {"uri": record.input_uri, "root": root, "pathColumn": "path"}}
-    return {
-        "modelRef": {"name": record.model},
-        "input": source,
-        "output": {"uri": record.output_uri, "format": "csv"},
-        "mode": "remote",
-        "maxFailedFraction": 1.0,
-    }
+            state, message = "Succeeded", ""
+        await finish(self.batches, self.config, record, state, message, summary.get("counts") or {})

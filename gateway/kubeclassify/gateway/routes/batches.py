@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import logging
 from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
@@ -15,9 +16,12 @@ from pydantic import BaseModel, Field
 from kubeclassify.core.fetch import FetchError, FetchPolicy, target
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
-from kubeclassify.gateway.batches import Batches, BatchRecord, CsvError, check_csv, new_name, paths
+from kubeclassify.gateway.batches import Batches, BatchRecord, CsvError, check_csv, finish, new_name, paths
+from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import problems
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["batches"], responses=problems("4XX"))
 
@@ -87,7 +91,7 @@ async def create_batch(
     ] = None,
 ) -> Any:
     name_of_model = model or config.default_model
-    if name_of_model is None or await request.app.state.catalog.resolve(name_of_model) is None:
+    if name_of_model is None or not await _exists(request, name_of_model):
         raise HTTPException(404, f"no model {name_of_model!r}")
     data = await file.read(config.max_csv_bytes + 1)
     if len(data) > config.max_csv_bytes:
@@ -128,8 +132,21 @@ async def create_batch(
         webhook_url=webhook_url or None,
     )
     await batches.add(record)
-    request.app.state.batch_backend.submit(name)
+    try:
+        await request.app.state.batch_backend.submit(name)
+    except Exception as e:  # the Kubernetes API refused or is away: nothing runs, nothing is paid
+        log.warning("a batch could not be started", extra={"batch": name, "error": str(e)})
+        await finish(batches, config, record, "Failed", f"could not be started: {type(e).__name__}", {})
+        raise HTTPException(503, "the batch could not be started; try again") from e
     return record.public()
+
+
+async def _exists(request: Request, model: str) -> bool:
+    """Whether the model exists (it may not serve yet: a batch waits for it)."""
+    try:
+        return await request.app.state.catalog.resolve(model) is not None
+    except NotReady:
+        return True
 
 
 @router.get("/batches", response_model=BatchPage, summary="My batches, newest first")
