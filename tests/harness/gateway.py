@@ -6,6 +6,9 @@ import asyncio
 import io
 import json
 import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -69,3 +72,45 @@ def gateway_env(
         "KUBECLASSIFY_GATEWAY__DEFAULT_MODEL": predictor.name,
     }
     return env | {f"KUBECLASSIFY_GATEWAY__{k.upper()}": v for k, v in settings.items()}
+
+
+class Site:
+    """A local web server: digit PNGs at /<index>.png (after `delay` seconds), and a webhook receiver."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.hooks: list[tuple[dict[str, str], bytes]] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                time.sleep(site.delay)
+                name = self.path.strip("/")
+                if name == "text.png":
+                    body, kind = b"this is not an image", "image/png"
+                elif name.endswith(".png") and name[:-4].isdigit():
+                    body, kind = digit_png(int(name[:-4]))[0], "image/png"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                site.hooks.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def csv(self, names: list[str]) -> bytes:
+        return ("url,note\n" + "".join(f"{self.url}/{n},n{i}\n" for i, n in enumerate(names))).encode()

@@ -7,15 +7,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url, sign_up
+from harness.gateway import TOKEN_SECRET, Site, digit_png, fresh_redis_url, sign_up
 from pydantic import SecretStr
 
 from kubeclassify.core.local import PredictorServer, RedisServer
@@ -26,48 +24,6 @@ from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.local_batches import SecondReplica
 
 DIGITS = range(1760, 1766)
-
-
-class Site:
-    """A local web server: digit PNGs at /<index>.png (after `delay` seconds), and a webhook receiver."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.hooks: list[tuple[dict[str, str], bytes]] = []
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                time.sleep(site.delay)
-                name = self.path.strip("/")
-                if name == "text.png":
-                    body, kind = b"this is not an image", "image/png"
-                elif name.endswith(".png") and name[:-4].isdigit():
-                    body, kind = digit_png(int(name[:-4]))[0], "image/png"
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                site.hooks.append((dict(self.headers), body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def csv(self, names: list[str]) -> bytes:
-        return ("url,note\n" + "".join(f"{self.url}/{n},n{i}\n" for i, n in enumerate(names))).encode()
 
 
 @pytest.fixture

@@ -3,14 +3,17 @@ Redis, SeaweedFS and the digits predictor: create an account, sign in, upload, s
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from harness.gateway import digit_png, fresh_redis_url, gateway_env
+from harness.gateway import Site, digit_png, fresh_redis_url, gateway_env
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -30,7 +33,12 @@ def gateway(
     digits_predictor: PredictorServer,
 ) -> Iterator[GatewayServer]:
     settings = gateway_env(
-        fresh_redis_url(redis_server), s3_settings, f"s3://{bucket}/images", digits_predictor
+        fresh_redis_url(redis_server),
+        s3_settings,
+        f"s3://{bucket}/images",
+        digits_predictor,
+        batches_uri=f"s3://{bucket}/batches",
+        fetch_allowed_networks='["127.0.0.0/8"]',
     )
     server = start_gateway(tmp_path / "logs", settings)
     yield server
@@ -48,6 +56,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")  # chromium refuses to sandbox as root
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "downloads")})
     chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
     yield chrome
     chrome.quit()
@@ -114,3 +123,40 @@ def test_the_page_is_served_with_a_strict_content_security_policy(gateway: Gatew
         assert resp.headers["x-content-type-options"] == "nosniff"
     assert httpx.get(gateway.url + "/web/../config.py").status_code == 404
     assert httpx.get(gateway.url + "/web/missing.js").status_code == 404
+
+
+def sign_up_in(browser: webdriver.Chrome, url: str, username: str) -> None:
+    browser.get(url + "/")
+    browser.find_element(By.ID, "username").send_keys(username)
+    browser.find_element(By.ID, "password").send_keys("a long enough password")
+    browser.find_element(By.ID, "register").click()
+    WebDriverWait(browser, 30).until(visible.visibility_of_element_located((By.ID, "batch-section")))
+
+
+def finished_row(browser: webdriver.Chrome) -> Any:
+    rows = browser.find_elements(By.CSS_SELECTOR, "#batches tbody tr")
+    return next((r for r in rows if r.get_attribute("data-state") == "Succeeded"), False)
+
+
+def test_start_a_batch_watch_it_and_download_the_results(
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    site = Site()
+    try:
+        sheet = tmp_path / "batch.csv"
+        sheet.write_bytes(site.csv(["1760.png", "1761.png", "missing.png"]))
+        sign_up_in(browser, gateway.url, "batcher")
+        browser.find_element(By.ID, "csv").send_keys(str(sheet))
+        browser.find_element(By.CSS_SELECTOR, "#batch button[type=submit]").click()
+        row = WebDriverWait(browser, 120).until(finished_row)
+        name = row.get_attribute("data-name") or ""
+        assert name.startswith("batcher-") and "3/3 (1 failed)" in row.text
+        browser.save_screenshot(str(tmp_path / "batches.png"))
+        row.find_element(By.CLASS_NAME, "download").click()
+        target = tmp_path / "downloads" / f"{name}.csv"
+        WebDriverWait(browser, 30).until(lambda _: target.exists() and target.stat().st_size > 0)
+        rows = list(csv.DictReader(io.StringIO(target.read_text())))
+        assert len(rows) == 3
+        assert {r["label"] for r in rows if not r["error"]} == {digit_png(1760)[1], digit_png(1761)[1]}
+    finally:
+        site.server.shutdown()

@@ -1,8 +1,9 @@
-// The KubeClassify web page: sign in, upload an image, see the label and the top-k as bars.
+// The KubeClassify web page: sign in, upload an image, see the label and the top-k as bars;
+// start a CSV batch, watch it, download its results.
 // The token stays in this page's memory only; it is gone on reload.
 "use strict";
 
-const state = { token: null };
+const state = { token: null, batchTimer: null };
 const $ = (id) => document.getElementById(id);
 
 function showError(message) {
@@ -32,6 +33,63 @@ async function signIn(username, password) {
   const token = await api("/v1/auth/token", { method: "POST", body: form });
   state.token = token.access_token;
   await refresh();
+  await refreshBatches();
+}
+
+async function download(name) {
+  const response = await fetch(`/v1/batches/${encodeURIComponent(name)}/results.csv`, {
+    headers: { Authorization: `Bearer ${state.token}` },
+  });
+  if (!response.ok) throw new Error(await problem(response));
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `${name}.csv`;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
+
+function batchRow(batch) {
+  const row = document.createElement("tr");
+  row.dataset.name = batch.name;
+  row.dataset.state = batch.state;
+  const cells = [batch.name, batch.state, "", ""].map((text) => {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    return cell;
+  });
+  cells[1].className = `state-${batch.state}`;
+  const c = batch.counts;
+  cells[2].textContent = `${c.classified + c.failed}/${c.total}` + (c.failed ? ` (${c.failed} failed)` : "");
+  if (batch.message) cells[1].title = batch.message;
+  if (batch.state === "Succeeded" || batch.state === "Failed") {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "download";
+    button.textContent = "Download CSV";
+    button.addEventListener("click", () => download(batch.name).catch((e) => showError(e.message)));
+    cells[3].append(button);
+  }
+  row.append(...cells);
+  return row;
+}
+
+async function refreshBatches() {
+  if (!state.token) return;
+  const page = await api("/v1/batches?limit=20");
+  $("batches").tBodies[0].replaceChildren(...page.items.map(batchRow));
+  clearTimeout(state.batchTimer);
+  if (page.items.some((b) => b.state === "Pending" || b.state === "Running")) {
+    state.batchTimer = setTimeout(() => refreshBatches().catch((e) => showError(e.message)), 1500);
+  }
+}
+
+async function startBatch(file) {
+  const body = new FormData();
+  body.append("file", file);
+  await api("/v1/batches", { method: "POST", body });
+  $("batch").reset();
+  await refreshBatches();
+  await refresh();
 }
 
 async function refresh() {
@@ -41,6 +99,7 @@ async function refresh() {
   $("who").hidden = false;
   $("sign-in").hidden = true;
   $("classify-section").hidden = false;
+  $("batch-section").hidden = false;
   const models = await api("/v1/models");
   const select = $("model");
   select.replaceChildren(
@@ -116,8 +175,11 @@ document.addEventListener("DOMContentLoaded", () => {
     }),
   );
   $("classify").addEventListener("submit", guarded(() => classify($("file").files[0], $("model").value)));
+  $("batch").addEventListener("submit", guarded(() => startBatch($("csv").files[0])));
   $("sign-out").addEventListener("click", () => {
     state.token = null;
+    clearTimeout(state.batchTimer);
+    $("batch-section").hidden = true;
     $("who").hidden = true;
     $("classify-section").hidden = true;
     $("result").hidden = true;
