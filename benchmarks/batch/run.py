@@ -43,7 +43,7 @@ import datetime, sys, time
 from kubeclassify.core.resources import ClassificationBatchSpec
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
-from kubeclassify.inference.batch.sources import items, shard_of
+from kubeclassify.core.sources import items, shard_of
 spec = ClassificationBatchSpec.model_validate_json(sys.argv[1])
 store = ObjectStore(Settings().s3)  # credentials from the environment, never on a command line
 t = time.perf_counter()

@@ -24,9 +24,9 @@ from PIL import Image
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
 from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.sources import InputError
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.inference.batch.output import escape_cell
-from kubeclassify.inference.batch.sources import InputError
 from kubeclassify.inference.batch.worker import BatchJob, run
 
 RUN_TIME = dt.datetime(2026, 11, 21, 1, 30, tzinfo=dt.UTC)

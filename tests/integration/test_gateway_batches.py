@@ -17,7 +17,9 @@ from harness.gateway import TOKEN_SECRET, Site, digit_png, fresh_redis_url, sign
 from pydantic import SecretStr
 
 from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.core.resources.classification_batch import ManifestInput
 from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.storage import ObjectStore
 from kubeclassify.core.webhooks import SIGNATURE_HEADER, verify
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
@@ -204,3 +206,40 @@ def test_a_restart_mid_batch_loses_nothing_and_a_second_replica_is_refused(
             assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 12
     finally:
         slow.server.shutdown()
+
+
+def test_a_date_batch_classifies_that_days_images_in_the_manifest(
+    settings: GatewaySettings, store: ObjectStore, bucket: str
+) -> None:
+    lines = ["filepath,date,camera"]
+    for i, day in ((1790, "2026-11-20"), (1791, "2026-11-21"), (1792, "2026-11-21")):
+        store.write(f"s3://{bucket}/data/{day}/{i}.png", digit_png(i)[0])
+        lines.append(f"{day}/{i}.png,{day},cam{i % 2}")
+    store.write(f"s3://{bucket}/data/metadata.csv", ("\n".join(lines) + "\n").encode())
+    settings.gateway.manifest = ManifestInput(
+        uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/"
+    )
+    with TestClient(create_app(settings)) as client:
+        token = sign_up(client)
+        created = client.post("/v1/batches", data={"date": "2026-11-21"}, headers=auth(token))
+        assert created.status_code == 201, created.text
+        assert created.json()["counts"]["total"] == 2 and created.json()["input"] == "manifest"
+        done = wait_done(client, token, created.json()["name"])
+        assert done["state"] == "Succeeded" and done["counts"]["classified"] == 2
+        rows = client.get(f"/v1/batches/{done['name']}/results", headers=auth(token)).json()["rows"]
+        assert sorted((r["label"], r["date"], r["camera"]) for r in rows) == sorted(
+            (digit_png(i)[1], "2026-11-21", f"cam{i % 2}") for i in (1791, 1792)
+        )
+        nothing = client.post("/v1/batches", data={"date": "2026-01-01"}, headers=auth(token))
+        assert nothing.status_code == 422 and "no images for 2026-01-01" in nothing.json()["detail"]
+        both = client.post(
+            "/v1/batches",
+            data={"date": "2026-11-21"},
+            files={"file": ("b.csv", b"url\nhttp://a/b.png\n", "text/csv")},
+            headers=auth(token),
+        )
+        assert both.status_code == 422 and "exactly one of file and date" in both.json()["detail"]
+    settings.gateway.manifest = None
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/v1/batches", data={"date": "2026-11-21"}, headers=auth(token))
+        assert resp.status_code == 409 and "no manifest" in resp.json()["detail"]

@@ -13,9 +13,9 @@ import pytest
 from kubeclassify.core import constants as c
 from kubeclassify.core.resources.classification_batch import ClassificationBatch, ScheduleSpec
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
+from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.operator.builders.batch import batch_job, job_name, tick_access, tick_cronjob
 from kubeclassify.operator.builders.batch_status import job_outcome
-from kubeclassify.operator.builders.schedule import next_date, upcoming_date
 from kubeclassify.operator.config import OperatorConfig
 
 CONFIG = OperatorConfig(

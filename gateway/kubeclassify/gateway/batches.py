@@ -2,7 +2,8 @@
 
 A batch is named `<owner>-<short id>` (the name of its ClassificationBatch on Kubernetes). Its CSV
 lists image URLs (column `url`) or paths under the owner's own images (column `path`, relative to
-`<images_uri>/<owner>/`). The images are counted and paid for when the batch is created; when it
+`<images_uri>/<owner>/`), or a date names the images of that day in the configured manifest. The
+images are counted and paid for when the batch is created; when it
 finishes, what could not be classified is given back, once (settlement is keyed by the batch, so
 several gateway replicas seeing the same completion refund once).
 """
@@ -22,6 +23,8 @@ from typing import Any
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.fetch import FetchPolicy
+from kubeclassify.core.resources.classification_batch import ClassificationBatchSpec, ManifestInput
+from kubeclassify.core.sources import items
 from kubeclassify.core.storage import join
 from kubeclassify.core.webhooks import deliver
 
@@ -102,7 +105,7 @@ class BatchRecord:
     name: str
     owner: str
     model: str
-    column: str
+    column: str  # what the input lists: url, path, or manifest (the configured one, for `date`)
     input_uri: str
     output_uri: str
     total: int
@@ -116,6 +119,7 @@ class BatchRecord:
     finished: float | None = None
     webhook_url: str | None = None
     webhook_delivered: bool | None = None
+    date: str | None = None
 
     def public(self) -> dict[str, Any]:
         out = asdict(self)
@@ -130,13 +134,12 @@ def new_name(owner: str) -> str:
     return f"{owner}-{secrets.token_hex(4)}"
 
 
-def paths(batches_uri: str, images_uri: str, owner: str, name: str) -> dict[str, str]:
-    """Where a batch's CSV and results live, and the root its paths are relative to."""
+def paths(batches_uri: str, owner: str, name: str) -> dict[str, str]:
+    """Where a batch's CSV and results live."""
     folder = join(batches_uri, owner, name)
     return {
         "input": join(folder, "input.csv"),
         "output": join(folder, "results.csv"),
-        "root": join(images_uri, owner) + "/",
     }
 
 
@@ -229,12 +232,15 @@ def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:
     """The ClassificationBatch spec of a gateway batch (the same for both backends)."""
     if record.column == "url":
         source: dict[str, Any] = {"urls": {"uri": record.input_uri, "column": "url"}}
+    elif record.column == "manifest":
+        source = {"manifest": config.manifest.to_k8s()}
     else:
         root = config.images_uri.rstrip("/") + f"/{record.owner}/"
         source = {"manifest": {"uri": record.input_uri, "root": root, "pathColumn": "path"}}
     return {
         "modelRef": {"name": record.model},
         "input": source,
+        **({"date": record.date} if record.date else {}),
         "output": {"uri": record.output_uri, "format": "csv"},
         "mode": "remote",
         "maxFailedFraction": 1.0,
@@ -256,3 +262,16 @@ def batch_resource(record: BatchRecord, config: Any) -> dict[str, Any]:
         },
         "spec": spec_of(record, config),
     }
+
+
+def count_for_date(manifest: ManifestInput, date: dt.date, store: Any) -> int:
+    """How many images the configured manifest lists for `date` (streamed; InputError names a bad one)."""
+    spec = ClassificationBatchSpec.model_validate(
+        {
+            "modelRef": {"name": "count"},
+            "input": {"manifest": manifest.to_k8s()},
+            "date": date.isoformat(),
+            "output": {"uri": "file:///dev/null"},
+        }
+    )
+    return sum(1 for _ in items(spec, store, date))

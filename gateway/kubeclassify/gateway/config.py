@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
+from kubeclassify.core.resources.classification_batch import ManifestInput
 from kubeclassify.core.settings import Settings, development_secret
 
 
@@ -62,6 +63,11 @@ class GatewayConfig(BaseModel):
     batches_uri: str = Field(
         "s3://kubeclassify/batches",
         description="Where batch CSVs and results are kept: <batches_uri>/<owner>/<batch>/.",
+    )
+    manifest: ManifestInput | None = Field(
+        None,
+        description="The daily manifest that date batches and schedules read (uri, root, pathColumn,"
+        ' dateColumn), e.g. {"uri": "s3://data/metadata.csv", "root": "s3://data/"}; none by default.',
     )
     batch_backend: Literal["local", "kubernetes"] = Field(
         "local",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import datetime as dt
 import logging
 from typing import IO, Annotated, Any
 
@@ -14,9 +15,20 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kubeclassify.core.fetch import FetchError, FetchPolicy, target
+from kubeclassify.core.sources import InputError
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
-from kubeclassify.gateway.batches import Batches, BatchRecord, CsvError, check_csv, finish, new_name, paths
+from kubeclassify.gateway.batches import (
+    Batches,
+    BatchRecord,
+    CheckedCsv,
+    CsvError,
+    check_csv,
+    count_for_date,
+    finish,
+    new_name,
+    paths,
+)
 from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import problems
@@ -84,22 +96,36 @@ async def create_batch(
     user: CurrentUser,
     accounts: AccountsDep,
     config: ConfigDep,
-    file: Annotated[UploadFile, File(description="The CSV: a url or a path column, one image a row.")],
+    file: Annotated[
+        UploadFile | None, File(description="A CSV with a url or a path column, one image a row.")
+    ] = None,
+    date: Annotated[
+        dt.date | None, Form(description="Or a date: that day's images in the configured manifest.")
+    ] = None,
     model: Annotated[str | None, Form(max_length=63, description="A model (default: the default).")] = None,
     webhook_url: Annotated[
         str | None, Form(max_length=2048, description="POSTed a signed JSON summary when the batch ends.")
     ] = None,
 ) -> Any:
+    if (file is None) == (date is None):
+        raise HTTPException(422, "send exactly one of file and date")
     name_of_model = model or config.default_model
     if name_of_model is None or not await _exists(request, name_of_model):
         raise HTTPException(404, f"no model {name_of_model!r}")
-    data = await file.read(config.max_csv_bytes + 1)
-    if len(data) > config.max_csv_bytes:
-        raise HTTPException(413, f"the CSV is larger than {config.max_csv_bytes} bytes")
-    try:
-        checked = check_csv(data, config.max_batch_rows)
-    except CsvError as e:
-        raise HTTPException(422, str(e)) from e
+    store: ObjectStore = request.app.state.store
+    checked = await _check_csv(file, config) if file is not None else None
+    if date is not None:
+        if config.manifest is None:
+            raise HTTPException(409, "no manifest is configured here: send a CSV instead")
+        try:
+            count = await asyncio.to_thread(count_for_date, config.manifest, date, store)
+        except (InputError, StorageError) as e:
+            raise HTTPException(503, f"the manifest cannot be read: {e}") from e
+        if count == 0:
+            raise HTTPException(422, f"the manifest lists no images for {date}")
+    else:
+        assert checked is not None
+        count = checked.rows
     batches = Batches(accounts.redis)
     if webhook_url:
         policy = FetchPolicy.allowing(*config.fetch_allowed_networks)
@@ -109,27 +135,28 @@ async def create_batch(
             raise HTTPException(422, f"webhook_url: {e}") from e
         if await batches.webhook_secret(user.username) is None:
             raise HTTPException(409, "make a webhook secret first: POST /v1/webhook-secret")
-    cost = checked.rows * config.image_cost
+    cost = count * config.image_cost
     if await accounts.debit(user.username, cost) is None:
-        raise HTTPException(402, f"not enough credits: {checked.rows} images cost {cost}")
+        raise HTTPException(402, f"not enough credits: {count} images cost {cost}")
     name = new_name(user.username)
-    where = paths(config.batches_uri, config.images_uri, user.username, name)
-    store: ObjectStore = request.app.state.store
-    try:
-        await asyncio.to_thread(store.write, where["input"], checked.data, "text/csv")
-    except StorageError as e:
-        await accounts.credit(user.username, cost)
-        raise HTTPException(503, "the CSV could not be stored; try again") from e
+    where = paths(config.batches_uri, user.username, name)
+    if checked is not None:
+        try:
+            await asyncio.to_thread(store.write, where["input"], checked.data, "text/csv")
+        except StorageError as e:
+            await accounts.credit(user.username, cost)
+            raise HTTPException(503, "the CSV could not be stored; try again") from e
     record = BatchRecord(
         name=name,
         owner=user.username,
         model=name_of_model,
-        column=checked.column,
-        input_uri=where["input"],
+        column=checked.column if checked is not None else "manifest",
+        input_uri=where["input"] if checked is not None else "",
         output_uri=where["output"],
-        total=checked.rows,
+        total=count,
         reserved=cost,
         webhook_url=webhook_url or None,
+        date=date.isoformat() if date is not None else None,
     )
     await batches.add(record)
     try:
@@ -139,6 +166,16 @@ async def create_batch(
         await finish(batches, config, record, "Failed", f"could not be started: {type(e).__name__}", {})
         raise HTTPException(503, "the batch could not be started; try again") from e
     return record.public()
+
+
+async def _check_csv(file: UploadFile, config: Any) -> CheckedCsv:
+    data = await file.read(config.max_csv_bytes + 1)
+    if len(data) > config.max_csv_bytes:
+        raise HTTPException(413, f"the CSV is larger than {config.max_csv_bytes} bytes")
+    try:
+        return check_csv(data, config.max_batch_rows)
+    except CsvError as e:
+        raise HTTPException(422, str(e)) from e
 
 
 async def _exists(request: Request, model: str) -> bool:

@@ -85,9 +85,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     from kubeclassify.core.fetch import FetchPolicy
     from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
     from kubeclassify.core.resources.common import has_placeholder
+    from kubeclassify.core.sources import InputError
     from kubeclassify.core.storage import ObjectStore, StorageError
     from kubeclassify.inference.artifacts import ModelError
-    from kubeclassify.inference.batch.sources import InputError
     from kubeclassify.inference.batch.worker import EXIT_TOO_MANY_FAILED, BatchJob, PredictorUnavailable, run
 
     try:

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+from kubeclassify.core.sources import OUTPUT_COLUMNS
 from kubeclassify.core.storage import AlreadyExists, ObjectNotFound, ObjectStore, join
-from kubeclassify.inference.batch.sources import OUTPUT_COLUMNS
 
 COLUMNS = list(OUTPUT_COLUMNS)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -28,6 +28,7 @@ from PIL import Image
 
 from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageCopySpec, ModelDeploymentSpec
+from kubeclassify.core.sources import InputError, Item, extra_columns, items, shard_of
 from kubeclassify.core.storage import ObjectStore, StorageError, join
 from kubeclassify.inference import artifacts
 from kubeclassify.inference.batch.output import (
@@ -37,7 +38,6 @@ from kubeclassify.inference.batch.output import (
     publish_if_complete,
     published,
 )
-from kubeclassify.inference.batch.sources import InputError, Item, extra_columns, items, shard_of
 from kubeclassify.inference.predictor.batching import DynamicBatcher
 from kubeclassify.inference.predictor.protocol import top_k
 from kubeclassify.inference.preprocess import ImageError, decode, prepare, scale_pixels

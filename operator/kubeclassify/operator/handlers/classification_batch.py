@@ -19,6 +19,7 @@ from kubeclassify.core.resources.classification_batch import (
 )
 from kubeclassify.core.resources.common import parse_resource, set_condition
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
+from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.core.webhooks import deliver
 from kubeclassify.operator.builders.batch import (
     ANNOTATION_DATE,
@@ -28,7 +29,6 @@ from kubeclassify.operator.builders.batch import (
 )
 from kubeclassify.operator.builders.batch_status import RunOutcome, job_outcome
 from kubeclassify.operator.builders.inference_service import name_for, stable_model
-from kubeclassify.operator.builders.schedule import next_date, upcoming_date
 from kubeclassify.operator.config import OperatorConfig
 from kubeclassify.operator.handlers.model_deployment import explain
 from kubeclassify.operator.handlers.status import Problem, as_body, post, write_status

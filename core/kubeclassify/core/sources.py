@@ -1,6 +1,7 @@
-"""The images of a batch: a manifest CSV filtered by date, every image under a prefix, or a CSV of
-URLs. Inputs are streamed (a manifest is never loaded whole; a prefix is listed page by page) and
-checked before any work: missing columns or an empty file are errors that name what is wrong.
+"""The images a ClassificationBatch names (a manifest filtered by date, a prefix, or a CSV of
+URLs), for the batch worker and the gateway. Inputs are streamed (a manifest is never loaded whole;
+a prefix is listed page by page) and checked before any work: missing columns or an empty file are
+errors that name what is wrong.
 
 Every item carries its position in the whole input, so shards (a stable hash of the item's key
 picks one) write parts that merge back into the same order whatever the number of shards.
