@@ -5,6 +5,7 @@ and CSV, a signed webhook checked by a local receiver, a restart mid-batch, and 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import time
@@ -24,6 +25,7 @@ from kubeclassify.core.webhooks import SIGNATURE_HEADER, verify
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.local_batches import SecondReplica
+from kubeclassify.gateway.schedules import tick
 
 DIGITS = range(1760, 1766)
 
@@ -208,17 +210,8 @@ def test_a_restart_mid_batch_loses_nothing_and_a_second_replica_is_refused(
         slow.server.shutdown()
 
 
-def test_a_date_batch_classifies_that_days_images_in_the_manifest(
-    settings: GatewaySettings, store: ObjectStore, bucket: str
-) -> None:
-    lines = ["filepath,date,camera"]
-    for i, day in ((1790, "2026-11-20"), (1791, "2026-11-21"), (1792, "2026-11-21")):
-        store.write(f"s3://{bucket}/data/{day}/{i}.png", digit_png(i)[0])
-        lines.append(f"{day}/{i}.png,{day},cam{i % 2}")
-    store.write(f"s3://{bucket}/data/metadata.csv", ("\n".join(lines) + "\n").encode())
-    settings.gateway.manifest = ManifestInput(
-        uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/"
-    )
+def test_a_date_batch_classifies_that_days_images_in_the_manifest(manifest: GatewaySettings) -> None:
+    settings = manifest
     with TestClient(create_app(settings)) as client:
         token = sign_up(client)
         created = client.post("/v1/batches", data={"date": "2026-11-21"}, headers=auth(token))
@@ -242,4 +235,103 @@ def test_a_date_batch_classifies_that_days_images_in_the_manifest(
     settings.gateway.manifest = None
     with TestClient(create_app(settings)) as client:
         resp = client.post("/v1/batches", data={"date": "2026-11-21"}, headers=auth(token))
+        assert resp.status_code == 409 and "no manifest" in resp.json()["detail"]
+
+
+@pytest.fixture
+def manifest(settings: GatewaySettings, store: ObjectStore, bucket: str) -> GatewaySettings:
+    """A daily manifest: one image on 2026-11-20, two on 2026-11-21, none on 2026-11-22."""
+    lines = ["filepath,date,camera"]
+    for i, day in ((1790, "2026-11-20"), (1791, "2026-11-21"), (1792, "2026-11-21")):
+        store.write(f"s3://{bucket}/data/{day}/{i}.png", digit_png(i)[0])
+        lines.append(f"{day}/{i}.png,{day},cam{i % 2}")
+    store.write(f"s3://{bucket}/data/metadata.csv", ("\n".join(lines) + "\n").encode())
+    settings.gateway.manifest = ManifestInput(
+        uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/"
+    )
+    return settings
+
+
+def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_results(
+    manifest: GatewaySettings,
+) -> None:
+    app = create_app(manifest)
+    with TestClient(app) as client:
+        token, bob = sign_up(client), sign_up(client, "bob")
+        body = {
+            "cron": "30 1 * * *",
+            "time_zone": "Europe/Paris",
+            "start_date": "2026-11-20",
+            "catch_up": True,
+        }
+        created = client.post("/v1/schedules", json=body, headers=auth(token))
+        assert created.status_code == 201, created.text
+        name = created.json()["name"]
+        assert created.json()["next_date"] == "2026-11-20" and created.json()["next_run"]
+
+        now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+        for _ in range(3):  # 11-20 (one image), 11-21 (two), 11-22 (none: skipped)
+            client.portal.call(tick, app.state, name, now)
+        info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
+        assert info["last_date"] == "2026-11-22" and info["next_date"] == "2026-11-23"
+        batches = client.get("/v1/batches", headers=auth(token)).json()["items"]
+        assert sorted(b["counts"]["total"] for b in batches) == [1, 2]
+        for b in batches:
+            assert wait_done(client, token, b["name"])["state"] == "Succeeded"
+        merged = client.get(f"/v1/schedules/{name}/results.csv", headers=auth(token))
+        rows = list(csv.DictReader(io.StringIO(merged.text)))
+        assert sorted(r["date"] for r in rows) == ["2026-11-20", "2026-11-21", "2026-11-21"]
+        assert merged.text.count("id,source,date,label") == 1, "one header"
+
+        ran = client.post(f"/v1/schedules/{name}/run", json={"date": "2026-11-21"}, headers=auth(token))
+        assert ran.status_code == 201 and ran.json()["counts"]["total"] == 2
+        wait_done(client, token, ran.json()["name"])
+        empty = client.post(f"/v1/schedules/{name}/run", json={"date": "2026-11-22"}, headers=auth(token))
+        assert empty.status_code == 422
+
+        assert client.post(f"/v1/schedules/{name}/pause", headers=auth(token)).json()["paused"]
+        client.portal.call(tick, app.state, name, dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
+        assert client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"] == "2026-11-22"
+        assert not client.post(f"/v1/schedules/{name}/resume", headers=auth(token)).json()["paused"]
+        for path in (f"/v1/schedules/{name}", f"/v1/schedules/{name}/results.csv"):
+            assert client.get(path, headers=auth(bob)).status_code == 404
+        assert client.post(f"/v1/schedules/{name}/pause", headers=auth(bob)).status_code == 404
+        assert [s["name"] for s in client.get("/v1/schedules", headers=auth(token)).json()] == [name]
+
+        for bad, words in (
+            ({"cron": "every day"}, "cron"),
+            ({"cron": "* * * * *", "time_zone": "Mars/Base"}, "zone"),
+        ):
+            resp = client.post("/v1/schedules", json=bad, headers=auth(token))
+            assert resp.status_code == 422 and words in resp.json()["detail"], resp.text
+
+
+def test_a_schedule_whose_owner_runs_dry_is_paused_with_the_reason(manifest: GatewaySettings) -> None:
+    app = create_app(manifest)
+    with TestClient(app) as client:
+        token = sign_up(client)
+        body = {"cron": "30 1 * * *", "start_date": "2026-11-21"}
+        name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
+        client.portal.call(app.state.accounts.redis.set, "kc:credits:alice", 1)
+        client.portal.call(tick, app.state, name, dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC))
+        info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
+        assert info["paused"] and "out of credits" in info["reason"] and info["last_date"] is None
+        assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 0
+
+
+def test_the_cron_fires_through_the_scheduler(manifest: GatewaySettings) -> None:
+    with TestClient(create_app(manifest)) as client:
+        token = sign_up(client)
+        body = {"cron": "* * * * *", "start_date": "2026-11-21"}  # the one-minute trigger, for trying
+        name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
+        deadline = time.monotonic() + 75
+        while client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"] is None:
+            assert time.monotonic() < deadline, "the cron did not fire within a minute"
+            time.sleep(1)
+        assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 1
+
+
+def test_schedules_need_a_manifest(settings: GatewaySettings) -> None:
+    with TestClient(create_app(settings)) as client:
+        resp = client.post("/v1/schedules", json={"cron": "* * * * *"}, headers=auth(sign_up(client)))
         assert resp.status_code == 409 and "no manifest" in resp.json()["detail"]

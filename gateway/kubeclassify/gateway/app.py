@@ -23,7 +23,18 @@ from kubeclassify.gateway.deps import ensure_admin
 from kubeclassify.gateway.kube_batches import KubernetesBatches
 from kubeclassify.gateway.local_batches import LocalBatches
 from kubeclassify.gateway.middleware import Edge
-from kubeclassify.gateway.routes import accounts, batches, classify, credits, health, images, models, web
+from kubeclassify.gateway.routes import (
+    accounts,
+    batches,
+    classify,
+    credits,
+    health,
+    images,
+    models,
+    schedules,
+    web,
+)
+from kubeclassify.gateway.schedules import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +90,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
         else:
             await app.state.batch_backend.start()
+        app.state.scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
+        if app.state.scheduler is not None:
+            await app.state.scheduler.start()
         try:
             yield
         finally:
+            if app.state.scheduler is not None:
+                app.state.scheduler.stop()
             await app.state.batch_backend.stop()
             await app.state.http.close()
             await redis.aclose()
@@ -104,6 +120,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         images.router,
         models.router,
         batches.router,
+        schedules.router,
         web.router,
     )
     for router in routers:

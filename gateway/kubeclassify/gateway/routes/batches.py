@@ -110,7 +110,7 @@ async def create_batch(
     if (file is None) == (date is None):
         raise HTTPException(422, "send exactly one of file and date")
     name_of_model = model or config.default_model
-    if name_of_model is None or not await _exists(request, name_of_model):
+    if name_of_model is None or not await model_exists(request, name_of_model):
         raise HTTPException(404, f"no model {name_of_model!r}")
     store: ObjectStore = request.app.state.store
     checked = await _check_csv(file, config) if file is not None else None
@@ -128,11 +128,7 @@ async def create_batch(
         count = checked.rows
     batches = Batches(accounts.redis)
     if webhook_url:
-        policy = FetchPolicy.allowing(*config.fetch_allowed_networks)
-        try:
-            await asyncio.to_thread(target, webhook_url, policy)
-        except FetchError as e:
-            raise HTTPException(422, f"webhook_url: {e}") from e
+        await check_webhook_url(webhook_url, config)
         if await batches.webhook_secret(user.username) is None:
             raise HTTPException(409, "make a webhook secret first: POST /v1/webhook-secret")
     cost = count * config.image_cost
@@ -168,6 +164,14 @@ async def create_batch(
     return record.public()
 
 
+async def check_webhook_url(url: str, config: Any) -> None:
+    """422 for a webhook URL the guard refuses (not http(s), credentials, a private address)."""
+    try:
+        await asyncio.to_thread(target, url, FetchPolicy.allowing(*config.fetch_allowed_networks))
+    except FetchError as e:
+        raise HTTPException(422, f"webhook_url: {e}") from e
+
+
 async def _check_csv(file: UploadFile, config: Any) -> CheckedCsv:
     data = await file.read(config.max_csv_bytes + 1)
     if len(data) > config.max_csv_bytes:
@@ -178,7 +182,7 @@ async def _check_csv(file: UploadFile, config: Any) -> CheckedCsv:
         raise HTTPException(422, str(e)) from e
 
 
-async def _exists(request: Request, model: str) -> bool:
+async def model_exists(request: Request, model: str) -> bool:
     """Whether the model exists (it may not serve yet: a batch waits for it)."""
     try:
         return await request.app.state.catalog.resolve(model) is not None

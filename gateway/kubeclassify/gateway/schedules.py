@@ -1,0 +1,178 @@
+"""Daily schedules over the configured manifest, for the local batch backend.
+
+A schedule fires on its cron (in its time zone) and processes the next date its rules give
+(`kubeclassify.core.schedule`: yesterday, or day by day with catch-up): it counts that day's images,
+skips a day with none, pays for them and starts a date batch. An owner without enough credits gets
+the schedule paused, with the reason. APScheduler runs the crons; the schedules live in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from kubeclassify.core.resources.classification_batch import ScheduleSpec
+from kubeclassify.core.schedule import next_date, upcoming_date
+from kubeclassify.gateway.batches import Batches, BatchRecord, count_for_date, paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScheduleRecord:
+    name: str
+    owner: str
+    model: str
+    cron: str
+    time_zone: str = "UTC"
+    start_date: str | None = None
+    catch_up: bool = False
+    paused: bool = False
+    reason: str = ""
+    last_date: str | None = None
+    created: float = field(default_factory=time.time)
+    webhook_url: str | None = None
+
+    def spec(self) -> ScheduleSpec:
+        return ScheduleSpec(
+            cron=self.cron, time_zone=self.time_zone, start_date=self.start_date, catch_up=self.catch_up
+        )
+
+    def public(self, now: dt.datetime) -> dict[str, Any]:
+        out = asdict(self)
+        del out["webhook_url"]
+        last = dt.date.fromisoformat(self.last_date) if self.last_date else None
+        out["next_date"] = upcoming_date(self.spec(), last, now).isoformat()
+        out["next_run"] = None if self.paused else next_run(self.cron, self.time_zone, now).isoformat()
+        return out
+
+
+def next_run(cron: str, time_zone: str, now: dt.datetime) -> dt.datetime:
+    """When the cron fires next after `now`, in the schedule's time zone."""
+    fire: dt.datetime = croniter(cron, now.astimezone(ZoneInfo(time_zone))).get_next(dt.datetime)
+    return fire
+
+
+class Schedules:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def save(self, record: ScheduleRecord) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"kc:schedule:{record.name}", json.dumps(asdict(record)))
+            pipe.zadd(f"kc:schedules:{record.owner}", {record.name: record.created})
+            pipe.sadd("kc:schedules", record.name)
+            await pipe.execute()
+
+    async def get(self, name: str) -> ScheduleRecord | None:
+        raw = await self.redis.get(f"kc:schedule:{name}")
+        return ScheduleRecord(**json.loads(raw)) if raw else None
+
+    async def of(self, owner: str) -> list[ScheduleRecord]:
+        names = await self.redis.zrevrange(f"kc:schedules:{owner}", 0, -1)
+        return [r for r in [await self.get(n) for n in names] if r is not None]
+
+    async def every(self) -> list[ScheduleRecord]:
+        return [
+            r for r in [await self.get(n) for n in sorted(await self.redis.smembers("kc:schedules"))] if r
+        ]
+
+    async def runs(self, name: str) -> list[str]:
+        """The batches a schedule started, oldest first."""
+        return list(await self.redis.lrange(f"kc:schedule-runs:{name}", 0, -1))
+
+
+def new_schedule_name(owner: str) -> str:
+    return f"{owner}-s{secrets.token_hex(4)}"
+
+
+async def run_date(state: Any, schedule: ScheduleRecord, date: dt.date) -> BatchRecord | None:
+    """Start the schedule's batch for `date`: None when the day has no images (the day is skipped);
+    the schedule is paused, with the reason, when its owner cannot pay."""
+    config, accounts = state.config, state.accounts
+    schedules, batches = Schedules(accounts.redis), Batches(accounts.redis)
+    count = await asyncio.to_thread(count_for_date, config.manifest, date, state.store)
+    if count == 0:
+        return None
+    cost = count * config.image_cost
+    if await accounts.debit(schedule.owner, cost) is None:
+        schedule.paused = True
+        schedule.reason = f"out of credits: {date} has {count} images, which cost {cost}; refill and resume"
+        await schedules.save(schedule)
+        return None
+    name = f"{schedule.name}-{date:%Y%m%d}-{secrets.token_hex(2)}"
+    record = BatchRecord(
+        name=name,
+        owner=schedule.owner,
+        model=schedule.model,
+        column="manifest",
+        input_uri="",
+        output_uri=paths(config.batches_uri, schedule.owner, name)["output"],
+        total=count,
+        reserved=cost,
+        webhook_url=schedule.webhook_url,
+        date=date.isoformat(),
+    )
+    await batches.add(record)
+    await accounts.redis.rpush(f"kc:schedule-runs:{schedule.name}", name)
+    await state.batch_backend.submit(name)
+    return record
+
+
+async def tick(state: Any, name: str, now: dt.datetime | None = None) -> None:
+    """One firing of a schedule's cron: the next date, if any is due and the schedule is not paused."""
+    schedules = Schedules(state.accounts.redis)
+    schedule = await schedules.get(name)
+    if schedule is None or schedule.paused:
+        return
+    last = dt.date.fromisoformat(schedule.last_date) if schedule.last_date else None
+    date = next_date(schedule.spec(), last, now or dt.datetime.now(dt.UTC))
+    if date is None:
+        return
+    started = await run_date(state, schedule, date)
+    schedule = await schedules.get(name) or schedule  # run_date may have paused it
+    if started is not None or not schedule.paused:
+        schedule.last_date = date.isoformat()  # done, or a day without images: skipped
+        await schedules.save(schedule)
+
+
+class Scheduler:
+    """The crons of every schedule, in this (single) gateway: APScheduler's asyncio scheduler."""
+
+    def __init__(self, state: Any) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self.state = state
+        self.crons = AsyncIOScheduler(timezone="UTC")
+
+    async def start(self) -> None:
+        self.crons.start()
+        for schedule in await Schedules(self.state.accounts.redis).every():
+            self.add(schedule)
+
+    def add(self, schedule: ScheduleRecord) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        trigger = CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(schedule.time_zone))
+        self.crons.add_job(
+            tick,
+            trigger,
+            args=(self.state, schedule.name),
+            id=schedule.name,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=300,
+        )
+
+    def stop(self) -> None:
+        self.crons.shutdown(wait=False)
