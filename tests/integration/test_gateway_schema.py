@@ -4,13 +4,14 @@ content types, bodies). Calls are made as the admin, so admin-only operations ru
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import schemathesis
-from harness.gateway import fresh_redis_url, gateway_env
+from harness.gateway import digit_png, fresh_redis_url, gateway_env
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -40,11 +41,15 @@ def gateway(
 ) -> Iterator[GatewayServer]:
     bucket = f"schema-{secrets.token_hex(4)}"
     store.create_bucket(bucket)
+    store.write(f"s3://{bucket}/data/2026-11-21/a.png", digit_png(1790)[0])
+    store.write(f"s3://{bucket}/data/metadata.csv", b"filepath,date\n2026-11-21/a.png,2026-11-21\n")
     settings = gateway_env(
         fresh_redis_url(redis_server),
         s3_settings,
         f"s3://{bucket}/images",
         digits_predictor,
+        batches_uri=f"s3://{bucket}/batches",
+        manifest=json.dumps({"uri": f"s3://{bucket}/data/metadata.csv", "root": f"s3://{bucket}/data/"}),
         admin_username="admin",
         admin_password_hash=hash_password(ADMIN_PASSWORD),
         starting_credits="100000",
