@@ -20,7 +20,9 @@ from pydantic import SecretStr
 from kubeclassify.core import constants as c
 from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.resources import ClassificationBatch
+from kubeclassify.core.resources.classification_batch import ManifestInput
 from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 
@@ -165,3 +167,99 @@ def test_batches_become_classification_batches_and_settle_once(
         assert info["counts"] == {"total": 2, "classified": 1, "failed": 1, "skipped": 0}
         time.sleep(1.0)  # both replicas have polled since
         assert replica.get("/v1/credits", headers=auth).json()["credits"] == 9
+
+
+def test_schedules_become_scheduled_classification_batches_charged_per_run(
+    kube_api,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    md = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.MODEL_DEPLOYMENT,
+        "metadata": {"name": "digits"},
+        "spec": {"model": {"uri": "s3://models/digits/"}},
+    }
+    custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], md)
+    config = GatewayConfig(
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
+        models_source="kubernetes",
+        batch_backend="kubernetes",
+        batch_poll_seconds=0.2,
+        namespace=namespace,
+        kubeconfig=str(kube_api.kubeconfig),
+        default_model="digits",
+        images_uri=f"s3://{bucket}/images",
+        batches_uri=f"s3://{bucket}/batches",
+        manifest=ManifestInput(uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/"),
+        starting_credits=10,
+    )
+    settings = GatewaySettings(gateway=config, s3=s3_settings)
+    plural = c.PLURALS[c.CLASSIFICATION_BATCH]
+    with TestClient(create_app(settings)) as gw, TestClient(create_app(settings)) as replica:
+        auth = {"Authorization": f"Bearer {sign_up(gw)}"}
+        created = gw.post(
+            "/v1/schedules", json={"cron": "30 1 * * *", "start_date": "2026-11-20"}, headers=auth
+        )
+        assert created.status_code == 201, created.text
+        name = created.json()["name"]
+        body = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+        assert schema_errors(body, load_crds()) == []
+        batch = ClassificationBatch.model_validate(body)
+        assert batch.spec.schedule is not None and batch.spec.schedule.cron == "30 1 * * *"
+        assert batch.spec.output.uri == f"s3://{bucket}/batches/alice/{name}/{{date}}/results.csv"
+
+        assert gw.post(f"/v1/schedules/{name}/pause", headers=auth).json()["paused"]
+        cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+        assert cr["spec"]["schedule"]["suspend"] is True
+        assert not gw.post(f"/v1/schedules/{name}/resume", headers=auth).json()["paused"]
+        ran = gw.post(f"/v1/schedules/{name}/run", json={"date": "2026-11-21"}, headers=auth)
+        assert ran.status_code == 202 and ran.json()["batch"] == name
+        cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+        assert cr["metadata"]["annotations"][c.ANNOTATION_RERUN_DATE] == "2026-11-21"
+
+        # What the operator reports after two runs: each is charged once, by whichever replica.
+        def run(date: str, job: str, classified: int) -> dict[str, object]:
+            counts = {"total": classified, "classified": classified, "failed": 0, "skipped": 0}
+            return {"date": date, "phase": "Succeeded", "jobName": job, "counts": counts}
+
+        status = {
+            "phase": "Scheduled",
+            "lastProcessedDate": "2026-11-21",
+            "recentRuns": [run("2026-11-20", "j1", 1), run("2026-11-21", "j2", 2)],
+        }
+        custom.patch_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, namespace, plural, name, {"status": status}
+        )
+        wait_for(
+            lambda: gw.get(f"/v1/schedules/{name}", headers=auth).json()["last_date"] == "2026-11-21",
+            what="the schedule's last date",
+        )
+        time.sleep(1.0)  # both replicas have polled since
+        assert replica.get("/v1/credits", headers=auth).json()["credits"] == 10 - 3
+
+        store = ObjectStore(s3_settings)
+        for day, text in (
+            ("2026-11-21", b"id,label\r\n0,7\r\n1,1\r\n"),
+            ("2026-11-20", b"id,label\r\n0,3\r\n"),
+        ):
+            store.write(f"s3://{bucket}/batches/alice/{name}/{day}/results.csv", text)
+        merged = gw.get(f"/v1/schedules/{name}/results.csv", headers=auth)
+        assert merged.text == "id,label\r\n0,3\r\n0,7\r\n1,1\r\n"
+
+        status["recentRuns"] = [*status["recentRuns"], run("2026-11-22", "j3", 50)]  # type: ignore[list-item]
+        custom.patch_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, namespace, plural, name, {"status": status}
+        )
+        info = wait_for(
+            lambda: (s := gw.get(f"/v1/schedules/{name}", headers=auth).json())["paused"] and s,
+            what="the schedule to be paused",
+        )
+        assert "out of credits" in info["reason"]
+        cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+        assert cr["spec"]["schedule"]["suspend"] is True

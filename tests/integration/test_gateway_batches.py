@@ -284,8 +284,8 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         assert merged.text.count("id,source,date,label") == 1, "one header"
 
         ran = client.post(f"/v1/schedules/{name}/run", json={"date": "2026-11-21"}, headers=auth(token))
-        assert ran.status_code == 201 and ran.json()["counts"]["total"] == 2
-        wait_done(client, token, ran.json()["name"])
+        assert ran.status_code == 202 and ran.json()["date"] == "2026-11-21"
+        assert wait_done(client, token, ran.json()["batch"])["counts"]["total"] == 2
         empty = client.post(f"/v1/schedules/{name}/run", json={"date": "2026-11-22"}, headers=auth(token))
         assert empty.status_code == 422
 

@@ -90,14 +90,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
         else:
             await app.state.batch_backend.start()
-        app.state.scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
-        if app.state.scheduler is not None:
-            await app.state.scheduler.start()
+        scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
+        app.state.schedules = scheduler or app.state.batch_backend  # kubernetes: the operator ticks
+        if scheduler is not None:
+            await scheduler.start()
         try:
             yield
         finally:
-            if app.state.scheduler is not None:
-                app.state.scheduler.stop()
+            if scheduler is not None:
+                scheduler.stop()
             await app.state.batch_backend.stop()
             await app.state.http.close()
             await redis.aclose()

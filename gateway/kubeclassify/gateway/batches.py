@@ -275,3 +275,32 @@ def count_for_date(manifest: ManifestInput, date: dt.date, store: Any) -> int:
         }
     )
     return sum(1 for _ in items(spec, store, date))
+
+
+def schedule_resource(schedule: Any, config: Any) -> dict[str, Any]:
+    """The scheduled ClassificationBatch the kubernetes backend creates for a gateway schedule; each
+    run writes `<batches_uri>/<owner>/<name>/<date>/results.csv`."""
+    spec: dict[str, Any] = {
+        "modelRef": {"name": schedule.model},
+        "input": {"manifest": config.manifest.to_k8s()},
+        "schedule": {
+            "cron": schedule.cron,
+            "timeZone": schedule.time_zone,
+            "catchUp": schedule.catch_up,
+            "suspend": schedule.paused,
+            **({"startDate": schedule.start_date} if schedule.start_date else {}),
+        },
+        "output": {"uri": join(config.batches_uri, schedule.owner, schedule.name) + "/{date}/results.csv"},
+        "mode": "remote",
+        "maxFailedFraction": 1.0,
+    }
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.CLASSIFICATION_BATCH,
+        "metadata": {
+            "name": schedule.name,
+            "namespace": config.namespace,
+            "labels": {c.LABEL_OWNER: schedule.owner, c.LABEL_MANAGED_BY: GATEWAY},
+        },
+        "spec": spec,
+    }

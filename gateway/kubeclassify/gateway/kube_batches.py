@@ -1,16 +1,23 @@
 """The `kubernetes` batch backend: each gateway batch becomes a ClassificationBatch in the gateway's
 namespace (named `<owner>-<short id>`, labelled with the owner); the operator runs it. Every replica
-watches how they end by listing them every `batch_poll_seconds`, and settles each once."""
+watches how they end by listing them every `batch_poll_seconds`, and settles each once.
+
+A gateway schedule becomes a scheduled ClassificationBatch (the operator's CronJob ticks it). Its
+runs are charged when they end (each run once, claimed in Redis by its Job's name); an owner who
+cannot pay gets the schedule suspended, with the reason."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from typing import Any
 
 from kubeclassify.core import constants as c
-from kubeclassify.gateway.batches import GATEWAY, Batches, batch_resource, finish
+from kubeclassify.core.storage import join
+from kubeclassify.gateway.batches import GATEWAY, Batches, batch_resource, finish, schedule_resource
+from kubeclassify.gateway.schedules import ScheduleRecord, Schedules
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +28,7 @@ class KubernetesBatches:
     def __init__(self, app_state: Any, api: Any) -> None:
         from kubernetes import client
 
+        self.state = app_state
         self.config = app_state.config
         self.batches = Batches(app_state.accounts.redis)
         self.custom = client.CustomObjectsApi(api)
@@ -50,6 +58,67 @@ class KubernetesBatches:
             _request_timeout=10,
         )
 
+    async def create(self, schedule: ScheduleRecord) -> None:
+        await Schedules(self.batches.redis).save(schedule)
+        await asyncio.to_thread(
+            self.custom.create_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            self.config.namespace,
+            c.PLURALS[c.CLASSIFICATION_BATCH],
+            schedule_resource(schedule, self.config),
+            _request_timeout=10,
+        )
+
+    async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None:
+        schedule.paused, schedule.reason = paused, "paused by its owner" if paused else ""
+        await self._patch(schedule.name, {"spec": {"schedule": {"suspend": paused}}})
+        await Schedules(self.batches.redis).save(schedule)
+
+    async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
+        """Ask the operator to run the date now (its rerun annotation); the resource that runs it."""
+        await self._patch(schedule.name, {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: str(date)}}})
+        return schedule.name
+
+    async def outputs(self, schedule: ScheduleRecord) -> list[str]:
+        """Every run's results under the schedule's folder, oldest date first."""
+        store = self.state.store
+        folder = join(self.config.batches_uri, schedule.owner, schedule.name) + "/"
+        found = await asyncio.to_thread(lambda: [o.uri for o in store.iter_objects(folder)])
+        return sorted(uri for uri in found if uri.endswith("/results.csv"))
+
+    async def _patch(self, name: str, patch: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            self.config.namespace,
+            c.PLURALS[c.CLASSIFICATION_BATCH],
+            name,
+            patch,
+            _request_timeout=10,
+        )
+
+    async def _charge(self, schedule: ScheduleRecord, body: dict[str, Any]) -> None:
+        """Keep the schedule's record in step with its resource, and charge each ended run once."""
+        schedules = Schedules(self.batches.redis)
+        status = body.get("status") or {}
+        schedule.last_date = status.get("lastProcessedDate") or schedule.last_date
+        for run in status.get("recentRuns") or []:
+            if run.get("phase") not in ENDED or not run.get("jobName"):
+                continue
+            claim = f"kc:schedule-charged:{schedule.name}:{run['jobName']}"
+            if not await self.batches.redis.set(claim, "1", nx=True):
+                continue
+            cost = int((run.get("counts") or {}).get("classified", 0)) * self.config.image_cost
+            if cost and await self.state.accounts.debit(schedule.owner, cost) is None:
+                schedule.paused = True
+                schedule.reason = (
+                    f"out of credits: the run for {run.get('date')} cost {cost}; refill and resume"
+                )
+                await self._patch(schedule.name, {"spec": {"schedule": {"suspend": True}}})
+        await schedules.save(schedule)
+
     async def _poll(self) -> None:
         while True:
             try:
@@ -59,9 +128,10 @@ class KubernetesBatches:
             await asyncio.sleep(self.config.batch_poll_seconds)
 
     async def refresh(self) -> None:
-        """Bring the records of active batches in step with their resources' status."""
+        """Bring the records of active batches and of schedules in step with their resources."""
         active = set(await self.batches.active())
-        if not active:
+        scheduled = {r.name: r for r in await Schedules(self.batches.redis).every()}
+        if not active and not scheduled:
             return
         listed: Any = await asyncio.to_thread(
             self.custom.list_namespaced_custom_object,
@@ -74,6 +144,9 @@ class KubernetesBatches:
         )
         for body in listed.get("items") or []:
             name = body["metadata"]["name"]
+            if name in scheduled:
+                await self._charge(scheduled[name], body)
+                continue
             record = await self.batches.get(name) if name in active else None
             if record is None:
                 continue

@@ -176,3 +176,31 @@ class Scheduler:
 
     def stop(self) -> None:
         self.crons.shutdown(wait=False)
+
+    async def create(self, schedule: ScheduleRecord) -> None:
+        await Schedules(self.state.accounts.redis).save(schedule)
+        self.add(schedule)
+
+    async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None:
+        schedule.paused, schedule.reason = paused, "paused by its owner" if paused else ""
+        await Schedules(self.state.accounts.redis).save(schedule)
+
+    async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
+        """Start the date now: the batch's name, or None when the day has no images."""
+        started = await run_date(self.state, schedule, date)
+        if started is None:
+            current = await Schedules(self.state.accounts.redis).get(schedule.name) or schedule
+            if current.paused:
+                raise OutOfCredits(current.reason)
+            return None
+        return started.name
+
+    async def outputs(self, schedule: ScheduleRecord) -> list[str]:
+        """The results of the schedule's finished runs, oldest first."""
+        batches = Batches(self.state.accounts.redis)
+        runs = [await batches.get(n) for n in await Schedules(self.state.accounts.redis).runs(schedule.name)]
+        return [b.output_uri for b in runs if b is not None and b.state in ("Succeeded", "Failed")]
+
+
+class OutOfCredits(Exception):
+    """The owner cannot pay for the run: the schedule is paused, the message says so."""

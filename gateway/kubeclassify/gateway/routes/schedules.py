@@ -1,11 +1,12 @@
 """Daily schedules over the configured manifest: create, list with last and next date, pause,
-resume, run one date now, and all of a schedule's results as one CSV. Local batch backend only."""
+resume, run one date now, and all of a schedule's results as one CSV; with either batch backend."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request
@@ -15,11 +16,12 @@ from pydantic import BaseModel, Field, ValidationError
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore
 from kubeclassify.gateway.accounts import User
-from kubeclassify.gateway.batches import Batches
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import problems
-from kubeclassify.gateway.routes.batches import BatchInfo, check_webhook_url, model_exists
-from kubeclassify.gateway.schedules import ScheduleRecord, Schedules, new_schedule_name, run_date
+from kubeclassify.gateway.routes.batches import check_webhook_url, model_exists
+from kubeclassify.gateway.schedules import OutOfCredits, ScheduleRecord, Schedules, new_schedule_name
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["schedules"], responses=problems("4XX"))
 
@@ -49,13 +51,10 @@ class ScheduleInfo(BaseModel):
     created: float
 
 
-def _local(request: Request) -> Any:
-    scheduler = getattr(request.app.state, "scheduler", None)
-    if scheduler is None:
-        raise HTTPException(409, "schedules run with the local batch backend only")
+def _backend(request: Request) -> Any:
     if request.app.state.config.manifest is None:
         raise HTTPException(409, "no manifest is configured here, so there is nothing to schedule")
-    return scheduler
+    return request.app.state.schedules
 
 
 async def _mine(name: str, user: User, schedules: Schedules) -> ScheduleRecord:
@@ -73,7 +72,7 @@ def _now() -> dt.datetime:
 async def create_schedule(
     body: ScheduleRequest, request: Request, user: CurrentUser, accounts: AccountsDep, config: ConfigDep
 ) -> Any:
-    scheduler = _local(request)
+    backend = _backend(request)
     try:
         ScheduleSpec(
             cron=body.cron, time_zone=body.time_zone, start_date=body.start_date, catch_up=body.catch_up
@@ -95,8 +94,11 @@ async def create_schedule(
         catch_up=body.catch_up,
         webhook_url=body.webhook_url,
     )
-    await Schedules(accounts.redis).save(record)
-    scheduler.add(record)
+    try:
+        await backend.create(record)
+    except Exception as e:  # the Kubernetes API refused or is away
+        log.warning("a schedule could not be created", extra={"schedule": record.name, "error": str(e)})
+        raise HTTPException(503, "the schedule could not be created; try again") from e
     return record.public(_now())
 
 
@@ -111,28 +113,32 @@ async def get_schedule(name: str, user: CurrentUser, accounts: AccountsDep) -> A
     return (await _mine(name, user, Schedules(accounts.redis))).public(_now())
 
 
-async def _set_paused(name: str, user: User, accounts: Any, paused: bool) -> dict[str, Any]:
-    schedules = Schedules(accounts.redis)
-    record = await _mine(name, user, schedules)
-    record.paused, record.reason = paused, "paused by its owner" if paused else ""
-    await schedules.save(record)
+async def _set_paused(name: str, request: Request, user: User, accounts: Any, paused: bool) -> Any:
+    record = await _mine(name, user, Schedules(accounts.redis))
+    await _backend(request).set_paused(record, paused)
     return record.public(_now())
 
 
 @router.post("/schedules/{name}/pause", response_model=ScheduleInfo, summary="Pause a schedule")
-async def pause(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
-    return await _set_paused(name, user, accounts, True)
+async def pause(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+    return await _set_paused(name, request, user, accounts, True)
 
 
 @router.post("/schedules/{name}/resume", response_model=ScheduleInfo, summary="Resume a schedule")
-async def resume(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
-    return await _set_paused(name, user, accounts, False)
+async def resume(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+    return await _set_paused(name, request, user, accounts, False)
+
+
+class RunInfo(BaseModel):
+    schedule: str
+    date: str
+    batch: str = Field(description="What runs it: a batch (local backend) or the ClassificationBatch.")
 
 
 @router.post(
     "/schedules/{name}/run",
-    status_code=201,
-    response_model=BatchInfo,
+    status_code=202,
+    response_model=RunInfo,
     summary="Run the schedule for one date now",
 )
 async def run_now(
@@ -142,16 +148,15 @@ async def run_now(
     accounts: AccountsDep,
     date: Annotated[dt.date, Body(embed=True, description="The date to process.")],
 ) -> Any:
-    _local(request)
-    schedules = Schedules(accounts.redis)
-    record = await _mine(name, user, schedules)
-    started = await run_date(request.app.state, record, date)
-    if started is None:
-        record = await schedules.get(name) or record
-        if record.paused:
-            raise HTTPException(402, record.reason)
+    backend = _backend(request)
+    record = await _mine(name, user, Schedules(accounts.redis))
+    try:
+        batch = await backend.run(record, date)
+    except OutOfCredits as e:
+        raise HTTPException(402, str(e)) from e
+    if batch is None:
         raise HTTPException(422, f"the manifest lists no images for {date}")
-    return started.public()
+    return {"schedule": record.name, "date": date.isoformat(), "batch": batch}
 
 
 @router.get(
@@ -161,10 +166,8 @@ async def run_now(
     summary="All results of a schedule as one CSV, oldest run first",
 )
 async def schedule_results(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
-    schedules, batches = Schedules(accounts.redis), Batches(accounts.redis)
-    record = await _mine(name, user, schedules)
-    runs = [b for b in [await batches.get(n) for n in await schedules.runs(record.name)] if b]
-    outputs = [b.output_uri for b in runs if b.state in ("Succeeded", "Failed")]
+    record = await _mine(name, user, Schedules(accounts.redis))
+    outputs = await _backend(request).outputs(record)
     store: ObjectStore = request.app.state.store
 
     async def chunks() -> Any:
