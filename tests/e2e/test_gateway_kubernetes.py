@@ -208,6 +208,8 @@ def test_schedules_become_scheduled_classification_batches_charged_per_run(
         )
         assert created.status_code == 201, created.text
         name = created.json()["name"]
+        hooked = {"cron": "30 1 * * *", "webhook_url": "https://hooks.example.com/x"}
+        assert gw.post("/v1/schedules", json=hooked, headers=auth).status_code == 422
         body = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
         assert schema_errors(body, load_crds()) == []
         batch = ClassificationBatch.model_validate(body)

@@ -83,6 +83,8 @@ async def create_schedule(
     if model is None or not await model_exists(request, model):
         raise HTTPException(404, f"no model {model!r}")
     if body.webhook_url:
+        if config.batch_backend == "kubernetes":
+            raise HTTPException(422, "webhook_url: schedules send webhooks with the local batch backend only")
         await check_webhook_url(body.webhook_url, config)
     record = ScheduleRecord(
         name=new_schedule_name(user.username),
