@@ -101,9 +101,8 @@ class KubernetesBatches:
 
     async def _charge(self, schedule: ScheduleRecord, body: dict[str, Any]) -> None:
         """Keep the schedule's record in step with its resource, and charge each ended run once."""
-        schedules = Schedules(self.batches.redis)
         status = body.get("status") or {}
-        schedule.last_date = status.get("lastProcessedDate") or schedule.last_date
+        paused_for = ""
         for run in status.get("recentRuns") or []:
             if run.get("phase") not in ENDED or not run.get("jobName"):
                 continue
@@ -112,12 +111,16 @@ class KubernetesBatches:
                 continue
             cost = int((run.get("counts") or {}).get("classified", 0)) * self.config.image_cost
             if cost and await self.state.accounts.debit(schedule.owner, cost) is None:
-                schedule.paused = True
-                schedule.reason = (
-                    f"out of credits: the run for {run.get('date')} cost {cost}; refill and resume"
-                )
+                when = run.get("date")
+                paused_for = f"out of credits: the run for {when} cost {cost}; refill and resume"
                 await self._patch(schedule.name, {"spec": {"schedule": {"suspend": True}}})
-        await schedules.save(schedule)
+        # Read again just before writing: another replica or a request may have changed it meanwhile.
+        schedules = Schedules(self.batches.redis)
+        fresh = await schedules.get(schedule.name) or schedule
+        fresh.last_date = status.get("lastProcessedDate") or fresh.last_date
+        if paused_for:
+            fresh.paused, fresh.reason = True, paused_for
+        await schedules.save(fresh)
 
     async def _poll(self) -> None:
         while True:
