@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS := operator,gateway,inference,local,dev
+EXTRAS := operator,gateway,inference,cpu,local,dev
 PYTEST := $(BIN)/pytest
 
 .PHONY: help install tools browser lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-gateway bench-operator

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         print(
             f"kubeclassify: this command needs {e.name!r}, which is not installed here;"
-            " install the component's extra, e.g. pip install 'kubeclassify[inference]'",
+            " install the component's extra, e.g. pip install 'kubeclassify[inference,cpu]'",
             file=sys.stderr,
         )
         return 3
