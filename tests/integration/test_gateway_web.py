@@ -9,12 +9,12 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from harness.gateway import Site, digit_png, fresh_redis_url, gateway_env
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as visible
@@ -133,9 +133,12 @@ def sign_up_in(browser: webdriver.Chrome, url: str, username: str) -> None:
     WebDriverWait(browser, 30).until(visible.visibility_of_element_located((By.ID, "batch-section")))
 
 
-def finished_row(browser: webdriver.Chrome) -> Any:
-    rows = browser.find_elements(By.CSS_SELECTOR, "#batches tbody tr")
-    return next((r for r in rows if r.get_attribute("data-state") == "Succeeded"), False)
+def finished_row(browser: webdriver.Chrome) -> tuple[str, str] | bool:
+    """(name, text) of a Succeeded batch's row, once the table shows one."""
+    for row in browser.find_elements(By.CSS_SELECTOR, "#batches tbody tr"):
+        if row.get_attribute("data-state") == "Succeeded":
+            return row.get_attribute("data-name") or "", row.text
+    return False
 
 
 def test_start_a_batch_watch_it_and_download_the_results(
@@ -148,11 +151,14 @@ def test_start_a_batch_watch_it_and_download_the_results(
         sign_up_in(browser, gateway.url, "batcher")
         browser.find_element(By.ID, "csv").send_keys(str(sheet))
         browser.find_element(By.CSS_SELECTOR, "#batch button[type=submit]").click()
-        row = WebDriverWait(browser, 120).until(finished_row)
-        name = row.get_attribute("data-name") or ""
-        assert name.startswith("batcher-") and "3/3 (1 failed)" in row.text
+        stale = [StaleElementReferenceException]  # the table is redrawn while the batch runs
+        name, text = WebDriverWait(browser, 120, ignored_exceptions=stale).until(finished_row)  # type: ignore[misc]
+        assert name.startswith("batcher-") and "3/3 (1 failed)" in text
         browser.save_screenshot(str(tmp_path / "batches.png"))
-        row.find_element(By.CLASS_NAME, "download").click()
+        button = f'#batches tr[data-name="{name}"] button.download'
+        WebDriverWait(browser, 30, ignored_exceptions=stale).until(
+            lambda b: b.find_element(By.CSS_SELECTOR, button).click() or True
+        )
         target = tmp_path / "downloads" / f"{name}.csv"
         WebDriverWait(browser, 30).until(lambda _: target.exists() and target.stat().st_size > 0)
         rows = list(csv.DictReader(io.StringIO(target.read_text())))

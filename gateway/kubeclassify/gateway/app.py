@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -21,7 +22,7 @@ from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
 from kubeclassify.gateway.kube_batches import KubernetesBatches
-from kubeclassify.gateway.local_batches import LocalBatches
+from kubeclassify.gateway.local_batches import LocalBatches, SecondReplica
 from kubeclassify.gateway.middleware import Edge
 from kubeclassify.gateway.routes import (
     accounts,
@@ -67,6 +68,19 @@ def _batch_backend(config: GatewayConfig, state: Any) -> LocalBatches | Kubernet
     return LocalBatches(state)
 
 
+async def _retry(start: Callable[[], Awaitable[None]]) -> None:
+    """Call `start` until Redis answers (and, for the local backend, no other gateway holds it)."""
+    delay = 1.0
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await start()
+            return
+        except (RedisError, SecondReplica) as e:
+            log.warning("the gateway's background work cannot start yet", extra={"error": str(e)})
+            delay = min(delay * 2, 30.0)
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     config = settings.gateway
@@ -82,22 +96,30 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.s3_settings = settings.s3
         app.state.admin_ready = config.admin_password_hash is None
         app.state.batch_backend = _batch_backend(config, app.state)
-        try:
-            await ensure_admin(app)
-        except RedisError as e:  # Redis may come up later: /readyz retries, and says so meanwhile
-            log.warning(
-                "Redis is not reachable yet; the first admin is made when it is", extra={"error": str(e)}
-            )
-        else:
-            await app.state.batch_backend.start()
         scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
         app.state.schedules = scheduler or app.state.batch_backend  # kubernetes: the operator ticks
-        if scheduler is not None:
-            await scheduler.start()
+
+        async def start() -> None:
+            await ensure_admin(app)
+            await app.state.batch_backend.start()
+            if scheduler is not None and not scheduler.crons.running:
+                await scheduler.start()
+
+        retrying = None
+        try:
+            await start()
+        except RedisError as e:  # Redis may come up later: start then; /readyz says so meanwhile
+            log.warning(
+                "Redis is not reachable yet; the first admin, batches and schedules start when it is",
+                extra={"error": str(e)},
+            )
+            retrying = asyncio.create_task(_retry(start))
         try:
             yield
         finally:
-            if scheduler is not None:
+            if retrying is not None:
+                retrying.cancel()
+            if scheduler is not None and scheduler.crons.running:
                 scheduler.stop()
             await app.state.batch_backend.stop()
             await app.state.http.close()
@@ -106,8 +128,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="KubeClassify", version="0.1.0", lifespan=lifespan, docs_url="/docs")
     app.state.config = config
     errors.install(app)
-    upload_limit = max(config.max_upload_bytes, config.max_csv_bytes) + 64 * 1024  # and a form around it
-    app.add_middleware(Edge, body_limit=upload_limit)
+    form = 64 * 1024  # what a form adds around the file
+    limits = {"/v1/batches": config.max_csv_bytes + form}
+    app.add_middleware(Edge, body_limit=config.max_upload_bytes + form, limits=limits)
     if config.cors_origins:  # outermost, so errors carry CORS headers too
         app.add_middleware(
             CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"], allow_headers=["*"]

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from kubeclassify.gateway.batches import Batches, BatchRecord, finish, spec_of
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,14 @@ class LocalBatches:
 
     async def start(self) -> None:
         redis = self.batches.redis
-        if not await redis.set(LEASE, self.holder, nx=True, ex=LEASE_SECONDS):
+        taken = await redis.set(LEASE, self.holder, nx=True, ex=LEASE_SECONDS)
+        if not taken and await redis.get(LEASE) != self.holder:
             raise SecondReplica(
                 "another gateway runs the local batch backend (one replica only); "
                 f"stop it, or wait {LEASE_SECONDS}s after it stopped"
             )
-        self.lease_task = asyncio.create_task(self._keep_lease())
+        if self.lease_task is None:
+            self.lease_task = asyncio.create_task(self._keep_lease())
         for name in await self.batches.active():
             await self.submit(name)  # what a previous gateway left unfinished
 
@@ -55,9 +59,11 @@ class LocalBatches:
         for task in [*self.tasks.values(), *([self.lease_task] if self.lease_task else [])]:
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        redis = self.batches.redis
-        if await redis.get(LEASE) == self.holder:
-            await redis.delete(LEASE)
+        if self.lease_task is not None:  # started: give the lease back for the next gateway
+            redis = self.batches.redis
+            with contextlib.suppress(RedisError):
+                if await redis.get(LEASE) == self.holder:
+                    await redis.delete(LEASE)
 
     async def submit(self, name: str) -> None:
         if name not in self.tasks:

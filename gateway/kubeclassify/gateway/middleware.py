@@ -18,11 +18,13 @@ from kubeclassify.gateway import errors, metrics
 
 class Edge:
     """Per HTTP request: the `X-Request-ID` (kept from the caller, or made) in logs and in the answer;
-    413 for a declared body over `body_limit` bytes; request counts and latency by route template."""
+    413 for a declared body over `body_limit` bytes (or the path's own limit); request counts and
+    latency by route template."""
 
-    def __init__(self, app: ASGIApp, body_limit: int) -> None:
+    def __init__(self, app: ASGIApp, body_limit: int, limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.body_limit = body_limit
+        self.limits = limits or {}  # other limits for some paths: CSV uploads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,8 +45,9 @@ class Edge:
 
         try:
             length = headers.get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.body_limit:
-                response: Any = errors.problem(413, f"the request body is over {self.body_limit} bytes")
+            limit = self.limits.get(scope["path"], self.body_limit)
+            if length.isdigit() and int(length) > limit:
+                response: Any = errors.problem(413, f"the request body is over {limit} bytes")
                 await response(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
