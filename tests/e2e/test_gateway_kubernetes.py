@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from e2e.conftest import wait_for
@@ -104,15 +105,15 @@ def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
     assert ready.status_code == 503 and ready.json()["models"]
 
 
-def test_batches_become_classification_batches_and_settle_once(
-    kube_api,  # type: ignore[no-untyped-def]
-    api_client: client.ApiClient,
+def kubernetes_backend(
+    kube_api: Any,
+    custom: client.CustomObjectsApi,
     namespace: str,
     redis_server: RedisServer,
     s3_settings: S3Settings,
     bucket: str,
-) -> None:
-    custom = client.CustomObjectsApi(api_client)
+) -> GatewaySettings:
+    """Settings for a gateway whose batches are ClassificationBatches, with a ModelDeployment `digits`."""
     md = {
         "apiVersion": c.API_VERSION,
         "kind": c.MODEL_DEPLOYMENT,
@@ -133,7 +134,19 @@ def test_batches_become_classification_batches_and_settle_once(
         batches_uri=f"s3://{bucket}/batches",
         starting_credits=10,
     )
-    settings = GatewaySettings(gateway=config, s3=s3_settings)
+    return GatewaySettings(gateway=config, s3=s3_settings)
+
+
+def test_batches_become_classification_batches_and_settle_once(
+    kube_api,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    settings = kubernetes_backend(kube_api, custom, namespace, redis_server, s3_settings, bucket)
     csv_body = b"url\nhttps://images.example.com/a.png\nhttps://images.example.com/b.png\n"
     # Two replicas see the same end; the unused credit comes back once.
     with TestClient(create_app(settings)) as gw, TestClient(create_app(settings)) as replica:
@@ -178,28 +191,10 @@ def test_schedules_become_scheduled_classification_batches_charged_per_run(
     bucket: str,
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
-    md = {
-        "apiVersion": c.API_VERSION,
-        "kind": c.MODEL_DEPLOYMENT,
-        "metadata": {"name": "digits"},
-        "spec": {"model": {"uri": "s3://models/digits/"}},
-    }
-    custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], md)
-    config = GatewayConfig(
-        redis_url=SecretStr(fresh_redis_url(redis_server)),
-        token_secret=SecretStr(TOKEN_SECRET),
-        models_source="kubernetes",
-        batch_backend="kubernetes",
-        batch_poll_seconds=0.2,
-        namespace=namespace,
-        kubeconfig=str(kube_api.kubeconfig),
-        default_model="digits",
-        images_uri=f"s3://{bucket}/images",
-        batches_uri=f"s3://{bucket}/batches",
-        manifest=ManifestInput(uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/"),
-        starting_credits=10,
+    settings = kubernetes_backend(kube_api, custom, namespace, redis_server, s3_settings, bucket)
+    settings.gateway.manifest = ManifestInput(
+        uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/"
     )
-    settings = GatewaySettings(gateway=config, s3=s3_settings)
     plural = c.PLURALS[c.CLASSIFICATION_BATCH]
     with TestClient(create_app(settings)) as gw, TestClient(create_app(settings)) as replica:
         auth = {"Authorization": f"Bearer {sign_up(gw)}"}

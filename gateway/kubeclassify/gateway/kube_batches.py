@@ -48,27 +48,11 @@ class KubernetesBatches:
         record = await self.batches.get(name)
         assert record is not None
         body = batch_resource(record, self.config)
-        await asyncio.to_thread(
-            self.custom.create_namespaced_custom_object,
-            c.GROUP,
-            c.VERSION,
-            self.config.namespace,
-            c.PLURALS[c.CLASSIFICATION_BATCH],
-            body,
-            _request_timeout=10,
-        )
+        await self._api("create", body)
 
     async def create(self, schedule: ScheduleRecord) -> None:
         await Schedules(self.batches.redis).save(schedule)
-        await asyncio.to_thread(
-            self.custom.create_namespaced_custom_object,
-            c.GROUP,
-            c.VERSION,
-            self.config.namespace,
-            c.PLURALS[c.CLASSIFICATION_BATCH],
-            schedule_resource(schedule, self.config),
-            _request_timeout=10,
-        )
+        await self._api("create", schedule_resource(schedule, self.config))
 
     async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None:
         schedule.paused, schedule.reason = paused, "paused by its owner" if paused else ""
@@ -88,16 +72,13 @@ class KubernetesBatches:
         return sorted(uri for uri in found if uri.endswith("/results.csv"))
 
     async def _patch(self, name: str, patch: dict[str, Any]) -> None:
-        await asyncio.to_thread(
-            self.custom.patch_namespaced_custom_object,
-            c.GROUP,
-            c.VERSION,
-            self.config.namespace,
-            c.PLURALS[c.CLASSIFICATION_BATCH],
-            name,
-            patch,
-            _request_timeout=10,
-        )
+        await self._api("patch", name, patch)
+
+    async def _api(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        """`verb`_namespaced_custom_object on this namespace's ClassificationBatches, off the loop."""
+        call = getattr(self.custom, f"{verb}_namespaced_custom_object")
+        where = (c.GROUP, c.VERSION, self.config.namespace, c.PLURALS[c.CLASSIFICATION_BATCH])
+        return await asyncio.to_thread(call, *where, *args, _request_timeout=10, **kwargs)
 
     async def _charge(self, schedule: ScheduleRecord, body: dict[str, Any]) -> None:
         """Keep the schedule's record in step with its resource, and charge each ended run once."""
@@ -136,15 +117,7 @@ class KubernetesBatches:
         scheduled = {r.name: r for r in await Schedules(self.batches.redis).every()}
         if not active and not scheduled:
             return
-        listed: Any = await asyncio.to_thread(
-            self.custom.list_namespaced_custom_object,
-            c.GROUP,
-            c.VERSION,
-            self.config.namespace,
-            c.PLURALS[c.CLASSIFICATION_BATCH],
-            label_selector=f"{c.LABEL_MANAGED_BY}={GATEWAY}",
-            _request_timeout=10,
-        )
+        listed = await self._api("list", label_selector=f"{c.LABEL_MANAGED_BY}={GATEWAY}")
         for body in listed.get("items") or []:
             name = body["metadata"]["name"]
             if name in scheduled:
