@@ -199,6 +199,9 @@ def test_a_restart_mid_batch_loses_nothing_and_a_second_replica_is_refused(
             while client.get(f"/v1/batches/{name}", headers=auth(token)).json()["state"] != "Running":
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
+            for path in (f"/v1/batches/{name}/results", f"/v1/batches/{name}/results.csv"):
+                early = client.get(path, headers=auth(token))
+                assert early.status_code == 409 and "results come when it ends" in early.json()["detail"]
             time.sleep(1.0)  # the worker is fetching
         with TestClient(create_app(settings)) as client:  # a new gateway picks the batch up
             done = wait_done(client, token, name)

@@ -206,14 +206,18 @@ async def get_batch(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
     return (await _mine(name, user, Batches(accounts.redis))).public()
 
 
-async def _results(request: Request, record: BatchRecord) -> IO[str]:
+async def _results(request: Request, record: BatchRecord, binary: bool = False) -> IO[Any]:
+    """The batch's results, open for reading: 409 while it runs, 404 when it published none."""
     if record.state not in ("Succeeded", "Failed"):
         raise HTTPException(409, f"batch {record.name} is {record.state}: results come when it ends")
     store: ObjectStore = request.app.state.store
     try:
-        return await asyncio.to_thread(store.open_text, record.output_uri)
+        opened: IO[Any] = await asyncio.to_thread(
+            store.open if binary else store.open_text, record.output_uri
+        )
     except ObjectNotFound as e:
         raise HTTPException(404, f"batch {record.name} has no results: {record.message}") from e
+    return opened
 
 
 @router.get("/batches/{name}/results", response_model=ResultPage, summary="Result rows as JSON, paged")
@@ -251,10 +255,7 @@ async def result_rows(
 )
 async def result_csv(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
     record = await _mine(name, user, Batches(accounts.redis))
-    text = await _results(request, record)
-    text.close()
-    store: ObjectStore = request.app.state.store
-    stream = await asyncio.to_thread(store.open, record.output_uri)
+    stream = await _results(request, record, binary=True)
 
     async def chunks() -> Any:
         with contextlib.closing(stream):
