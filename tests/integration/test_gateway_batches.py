@@ -10,6 +10,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, Site, digit_png, fresh_redis_url, sign_up
 from pydantic import SecretStr
 
-from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.core.local import PredictorServer, RedisServer, free_port, start_redis
 from kubeclassify.core.resources.classification_batch import ManifestInput
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
@@ -26,6 +27,7 @@ from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.local_batches import SecondReplica
 from kubeclassify.gateway.schedules import tick
+from kubeclassify.gateway.security import hash_password
 
 DIGITS = range(1760, 1766)
 
@@ -338,3 +340,28 @@ def test_schedules_need_a_manifest(settings: GatewaySettings) -> None:
     with TestClient(create_app(settings)) as client:
         resp = client.post("/v1/schedules", json={"cron": "* * * * *"}, headers=auth(sign_up(client)))
         assert resp.status_code == 409 and "no manifest" in resp.json()["detail"]
+
+
+def test_batches_start_when_redis_comes_up_after_the_gateway(
+    tmp_path: Path, settings: GatewaySettings, site: Site
+) -> None:
+    port, password = free_port(), "a-redis-password"
+    settings.gateway.redis_url = SecretStr(f"redis://:{password}@127.0.0.1:{port}/0")
+    settings.gateway.admin_password_hash = SecretStr(hash_password("the admin's password"))
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 503
+        redis = start_redis(tmp_path / "redis", tmp_path / "logs", port=port, password=password)
+        try:
+            deadline = time.monotonic() + 30
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "not ready after Redis came up"
+                time.sleep(0.5)
+            admin = client.post(
+                "/v1/auth/token", data={"username": "admin", "password": "the admin's password"}
+            )
+            assert admin.status_code == 200, "the first admin was made once Redis answered"
+            token = sign_up(client)
+            name = submit(client, token, site.csv(["1760.png"])).json()["name"]
+            assert wait_done(client, token, name)["state"] == "Succeeded", "the local backend started"
+        finally:
+            redis.stop()
