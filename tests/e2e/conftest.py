@@ -2,11 +2,9 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -80,18 +78,3 @@ def operator(kube_api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ope
     running = start_operator(kube_api.kubeconfig, tmp_path_factory.mktemp("operator"))
     yield running
     running.process.stop()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll `check` until it returns something true; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (KeyError, IndexError, TypeError):
-            last = None
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met in {timeout} s (last: {last!r})")

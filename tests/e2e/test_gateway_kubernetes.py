@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from e2e.conftest import wait_for
 from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
 from harness.schemas import load_crds, schema_errors
+from harness.wait import wait_for
 from kubernetes import client
 from PIL import Image
 from pydantic import SecretStr

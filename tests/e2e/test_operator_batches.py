@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e.conftest import Operator, start_operator, wait_for
+from e2e.conftest import Operator, start_operator
+from harness.wait import wait_for
 from kubernetes import client
 from PIL import Image
 

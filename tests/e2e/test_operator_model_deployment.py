@@ -10,9 +10,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-from e2e.conftest import Operator, start_operator, wait_for
+from e2e.conftest import Operator, start_operator
 from harness.kubeapi_launch import KSERVE_CRD
 from harness.schemas import load_crds, schema_errors
+from harness.wait import wait_for
 from kubernetes import client
 
 from kubeclassify.core import constants as c

@@ -6,8 +6,9 @@ from __future__ import annotations
 import secrets
 import time
 
-from e2e.conftest import start_operator, wait_for
+from e2e.conftest import start_operator
 from e2e.test_operator_model_deployment import Cluster, model_deployment
+from harness.wait import wait_for
 from kubernetes import client
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, Site, digit_png, fresh_redis_url, sign_up
+from harness.wait import wait_for
 from pydantic import SecretStr
 
 from kubeclassify.core.local import PredictorServer, RedisServer, free_port, start_redis
@@ -67,14 +68,13 @@ def submit(client: TestClient, token: str, body: bytes, **form: str) -> Any:
     )
 
 
-def wait_done(client: TestClient, token: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_done(client: TestClient, token: str, name: str) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
         info: dict[str, Any] = client.get(f"/v1/batches/{name}", headers=auth(token)).json()
-        if info["state"] in ("Succeeded", "Failed"):
-            return info
-        time.sleep(0.3)
-    raise AssertionError(f"batch {name} did not finish: {info}")
+        return info if info["state"] in ("Succeeded", "Failed") else None
+
+    done: dict[str, Any] = wait_for(ended, timeout=120, what=f"batch {name} to end")
+    return done
 
 
 def test_a_url_batch_is_classified_paid_for_and_announced(settings: GatewaySettings, site: Site) -> None:
@@ -113,10 +113,7 @@ def test_a_url_batch_is_classified_paid_for_and_announced(settings: GatewaySetti
         listed = client.get("/v1/batches", headers=auth(token)).json()
         assert [b["name"] for b in listed["items"]] == [batch["name"]]
 
-        deadline = time.monotonic() + 30
-        while not site.hooks and time.monotonic() < deadline:
-            time.sleep(0.1)
-        headers, body = site.hooks[0]
+        headers, body = wait_for(lambda: site.hooks, what="the webhook")[0]
         assert verify(secret.encode(), headers[SIGNATURE_HEADER], body)
         assert not verify(b"another secret", headers[SIGNATURE_HEADER], body)
         hook = json.loads(body)
@@ -197,10 +194,11 @@ def test_a_restart_mid_batch_loses_nothing_and_a_second_replica_is_refused(
             name = submit(client, token, slow.csv(names)).json()["name"]
             with pytest.raises(SecondReplica), TestClient(create_app(settings)):
                 pass
-            deadline = time.monotonic() + 60
-            while client.get(f"/v1/batches/{name}", headers=auth(token)).json()["state"] != "Running":
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_for(
+                lambda: client.get(f"/v1/batches/{name}", headers=auth(token)).json()["state"] == "Running",
+                timeout=60,
+                what="the batch to run",
+            )
             for path in (f"/v1/batches/{name}/results", f"/v1/batches/{name}/results.csv"):
                 early = client.get(path, headers=auth(token))
                 assert early.status_code == 409 and "results come when it ends" in early.json()["detail"]
@@ -329,10 +327,11 @@ def test_the_cron_fires_through_the_scheduler(manifest: GatewaySettings) -> None
         token = sign_up(client)
         body = {"cron": "* * * * *", "start_date": "2026-11-21"}  # the one-minute trigger, for trying
         name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
-        deadline = time.monotonic() + 75
-        while client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"] is None:
-            assert time.monotonic() < deadline, "the cron did not fire within a minute"
-            time.sleep(1)
+        wait_for(  # it fires at the next whole minute
+            lambda: client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"],
+            timeout=120,
+            what="the cron to fire",
+        )
         assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 1
 
 
@@ -352,10 +351,9 @@ def test_batches_start_when_redis_comes_up_after_the_gateway(
         assert client.get("/readyz").status_code == 503
         redis = start_redis(tmp_path / "redis", tmp_path / "logs", port=port, password=password)
         try:
-            deadline = time.monotonic() + 30
-            while client.get("/readyz").status_code != 200:
-                assert time.monotonic() < deadline, "not ready after Redis came up"
-                time.sleep(0.5)
+            wait_for(
+                lambda: client.get("/readyz").status_code == 200, timeout=60, what="ready once Redis is up"
+            )
             admin = client.post(
                 "/v1/auth/token", data={"username": "admin", "password": "the admin's password"}
             )
