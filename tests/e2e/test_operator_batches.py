@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +28,7 @@ from e2e.conftest import Operator, start_operator
 from harness.wait import wait_for
 from kubernetes import client
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.local import S3Server
@@ -278,6 +280,18 @@ def test_a_batch_runs_as_an_indexed_job_and_reports_back(
     right = sum(1 for r in rows if r["label"] == truth[r["source"].removeprefix(f"s3://{bucket}/")])
     assert len(rows) == 31 and right >= 27, f"{right}/30 digits right"
     assert ("Normal", "Succeeded") in wait_for(lambda: cluster.events("once"))
+    metrics = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(
+            urllib.request.urlopen(operator.metrics_url).read().decode()
+        )
+        for sample in family.samples
+    }
+    assert metrics[("kubeclassify_batch_images_total", (("outcome", "classified"),))] >= 30
+    assert metrics[("kubeclassify_batch_runs_total", (("result", "Succeeded"),))] >= 1
+    assert not any(
+        name == "kubeclassify_batch_progress_ratio" for name, labels in metrics if ("batch", "once") in labels
+    )
 
     headers, body = wait_for(lambda: receiver.received, what="the webhook")[0]
     assert verify(HOOK_SECRET, headers[SIGNATURE_HEADER], body)

@@ -164,6 +164,19 @@ def test_admins_refill_and_list_and_users_cannot(client: TestClient) -> None:
     assert client.get("/v1/credits", headers=bearer(user)).json() == {"username": "alice", "credits": 112}
 
 
+def test_the_first_admin_from_a_plain_password_secret(redis_server: RedisServer) -> None:
+    """The Helm chart generates a password (it cannot make an argon2id hash): the gateway hashes it."""
+    config = settings(redis_server).gateway.model_copy(
+        update={"admin_password_hash": None, "admin_password": SecretStr("a generated admin password")}
+    )
+    with TestClient(create_app(GatewaySettings(gateway=config))) as c:
+        good = c.post("/v1/auth/token", data={"username": "admin", "password": "a generated admin password"})
+        bad = c.post("/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
+        assert good.status_code == 200 and bad.status_code == 401
+        me = c.get("/v1/me", headers=bearer(good.json()["access_token"])).json()
+    assert me["role"] == "admin"
+
+
 def test_rate_limit_answers_429_with_retry_after(redis_server: RedisServer) -> None:
     with TestClient(create_app(settings(redis_server, rate_limit_per_minute=3))) as c:
         token = sign_up(c)

@@ -94,7 +94,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.accounts = Accounts(redis)
         app.state.catalog = _catalog(config, app.state.http)
         app.state.s3_settings = settings.s3
-        app.state.admin_ready = config.admin_password_hash is None
+        app.state.admin_ready = config.admin_password_hash is None and config.admin_password is None
         app.state.batch_backend = _batch_backend(config, app.state)
         scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
         app.state.schedules = scheduler or app.state.batch_backend  # kubernetes: the operator ticks

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from kubeclassify.core.resources.classification_batch import ManifestInput
 from kubeclassify.core.settings import Settings, development_secret
+from kubeclassify.gateway.security import hash_password
 
 
 class GatewayConfig(BaseModel):
@@ -28,7 +29,13 @@ class GatewayConfig(BaseModel):
     admin_username: str = Field("admin", description="The first admin's name.")
     admin_password_hash: SecretStr | None = Field(
         None,
-        description="The first admin's argon2id password hash (from a Secret); no admin is made when unset.",
+        description="The first admin's argon2id password hash (from a Secret); no admin is made when"
+        " neither this nor ADMIN_PASSWORD is set.",
+    )
+    admin_password: SecretStr | None = Field(
+        None,
+        description="The first admin's password (from a Secret, e.g. one the Helm chart generates), hashed"
+        " with argon2id at start-up; ADMIN_PASSWORD_HASH wins when both are set.",
     )
     starting_credits: int = Field(100, ge=0, description="Credits a new account starts with.")
     image_cost: int = Field(1, ge=0, description="Credits one classified image costs.")
@@ -83,6 +90,14 @@ class GatewayConfig(BaseModel):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; none by default."
     )
+
+    def admin_hash(self) -> str | None:
+        """The first admin's password hash, from whichever of the two settings is set."""
+        if self.admin_password_hash is not None:
+            return self.admin_password_hash.get_secret_value()
+        if self.admin_password is not None:
+            return hash_password(self.admin_password.get_secret_value())
+        return None
 
 
 class GatewaySettings(Settings):

@@ -80,8 +80,6 @@ AdminUser = Annotated[User, Depends(admin_user)]
 async def ensure_admin(app: FastAPI) -> None:
     """Create (or update) the first admin from settings, once Redis answers."""
     config = app.state.config
-    if not app.state.admin_ready and config.admin_password_hash is not None:
-        await app.state.accounts.ensure_admin(
-            config.admin_username, config.admin_password_hash.get_secret_value(), config.starting_credits
-        )
+    if not app.state.admin_ready and (password_hash := config.admin_hash()) is not None:
+        await app.state.accounts.ensure_admin(config.admin_username, password_hash, config.starting_credits)
         app.state.admin_ready = True

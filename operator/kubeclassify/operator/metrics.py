@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -51,3 +51,28 @@ def set_phase(kind: str, key: str, phase: str | None) -> None:
     if phase is not None:
         _phases[(kind, key)] = phase
         OBJECTS.labels(kind, phase).inc()
+
+
+BATCH_RUNS = Counter("kubeclassify_batch_runs_total", "Finished batch runs, by result.", ["result"])
+BATCH_IMAGES = Counter(
+    "kubeclassify_batch_images_total", "Images of finished batch runs, by outcome.", ["outcome"]
+)
+BATCH_PROGRESS = Gauge(
+    "kubeclassify_batch_progress_ratio",
+    "Share of a running batch's images done (shards report when they finish).",
+    ["namespace", "batch"],
+)
+
+
+def batch_progress(namespace: str, batch: str, done: int, total: int) -> None:
+    """Record how far a running batch has got."""
+    BATCH_PROGRESS.labels(namespace, batch).set(done / total if total else 0.0)
+
+
+def batch_finished(namespace: str, batch: str, result: str, classified: int, failed: int) -> None:
+    """Count a finished run and its images; its progress series goes away."""
+    BATCH_RUNS.labels(result).inc()
+    BATCH_IMAGES.labels("classified").inc(classified)
+    BATCH_IMAGES.labels("failed").inc(failed)
+    with suppress(KeyError):
+        BATCH_PROGRESS.remove(namespace, batch)

@@ -21,6 +21,7 @@ from kubeclassify.core.resources.common import parse_resource, set_condition
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.core.webhooks import deliver
+from kubeclassify.operator import metrics
 from kubeclassify.operator.builders.batch import (
     ANNOTATION_DATE,
     batch_job,
@@ -152,13 +153,17 @@ def job_changed(
         return  # an earlier run's Job, or this run is already recorded
     cb = parse(body)
     outcome = job_outcome(dict(job), kube.job_pods(body["metadata"]["namespace"], name))
+    namespace, batch = body["metadata"]["namespace"], body["metadata"]["name"]
+    done = outcome.counts.classified + outcome.counts.failed
     status.counts, status.output_uri = outcome.counts, outcome.output_uri or status.output_uri
-    status.progress = f"{outcome.counts.classified + outcome.counts.failed}/{outcome.counts.total}"
+    status.progress = f"{done}/{outcome.counts.total}"
     status.start_time = outcome.start_time or status.start_time
     if not outcome.finished:
         status.phase = outcome.phase
+        metrics.batch_progress(namespace, batch, done, outcome.counts.total)
         write(kube, body, status)
         return
+    metrics.batch_finished(namespace, batch, outcome.phase, outcome.counts.classified, outcome.counts.failed)
     date = _date_of(job)
     status.completion_time = outcome.completion_time or now.replace(microsecond=0)
     _record_run(body, cb, status, outcome, name, date, config, now)
