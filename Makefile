@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,cpu,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install tools browser lint format crds test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-gateway bench-operator
+.PHONY: help install tools browser lint format crds chart-files test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-gateway bench-operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ format: install  ## format and fix what ruff can
 
 crds: install  ## regenerate the CRDs from the models
 	$(BIN)/kubeclassify crds
+
+chart-files: install  ## regenerate the operator's RBAC rules that the chart includes
+	$(BIN)/kubeclassify operator rbac --scope namespaced > charts/kubeclassify/files/operator-rbac-namespaced.yaml
+	$(BIN)/kubeclassify operator rbac --scope cluster > charts/kubeclassify/files/operator-rbac-cluster.yaml
 
 test: lint tools  ## lint, then every test tier
 	$(PYTEST)

@@ -1,0 +1,493 @@
+"""The platform chart with the real helm: it lints strictly, renders with its default values and with
+every option on, every object validates (core kinds for the current Kubernetes release, our custom
+resources against the CRDs, ServiceMonitors against the Prometheus Operator's), pods meet the
+`restricted` profile, RBAC grants exactly what the code uses, and the settings it renders are the
+ones the gateway and operator read."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from harness.schemas import ROOT, load_crds, schema_errors, strict
+
+from kubeclassify.gateway.config import GatewaySettings
+from kubeclassify.operator.config import OperatorSettings
+from kubeclassify.operator.rbac import rules
+
+CHARTS = ROOT / "charts"
+SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
+NAMESPACE = "kubeclassify"
+VALUE_FILES = ["ci/all-on-values.yaml", "profiles/local.yaml", "profiles/gpu.yaml"]
+POD_KINDS = {"Deployment", "StatefulSet"}
+
+
+@pytest.fixture(scope="module")
+def chart(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of both charts with the CRD chart built in as a dependency (`helm dependency build`)."""
+    copy = tmp_path_factory.mktemp("charts")
+    for name in ("kubeclassify", "kubeclassify-crds"):
+        shutil.copytree(CHARTS / name, copy / name, ignore=shutil.ignore_patterns("charts", "*.tgz"))
+    built = subprocess.run(
+        [helm, "dependency", "build", str(copy / "kubeclassify")], capture_output=True, text=True, timeout=120
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    return copy / "kubeclassify"
+
+
+def render(helm: str, chart: Path, *args: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [helm, "template", "kc", str(chart), "--namespace", NAMESPACE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def refused(helm: str, chart: Path, *args: str) -> str:
+    done = subprocess.run(
+        [helm, "template", "kc", str(chart), "--namespace", NAMESPACE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0, "helm template should have failed"
+    return done.stderr
+
+
+@pytest.fixture(scope="module")
+def default(helm: str, chart: Path) -> list[dict[str, Any]]:
+    return render(helm, chart)
+
+
+@pytest.fixture(scope="module")
+def all_on(helm: str, chart: Path) -> list[dict[str, Any]]:
+    return render(helm, chart, "-f", str(chart / "ci" / "all-on-values.yaml"))
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def kinds(docs: list[dict[str, Any]]) -> set[str]:
+    return {d["kind"] for d in docs}
+
+
+def external_schema(folder: str, kind: str) -> dict[str, Any]:
+    for path in (SHARED_SCHEMAS / folder).glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["names"]["kind"] == kind:
+            return crd  # type: ignore[no-any-return]
+    raise KeyError(kind)
+
+
+def validate(doc: dict[str, Any]) -> list[str]:
+    """Every way `doc` is invalid, checked by the right schema for its kind."""
+    if doc["apiVersion"].startswith("kubeclassify.io/"):
+        return schema_errors(doc, load_crds())
+    if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+        import jsonschema
+
+        crd = external_schema("prometheus-operator", doc["kind"])
+        version = doc["apiVersion"].split("/")[1]
+        schema = next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
+        errors = jsonschema.Draft7Validator(strict(schema)).iter_errors(doc)
+        return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors]
+    try:
+        kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [str(e)]
+    return []
+
+
+# -- helm itself ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, *VALUE_FILES])
+def test_helm_lint_strict(helm: str, chart: Path, values: str | None) -> None:
+    args = [helm, "lint", "--strict", str(chart), "--namespace", NAMESPACE]
+    if values:
+        args += ["-f", str(chart / values)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("values", [None, *VALUE_FILES])
+def test_every_rendered_object_is_valid(helm: str, chart: Path, values: str | None) -> None:
+    docs = render(helm, chart, *(["-f", str(chart / values)] if values else []))
+    problems = {f"{d['kind']}/{d['metadata']['name']}": validate(d) for d in docs}
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_the_default_install_has_every_part(default: list[dict[str, Any]]) -> None:
+    assert {
+        "CustomResourceDefinition",
+        "Deployment",
+        "StatefulSet",
+        "Service",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Secret",
+        "ConfigMap",
+        "ServiceAccount",
+    } <= kinds(default)
+    assert not {"ClusterRole", "ClusterRoleBinding", "ModelDeployment", "ClassificationBatch"} & kinds(
+        default
+    )
+    operator = one(default, "Deployment", "kc-kubeclassify-operator")
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"]["type"] == "Recreate"
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {p["containerPort"] for p in container["ports"]} == {8080, 9090}
+
+
+def test_all_on_switches_every_option_on(all_on: list[dict[str, Any]]) -> None:
+    assert {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "PodMonitor",
+        "ModelDeployment",
+        "ClassificationBatch",
+    } <= kinds(all_on)
+    assert "StatefulSet" not in kinds(all_on)  # an external Redis
+    gateway = one(all_on, "Deployment", "kc-kubeclassify-gateway")
+    assert "replicas" not in gateway["spec"]  # the autoscaler owns it
+
+
+def test_the_crd_chart_is_optional(helm: str, chart: Path) -> None:
+    assert "CustomResourceDefinition" not in kinds(render(helm, chart, "--set", "crds.enabled=false"))
+
+
+# -- pods: the restricted profile, resources, checksums --------------------------------------------
+
+
+def pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(d["metadata"]["name"], d["spec"]["template"]) for d in docs if d["kind"] in POD_KINDS]
+
+
+@pytest.mark.parametrize("fixture", ["default", "all_on"])
+def test_every_pod_is_restricted_with_requests_and_limits(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    templates = pod_templates(request.getfixturevalue(fixture))
+    assert templates
+    for name, template in templates:
+        pod = template["spec"]["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in template["spec"]["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"] == {"drop": ["ALL"]}, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(
+                resources["limits"]
+            ), name
+            assert ":" in container["image"] and not container["image"].endswith(":latest"), name
+
+
+def test_config_changes_roll_the_pods(helm: str, chart: Path, default: list[dict[str, Any]]) -> None:
+    changed = render(
+        helm, chart, "--set", "gateway.settings.imageCost=3", "--set", "operator.jobTTLSeconds=60"
+    )
+    for name in ("kc-kubeclassify-gateway", "kc-kubeclassify-operator"):
+        before = one(default, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+        after = one(changed, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]
+        assert before["checksum/config"] != after["checksum/config"], name
+
+
+# -- RBAC ------------------------------------------------------------------------------------------
+
+
+def test_operator_rules_are_exactly_the_ones_the_code_declares(
+    default: list[dict[str, Any]], all_on: list[dict[str, Any]]
+) -> None:
+    assert one(default, "Role", "kc-kubeclassify-operator")["rules"] == rules(cluster_wide=False)
+    assert one(all_on, "ClusterRole", "kc-kubeclassify-operator")["rules"] == rules(cluster_wide=True)
+    binding = one(default, "RoleBinding", "kc-kubeclassify-operator")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kc-kubeclassify-operator", "namespace": NAMESPACE}
+    ]
+
+
+def test_a_role_in_each_watched_namespace(helm: str, chart: Path) -> None:
+    docs = render(helm, chart, "--set", "operator.watch.namespaces={kubeclassify,team-a}")
+    roles = {
+        (d["metadata"].get("namespace", NAMESPACE), d["kind"])
+        for d in docs
+        if d["kind"] in ("Role", "RoleBinding")
+    }
+    assert {("kubeclassify", "Role"), ("team-a", "Role"), ("team-a", "RoleBinding")} <= roles
+    config = one(docs, "ConfigMap", "kc-kubeclassify-operator")["data"]
+    assert json.loads(config["KUBECLASSIFY_OPERATOR__NAMESPACES"]) == ["kubeclassify", "team-a"]
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] == "NetworkPolicy"} >= {"team-a"}
+
+
+def test_no_rbac_wildcards_and_the_gateway_gets_only_what_it_sends(all_on: list[dict[str, Any]]) -> None:
+    for doc in all_on:
+        for rule in doc.get("rules", []) if doc["kind"] in ("Role", "ClusterRole") else []:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], (doc["metadata"]["name"], rule)
+    gateway = one(all_on, "Role", "kc-kubeclassify-gateway")["rules"]
+    assert {(r["resources"][0], tuple(r["verbs"])) for r in gateway} == {
+        ("classificationbatches", ("create", "list", "patch")),
+        ("modeldeployments", ("get", "list")),
+    }
+
+
+def test_an_unwatched_gateway_namespace_is_refused(helm: str, chart: Path) -> None:
+    error = refused(helm, chart, "--set", "operator.watch.namespaces={team-a}")
+    assert "does not watch" in error
+
+
+# -- secrets and settings ----------------------------------------------------------------------------
+
+
+def test_no_secret_in_the_default_values_and_none_rendered_when_existing_ones_are_named(
+    all_on: list[dict[str, Any]],
+) -> None:
+    values = yaml.safe_load((CHARTS / "kubeclassify" / "values.yaml").read_text())
+
+    def secrets(node: Any, path: str = "") -> list[str]:
+        if isinstance(node, dict):
+            return [s for k, v in node.items() for s in secrets(v, f"{path}.{k}")]
+        leaf = path.rsplit(".", 1)[-1].lower()
+        secretive = re.fullmatch(r"\w*(password|token|secret|key)\w*", leaf) and not re.match(
+            r"existing|imagepull|tokenttl|key$", leaf
+        )
+        return [path] if secretive and node not in ("", None, []) else []
+
+    assert secrets(values) == []
+    assert "Secret" not in kinds(all_on)
+
+
+def test_generated_secrets_are_random_and_never_in_the_pod_spec(helm: str, chart: Path) -> None:
+    first, second = render(helm, chart), render(helm, chart)
+    for name, key in (
+        ("kc-kubeclassify-gateway", "token-secret"),
+        ("kc-kubeclassify-admin", "password"),
+        ("kc-kubeclassify-redis", "password"),
+    ):
+        a, b = one(first, "Secret", name)["data"][key], one(second, "Secret", name)["data"][key]
+        assert a != b and len(a) >= 40
+    for _, template in pod_templates(first):
+        for container in template["spec"]["containers"]:
+            for env in container.get("env", []):
+                assert "value" not in env or "PASSWORD" not in env["name"] or "$(" in env["value"], env
+
+
+def container_env(docs: list[dict[str, Any]], deployment: str) -> dict[str, str]:
+    """The environment a container would see, with every Secret reference filled in by a test value."""
+    container = one(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(one(docs, "ConfigMap", source["configMapRef"]["name"])["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], item["value"])
+        elif not item["valueFrom"]["secretKeyRef"].get("optional"):
+            env[item["name"]] = "redis://:pw@redis:6379/0" if "URL" in item["name"] else "s" * 40
+    return env
+
+
+def test_the_rendered_settings_are_what_the_gateway_reads(
+    default: list[dict[str, Any]], all_on: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in container_env(default, "kc-kubeclassify-gateway").items():
+        monkeypatch.setenv(name, value)
+    config = GatewaySettings().gateway
+    assert (config.batch_backend, config.models_source, config.namespace) == (
+        "kubernetes",
+        "kubernetes",
+        NAMESPACE,
+    )
+    assert config.redis_url.get_secret_value() == f"redis://:{'s' * 40}@kc-kubeclassify-redis:6379/0"
+    assert (config.max_csv_bytes, config.starting_credits, config.manifest) == (8388608, 100, None)
+
+    monkeypatch.delenv("KUBECLASSIFY_GATEWAY__REDIS_URL")
+    for name, value in container_env(all_on, "kc-kubeclassify-gateway").items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings()
+    config = settings.gateway
+    assert config.starting_credits == 0 and config.default_model == "digits"
+    assert config.manifest is not None and config.manifest.uri == "s3://incoming/metadata.csv"
+    assert config.cors_origins == ["https://app.example.com"] and config.admin_username == "root"
+    assert [str(n) for n in config.fetch_allowed_networks] == ["10.30.0.0/16"]
+    assert settings.s3.endpoint_url == "http://seaweedfs.storage.svc:8333" and settings.s3.access_key_id
+
+
+def test_the_rendered_settings_are_what_the_operator_reads(
+    all_on: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in container_env(all_on, "kc-kubeclassify-operator").items():
+        monkeypatch.setenv(name, value)
+    config = OperatorSettings().operator
+    assert config.namespaces == [] and config.default_deployment_mode == "Knative"
+    assert config.inference_image == "ghcr.io/kubeclassify/inference:0.1.0"
+    assert [str(n) for n in config.webhook_allowed_networks] == ["10.20.0.0/16"] and config.retry_delay == 30
+    operator = one(all_on, "Deployment", "kc-kubeclassify-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert operator["args"] == ["--all-namespaces"]
+
+
+# -- network policies --------------------------------------------------------------------------------
+
+
+def test_default_deny_and_only_what_the_platform_needs(default: list[dict[str, Any]]) -> None:
+    deny = one(default, "NetworkPolicy", "kc-kubeclassify-default-deny")["spec"]
+    assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/instance": "kc"}}
+    assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny and "egress" not in deny
+    redis = one(default, "NetworkPolicy", "kc-kubeclassify-redis")["spec"]
+    assert (
+        redis["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "gateway"
+    )
+    assert "egress" not in redis
+    gateway = one(default, "NetworkPolicy", "kc-kubeclassify-gateway")["spec"]
+    public = [r for r in gateway["egress"] if any("except" in p.get("ipBlock", {}) for p in r["to"])]
+    assert public and "169.254.0.0/16" in public[0]["to"][0]["ipBlock"]["except"]
+    batch = one(default, "NetworkPolicy", "kc-kubeclassify-batch")["spec"]
+    assert (
+        batch["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "batch"
+        and "ingress" not in batch
+    )
+
+
+# -- defaults, monitoring, notes -------------------------------------------------------------------
+
+
+def test_default_resources_are_post_install_hooks(all_on: list[dict[str, Any]]) -> None:
+    md = one(all_on, "ModelDeployment", "digits")
+    cb = one(all_on, "ClassificationBatch", "daily")
+    assert md["metadata"]["annotations"]["helm.sh/hook"] == "post-install"
+    assert int(md["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        cb["metadata"]["annotations"]["helm.sh/hook-weight"]
+    )
+    assert cb["spec"]["modelRef"]["name"] == md["metadata"]["name"]
+
+
+def test_the_dashboard_queries_metrics_the_code_exports(all_on: list[dict[str, Any]]) -> None:
+    from prometheus_client import REGISTRY
+
+    import kubeclassify.gateway.metrics
+    import kubeclassify.inference.predictor.metrics
+    import kubeclassify.operator.metrics  # noqa: F401  (registers them)
+
+    exported = {family.name for family in REGISTRY.collect()}
+    dashboard = json.loads(one(all_on, "ConfigMap", "kc-kubeclassify-dashboard")["data"]["kubeclassify.json"])
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"kubeclassify_\w+", target["expr"])
+    }
+    families = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in queried}
+    assert queried and families <= exported, families - exported
+
+
+def test_notes_walk_through_log_in_model_and_batch(helm: str, chart: Path) -> None:
+    done = subprocess.run(
+        [helm, "install", "kc", str(chart), "--namespace", NAMESPACE, "--dry-run=client"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    notes = done.stdout.split("NOTES:", 1)[1]
+    assert "port-forward svc/kc-kubeclassify-gateway" in notes
+    assert "get secret kc-kubeclassify-admin -o jsonpath='{.data.password}'" in notes
+    assert "examples/modeldeployment-digits.yaml" in notes and "examples/batch-daily.yaml" in notes
+    for example in re.findall(r"examples/[\w.-]+\.yaml", notes):
+        assert (ROOT / example).exists(), example
+
+
+def test_bad_values_are_refused_by_the_schema(helm: str, chart: Path) -> None:
+    assert "additional properties" in refused(helm, chart, "--set", "gateway.replica=3")
+    assert "gateway" in refused(helm, chart, "--set", "gateway.settings.startingCredits=-1")
+
+
+def test_the_chart_readme_describes_every_value() -> None:
+    schema = json.loads((CHARTS / "kubeclassify" / "values.schema.json").read_text())
+    readme = (CHARTS / "kubeclassify" / "README.md").read_text()
+
+    def leaves(node: dict[str, Any], path: str = "") -> list[str]:
+        props = node.get("properties")
+        if not props or path.endswith(".resources"):  # requests and limits are one value
+            return [path]
+        return [
+            leaf for key, child in props.items() for leaf in leaves(child, f"{path}.{key}" if path else key)
+        ]
+
+    def described(node: dict[str, Any]) -> bool:
+        return "description" in node and all(described(c) for c in node.get("properties", {}).values())
+
+    assert schema["additionalProperties"] is False and all(
+        described(v) for v in schema["properties"].values()
+    )
+    missing = [
+        leaf
+        for leaf in leaves(schema)
+        if leaf not in ("global", "kubeclassify-crds") and f"`{leaf}`" not in readme
+    ]
+    assert missing == []
+
+
+def test_the_rbac_files_match_the_operator_command() -> None:
+    for scope, cluster in (("namespaced", False), ("cluster", True)):
+        path = CHARTS / "kubeclassify" / "files" / f"operator-rbac-{scope}.yaml"
+        assert yaml.safe_load(path.read_text()) == rules(cluster_wide=cluster), (
+            f"run `make chart-files` ({path})"
+        )
+
+
+# -- skaffold -------------------------------------------------------------------------------------------
+
+
+def test_skaffold_builds_our_dockerfiles_and_deploys_our_chart() -> None:
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    assert config["apiVersion"].startswith("skaffold/v4")
+    images = {a["image"]: a for a in config["build"]["artifacts"]}
+    values = yaml.safe_load((CHARTS / "kubeclassify" / "values.yaml").read_text())
+    assert set(images) == {
+        values["operator"]["image"]["repository"],
+        values["gateway"]["image"]["repository"],
+        values["operator"]["inferenceImage"]["repository"],
+    }
+    for artifact in images.values():
+        assert (ROOT / artifact["context"] / artifact["docker"]["dockerfile"]).is_file()
+    release = config["deploy"]["helm"]["releases"][0]
+    assert (ROOT / release["chartPath"] / "Chart.yaml").is_file()
+    for key, template in release["setValueTemplates"].items():
+        section, *rest = key.split(".")
+        node = values[section]
+        for part in rest:
+            node = node[part]  # every key set by skaffold exists in values.yaml
+        image = re.search(r"IMAGE_(?:REPO|TAG)_(\w+)", template)
+        assert image and any(re.sub(r"\W", "_", name) == image.group(1) for name in images), template
+    profiles = {p["name"]: p for p in config["profiles"]}
+    assert set(profiles) == {"local", "gpu"}
+    gpu = {p["path"]: p["value"] for p in profiles["gpu"]["patches"]}
+    assert gpu["/build/artifacts/2/docker/buildArgs/VARIANT"] == "gpu"
+    assert config["build"]["artifacts"][2]["image"].endswith("/inference")
+    for profile in profiles.values():
+        for patch in profile["patches"]:
+            if patch["path"].endswith("valuesFiles"):
+                assert all((ROOT / f).is_file() for f in patch["value"])
