@@ -55,6 +55,18 @@ CORE_RESOURCES: dict[str, dict[str, Any]] = {
     "events.k8s.io/v1/events": {"kind": "Event"},
     "rbac.authorization.k8s.io/v1/roles": {"kind": "Role"},
     "rbac.authorization.k8s.io/v1/rolebindings": {"kind": "RoleBinding"},
+    # What the platform chart installs (Helm maps every kind before it renders against a server).
+    "rbac.authorization.k8s.io/v1/clusterroles": {"kind": "ClusterRole", "namespaced": False},
+    "rbac.authorization.k8s.io/v1/clusterrolebindings": {"kind": "ClusterRoleBinding", "namespaced": False},
+    "apps/v1/deployments": {"kind": "Deployment", "subresources": {"status"}},
+    "apps/v1/statefulsets": {"kind": "StatefulSet", "subresources": {"status"}},
+    "networking.k8s.io/v1/networkpolicies": {"kind": "NetworkPolicy"},
+    "networking.k8s.io/v1/ingresses": {"kind": "Ingress", "subresources": {"status"}},
+    "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "subresources": {"status"}},
+    "autoscaling/v2/horizontalpodautoscalers": {
+        "kind": "HorizontalPodAutoscaler",
+        "subresources": {"status"},
+    },
     # Kopf waits until discovery shows these two, even when it watches all namespaces.
     "v1/namespaces": {"kind": "Namespace", "namespaced": False},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
@@ -141,6 +153,18 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     # Evolved requests (by id()) and the request each came from, while in flight.
     _origins: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
     verbose: bool = False
+
+    async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
+        """A current release (KMock says 1.26), so that charts which require a newer one render."""
+        return {**await super()._serve_server_version(request), "minor": "35", "gitVersion": "v1.35.0"}
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        """A group version's resources; the core group's version is `v1`, not KMock's `/v1` (Helm's
+        resource mapping finds no core kind otherwise)."""
+        payload = await super()._serve_version(request)
+        if isinstance(payload, dict) and str(payload.get("groupVersion", "")).startswith("/"):
+            payload = {**payload, "groupVersion": payload["groupVersion"][1:]}
+        return payload
 
     # -- registration ---------------------------------------------------------------------------
 
