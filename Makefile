@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,cpu,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install tools browser lint format crds chart-files test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-gateway bench-operator
+.PHONY: help install demo up down tools browser lint format crds chart-files test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-gateway bench-operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,17 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	@touch $@
 
 install: $(STAMP)  ## create .venv and install the project with every extra
+
+HOME_DIR := .local/stack
+
+demo: install  ## the main job on this machine: local S3, Redis, predictor, gateway; a daily batch classified
+	$(BIN)/kubeclassify demo --home $(HOME_DIR)
+
+up: install  ## start the local stack and leave it running (web page, API docs, CLI)
+	$(BIN)/kubeclassify up --home $(HOME_DIR)
+
+down:  ## stop the local stack
+	@if [ -x $(BIN)/kubeclassify ]; then $(BIN)/kubeclassify down --home $(HOME_DIR); fi
 
 $(BIN)/helm $(BIN)/kubectl: scripts/install_tools.py | $(STAMP)
 	$(BIN)/python scripts/install_tools.py

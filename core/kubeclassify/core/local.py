@@ -91,6 +91,10 @@ class LocalProcess:
                 os.killpg(self.pid, signal.SIGKILL)
             self.popen.wait(timeout=10)
 
+    def detach(self) -> None:
+        """Leave the process running when this interpreter exits (`kubeclassify up`)."""
+        _RUNNING.pop(self.pid, None)
+
     def __enter__(self) -> LocalProcess:
         return self
 

@@ -202,12 +202,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_batch(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register_batch_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`kubeclassify batch run`: one shard of a ClassificationBatch, here."""
     from kubeclassify.inference.batch import cli
 
-    p = subparsers.add_parser("batch", help="classify a ClassificationBatch's images")
-    commands = p.add_subparsers(title="batch commands", metavar="COMMAND")
     run = commands.add_parser(
         "run",
         help="run a batch (or one shard of it) in this process",

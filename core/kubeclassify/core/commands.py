@@ -1,0 +1,280 @@
+"""Commands for people at a terminal: the local stack (`up`, `down`, `status`, `demo`) and the
+gateway's API (`classify`, `models`, `images`, `credits`, `batch submit|status|results`).
+
+The gateway commands talk to --gateway (default: $KUBECLASSIFY_GATEWAY_URL, else the local stack's)
+as --api-key, or --username and --password (default: the local stack's admin). `--output json`
+prints JSON for scripts. Exit codes: 0 done, 1 a batch ended Failed, 2 refused (bad input, not
+found, no credits), 4 the gateway is unreachable or failed, 3 a component is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Parsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+# -- the local stack -------------------------------------------------------------------------------
+
+
+def _home(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="where the local stack keeps its data and logs"
+        " (default: $KUBECLASSIFY_HOME, else ~/.kubeclassify)",
+    )
+
+
+def _home_of(args: argparse.Namespace) -> Path:
+    from kubeclassify.core.stack import default_home
+
+    return (args.home or default_home()).resolve()
+
+
+def register_stack(subparsers: Parsers) -> None:
+    """`kubeclassify up|down|status|demo`."""
+    up = subparsers.add_parser(
+        "up",
+        help="start the local stack: S3, Redis, the predictor and the gateway",
+        description="Start SeaweedFS (S3), redis-server, the predictor serving the digits model (trained"
+        " and published first if none is exported yet) and the gateway as local processes, with the"
+        " sample daily images uploaded; they keep running until `kubeclassify down`.",
+    )
+    _home(up)
+    up.add_argument("--gateway-port", type=int, help="the gateway's port (default: 8000 when free)")
+    up.set_defaults(func=_up)
+    down = subparsers.add_parser("down", help="stop the local stack")
+    _home(down)
+    down.set_defaults(func=_down)
+    status = subparsers.add_parser("status", help="show the local stack's processes and whether each answers")
+    _home(status)
+    _output(status)
+    status.set_defaults(func=_status)
+    demo = subparsers.add_parser(
+        "demo",
+        help="the main job end to end on this machine (what `make demo` runs)",
+        description="Start the local stack (training the digits model the first time), upload three days"
+        " of sample images, then through the gateway classify one image and run the first day's batch,"
+        " and show the results, their accuracy and the rows of the broken files; stop what it started.",
+    )
+    _home(demo)
+    demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    demo.add_argument(
+        "--images-per-day", type=int, default=100, help="sample images a day (default: %(default)s)"
+    )
+    demo.add_argument("--gateway-port", type=int, help="the gateway's port (default: 8000 when free)")
+    demo.add_argument("--epochs", type=int, help="training epochs, when the model must be trained")
+    demo.set_defaults(func=_demo)
+
+
+def _up(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from kubeclassify.core import sample_data, stack
+    from kubeclassify.core.storage import ObjectStore
+
+    home = _home_of(args)
+    running = stack.up(home, args.gateway_port)
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    store = ObjectStore(running.s3_settings())
+    daily = sample_data.upload_daily_images(store, stack.MANIFEST["root"], stack.MANIFEST["uri"], yesterday)
+    print(f"The local stack is up (data and logs in {home}):")
+    for name, service in running.services.items():
+        print(f"  {name:<10} {service.url}")
+    print(f"Sample images for {', '.join(map(str, daily.dates))} are listed in {stack.MANIFEST['uri']}.")
+    print(f"Web page {running.gateway_url}/, API docs {running.gateway_url}/docs")
+    print(
+        f"Sign in as {stack.ADMIN} with password {running.admin_password}; `kubeclassify down` stops it all."
+    )
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from kubeclassify.core import stack
+
+    if not stack.down(_home_of(args)):
+        print("nothing was running")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from kubeclassify.core import stack
+    from kubeclassify.core.console import table
+
+    found = stack.status(_home_of(args))
+    if args.output == "json":
+        print(json.dumps(found, indent=2))
+    elif not found:
+        print("the local stack is not running (`kubeclassify up` starts it)")
+    else:
+        table([{"service": n, **s} for n, s in found.items()], ["service", "pid", "url", "healthy"])
+    return 0 if found and all(s["healthy"] for s in found.values()) else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kubeclassify.core import demo
+
+    train_args = ("--epochs", str(args.epochs)) if args.epochs else ()
+    return demo.run(_home_of(args), args.keep, args.images_per_day, args.gateway_port, train_args)
+
+
+# -- the gateway's API -----------------------------------------------------------------------------
+
+
+def _output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text", help="text or json")
+
+
+def _gateway_options(p: argparse.ArgumentParser) -> None:
+    _output(p)
+    _home(p)
+    p.add_argument("--gateway", default=os.environ.get("KUBECLASSIFY_GATEWAY_URL"), help="the gateway's URL")
+    p.add_argument("--api-key", default=os.environ.get("KUBECLASSIFY_API_KEY"), help="an API key (kc_...)")
+    p.add_argument("--username", default=os.environ.get("KUBECLASSIFY_USERNAME"), help="or a name...")
+    p.add_argument("--password", default=os.environ.get("KUBECLASSIFY_PASSWORD"), help="...and its password")
+
+
+def _client(name: str, help: str, subparsers: Parsers, func: Callable[..., Any]) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+    _gateway_options(p)
+    p.set_defaults(func=lambda args: _call(func, args))
+    return p
+
+
+def register_client(subparsers: Parsers) -> None:
+    """`kubeclassify classify|models|images|credits`."""
+    p = _client("classify", "classify an image file or URL through the gateway", subparsers, _classify)
+    p.add_argument("image", help="an image file, or an http(s) URL that the gateway fetches")
+    p.add_argument("--model", help="a model (default: the gateway's default)")
+    _client("models", "list the models and whether each serves", subparsers, _models)
+    p = _client("images", "list my classified images, newest first", subparsers, _images)
+    p.add_argument("--category", help="only images with this label")
+    p.add_argument("--limit", type=int, default=50, help="how many (default: %(default)s)")
+    _client("credits", "show my credits", subparsers, _credits)
+
+
+def register_batch(subparsers: Parsers) -> None:
+    """`kubeclassify batch`: `submit`, `status` and `results` here; `run` from the inference component."""
+    p = subparsers.add_parser("batch", help="classify many images: here, or through the gateway")
+    commands = p.add_subparsers(title="batch commands", metavar="COMMAND")
+    for ep in sorted(entry_points(group="kubeclassify.batch_commands"), key=lambda e: e.name):
+        ep.load()(commands)
+    sub = _client("submit", "start a batch through the gateway", commands, _submit)
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", type=Path, help="a CSV with a url or a path column")
+    source.add_argument("--date", help="a date (YYYY-MM-DD) of the gateway's daily manifest")
+    sub.add_argument("--model", help="a model (default: the gateway's default)")
+    sub.add_argument("--wait", action="store_true", help="show progress until it ends; exit 1 if it failed")
+    st = _client("status", "show a batch's state and counts", commands, _batch_status)
+    st.add_argument("name", help="the batch (as `submit` printed it)")
+    st.add_argument("--wait", action="store_true", help="show progress until it ends; exit 1 if it failed")
+    res = _client("results", "write a finished batch's results as CSV", commands, _results)
+    res.add_argument("name", help="the batch")
+    res.add_argument("--file", "-f", type=Path, help="write here instead of standard output")
+
+
+def _connect(args: argparse.Namespace) -> Any:
+    from kubeclassify.core import stack
+    from kubeclassify.core.client import Gateway
+
+    local = stack.Stack.load(_home_of(args))
+    url = args.gateway or (local.gateway_url if local and local.services else "http://127.0.0.1:8000")
+    username, password = args.username, args.password
+    if not args.api_key and not username and local is not None and not args.gateway:
+        username, password = stack.ADMIN, local.admin_password  # the local stack's admin
+    return Gateway(url, api_key=args.api_key, username=username, password=password)
+
+
+def _call(func: Callable[..., Any], args: argparse.Namespace) -> int:
+    from kubeclassify.core.client import GatewayError
+
+    try:
+        with _connect(args) as gateway:
+            result = func(gateway, args)
+    except GatewayError as e:
+        print(f"kubeclassify: {e}", file=sys.stderr)
+        return 4 if e.status == 0 or e.status >= 500 else 2
+    except OSError as e:
+        print(f"kubeclassify: {e}", file=sys.stderr)
+        return 2
+    code, data, show = result
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        show(data)
+    return int(code)
+
+
+def _classify(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    def show(p: dict[str, Any]) -> None:
+        print(f"{p['label']}  {p['score']:.3f}  ({p['model_name']} {p['model_version']}, uid {p['uid']})")
+        for t in p["top_k"]:
+            print(f"  {t['label']:<12} {'#' * round(t['score'] * 40):<40} {t['score']:.3f}")
+
+    return 0, gateway.classify(args.image, args.model), show
+
+
+def _models(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.core.console import table
+
+    return 0, gateway.models(), lambda ms: table(ms, ["name", "ready", "default", "version", "description"])
+
+
+def _images(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.core.console import table
+
+    page = gateway.images(args.category, args.limit)
+    return 0, page, lambda p: table(p["items"], ["uid", "label", "score", "filename", "model_name"])
+
+
+def _credits(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    return 0, gateway.credits(), lambda c: print(f"{c['username']}: {c['credits']} credits")
+
+
+def _batch_line(info: dict[str, Any]) -> None:
+    c = info["counts"]
+    print(
+        f"{info['name']}  {info['state']}  {c['classified']} classified, {c['failed']} failed of {c['total']}"
+    )
+
+
+def _follow(
+    gateway: Any, info: dict[str, Any], args: argparse.Namespace
+) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.core.console import batch_progress
+
+    if args.wait:
+        info = gateway.wait_for_batch(info["name"], on_progress=batch_progress())
+    return (1 if info["state"] == "Failed" else 0), info, _batch_line
+
+
+def _submit(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    return _follow(gateway, gateway.submit_batch(args.csv, args.date, args.model), args)
+
+
+def _batch_status(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    return _follow(gateway, gateway.batch(args.name), args)
+
+
+def _results(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    out = args.file.open("wb") if args.file else sys.stdout.buffer
+    try:
+        for chunk in gateway.results_csv(args.name):
+            out.write(chunk)
+    finally:
+        if args.file:
+            out.close()
+    target = str(args.file) if args.file else "-"
+    return 0, {"batch": args.name, "file": target}, lambda _: None

@@ -1,0 +1,42 @@
+"""Output for people: tables, and a progress bar that is a live line in a terminal and a plain line
+per change elsewhere (a log, CI)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+
+def table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO = sys.stdout, indent: str = ""
+) -> None:
+    """Rows as aligned columns under a header."""
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    for line in [[c.upper() for c in columns], *cells]:
+        print(indent + "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip(), file=out)
+
+
+def batch_progress(out: TextIO = sys.stderr) -> Callable[[dict[str, Any]], None]:
+    """A callback that shows a gateway batch's progress (its `state` and `counts`)."""
+    last: list[str] = []
+    live = out.isatty()
+
+    def show(info: dict[str, Any]) -> None:
+        counts = info["counts"]
+        done, total = counts["classified"] + counts["failed"], counts["total"]
+        width = 30
+        filled = int(width * done / total) if total else 0
+        line = f"{info['name']}: {info['state']:<9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if counts["failed"]:
+            line += f", {counts['failed']} unreadable"
+        if live:
+            end = "\n" if info["state"] in ("Succeeded", "Failed") else ""
+            out.write(f"\r{line}{end}")
+            out.flush()
+        elif not last or last[-1] != line:
+            print(line, file=out)
+        last[:] = [line]
+
+    return show

@@ -1,0 +1,112 @@
+"""`make demo`: the platform's main job on one machine, from nothing to results.
+
+It starts the local stack (S3, Redis, the predictor, the gateway), trains and publishes the digits
+model if none is exported yet, uploads three days of unseen digits with the metadata CSV (a few files
+broken on purpose), then, as the admin, through the REST API: classifies one image, runs the daily
+batch for the first day with its progress shown, and prints where the results are, their first rows,
+the accuracy against the known labels and the rows of the broken files. Everything it started is
+stopped at the end, unless `keep` (or the stack was already up).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubeclassify.core import sample_data, stack
+from kubeclassify.core.client import Gateway
+from kubeclassify.core.console import batch_progress, table
+from kubeclassify.core.storage import ObjectStore
+
+ROOT = stack.MANIFEST["root"]
+
+
+def run(
+    home: Path,
+    keep: bool = False,
+    per_date: int = 100,
+    gateway_port: int | None = None,
+    train_args: tuple[str, ...] = (),
+    say: Callable[[str], None] = print,
+) -> int:
+    """The demo; 0 when the batch succeeded and its rows are the images of that day."""
+    already = bool(stack.status(home)) and all(s["healthy"] for s in stack.status(home).values())
+    running = stack.up(home, gateway_port, say=lambda m: say(f"· {m}"), train_args=train_args)
+    try:
+        return _walk_through(running, per_date, say)
+    finally:
+        if keep or already:
+            say(f"\nThe stack keeps running (`kubeclassify down --home {home}` stops it).")
+        else:
+            stack.down(home, say=lambda _: None)
+            say("\nStopped everything the demo started (`make up` keeps it running).")
+
+
+def _walk_through(running: stack.Stack, per_date: int, say: Callable[[str], None]) -> int:
+    store = ObjectStore(running.s3_settings())
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    daily = sample_data.upload_daily_images(store, ROOT, stack.MANIFEST["uri"], yesterday, per_date)
+    day = daily.dates[0]
+    on_day = [p for p in daily.labels if p.startswith(f"{day}/")]
+    say(
+        f"· {len(daily.labels)} images for {', '.join(map(str, daily.dates))} in {ROOT}"
+        f" with {stack.MANIFEST['uri']} ({len(sample_data.BROKEN)} broken on purpose)"
+    )
+    url = running.gateway_url
+    with Gateway(url, username=stack.ADMIN, password=running.admin_password) as gateway:
+        say(f"\n1. One image through the REST API (POST {url}/v1/classify)")
+        sample = next(p for p in on_day if daily.labels[p] is not None)
+        image = Path(running.home) / "demo" / Path(sample).name
+        image.parent.mkdir(exist_ok=True)
+        image.write_bytes(store.read(ROOT + sample))
+        answer = gateway.classify(str(image))
+        top = ", ".join(f"{t['label']} {t['score']:.2f}" for t in answer["top_k"])
+        say(
+            f"   {sample} (truly {daily.labels[sample]}) → {answer['label']} ({answer['score']:.3f});"
+            f" top-k: {top}"
+        )
+
+        say(f"\n2. The daily batch for {day} (POST {url}/v1/batches, date={day})")
+        started = gateway.submit_batch(date=day.isoformat())
+        info = gateway.wait_for_batch(started["name"], every=0.5, on_progress=batch_progress(sys.stdout))
+        rows = gateway.results(info["name"])
+        code = _report(info, rows, daily, on_day, url, say)
+        balance = gateway.credits()["credits"]
+    say(
+        f"\nOpen the web page at {url}/ and the API docs at {url}/docs"
+        f" (user {stack.ADMIN}, password {running.admin_password}; {balance} credits left)."
+    )
+    return code
+
+
+def _report(
+    info: dict[str, Any],
+    rows: list[dict[str, str]],
+    daily: sample_data.DailyImages,
+    on_day: list[str],
+    url: str,
+    say: Callable[[str], None],
+) -> int:
+    name, counts = info["name"], info["counts"]
+    say(
+        f"   {info['state']}: {counts['classified']} classified, {counts['failed']} unreadable,"
+        f" {len(rows)} rows"
+    )
+    say(f"   results: {url}/v1/batches/{name}/results.csv  (or: kubeclassify batch results {name})")
+    for row in rows:
+        row["path"] = row["source"].removeprefix(ROOT)
+    say("\n   The first rows:")
+    table(rows[:5], ["path", "label", "score", "input_label", "error"], indent="   ")
+    truth = {r["path"]: daily.labels.get(r["path"]) for r in rows}
+    scored = [r for r in rows if not r["error"] and truth[r["path"]] is not None]
+    right = sum(1 for r in scored if r["label"] == truth[r["path"]])
+    if scored:
+        say(f"\n   Accuracy on {len(scored)} digits the model never saw: {right / len(scored):.1%}")
+    errors = [r for r in rows if r["error"]]
+    say(f"\n   Rows with an error ({len(errors)}; each file is still a row, nothing is lost):")
+    table(errors, ["path", "error"], indent="   ")
+    whole = sorted(truth) == sorted(on_day)
+    return 0 if info["state"] == "Succeeded" and whole and scored else 1

@@ -1,0 +1,287 @@
+"""The whole platform on one machine: SeaweedFS (S3), redis-server, the predictor serving the digits
+model, and the gateway (local batch backend), as processes that outlive the command that started them.
+
+`kubeclassify up` starts them and writes where they answer to `<home>/stack.json` (mode 0600: it
+holds the generated passwords); `kubeclassify status` reads it back, `kubeclassify down` stops each
+process by its PID. Data (S3, Redis, the trained model) stays in `<home>` between runs, so a second
+`up` starts in seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
+from kubeclassify.core.local import (
+    LocalProcess,
+    free_port,
+    port_open,
+    start_gateway,
+    start_predictor,
+    start_redis,
+    start_seaweedfs,
+)
+from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.storage import ObjectStore
+
+MODEL = "digits"
+BUCKETS = ("models", "kubeclassify", "incoming")
+MODEL_URI = f"s3://models/{MODEL}/"
+MANIFEST = {"uri": "s3://incoming/metadata.csv", "root": "s3://incoming/"}
+ADMIN = "admin"
+
+
+def default_home() -> Path:
+    """Where the local stack keeps its data: $KUBECLASSIFY_HOME, else `.local/stack` in the current
+    folder when it exists (where `make up` puts it, in a checkout), else ~/.kubeclassify."""
+    if os.environ.get("KUBECLASSIFY_HOME"):
+        return Path(os.environ["KUBECLASSIFY_HOME"])
+    checkout = Path(".local") / "stack"
+    return checkout if checkout.is_dir() else Path.home() / ".kubeclassify"
+
+
+@dataclass
+class Service:
+    """One running process of the stack."""
+
+    pid: int
+    url: str
+    log: str
+
+
+@dataclass
+class Stack:
+    """What `up` started, and the credentials to use it (kept in `<home>/stack.json`)."""
+
+    home: str
+    s3: dict[str, str]
+    redis_url: str
+    token_secret: str
+    admin_password: str
+    services: dict[str, Service] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return self.services["gateway"].url
+
+    def s3_settings(self) -> S3Settings:
+        return S3Settings.model_validate(self.s3)
+
+    def save(self) -> None:
+        path = Path(self.home) / "stack.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, home: Path) -> Stack | None:
+        """The stack recorded in `home`, or None when there is none."""
+        path = home / "stack.json"
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        raw["services"] = {name: Service(**s) for name, s in raw.get("services", {}).items()}
+        return cls(**raw)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def healthy(name: str, service: Service) -> bool:
+    """Whether the service answers where it should."""
+    if not alive(service.pid):
+        return False
+    if name == "gateway":
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{service.url}/healthz", timeout=2) as r:
+            return r.status == 200
+        return False
+    where = urlsplit(service.url)
+    return port_open(where.hostname or "127.0.0.1", where.port or 80)
+
+
+def up(
+    home: Path,
+    gateway_port: int | None = None,
+    say: Callable[[str], None] = print,
+    train_args: tuple[str, ...] = (),
+) -> Stack:
+    """Start whatever of the stack is not running yet; returns it once every part answers."""
+    home.mkdir(parents=True, exist_ok=True)
+    logs = home / "logs"
+    stack = Stack.load(home)
+    if stack is not None and all(healthy(n, s) for n, s in stack.services.items()) and stack.services:
+        return stack
+    if stack is not None:
+        down(home, say=lambda _: None)
+    stack = stack or Stack(
+        home=str(home),
+        s3={"access_key_id": "kc" + secrets.token_hex(8), "secret_access_key": secrets.token_urlsafe(24)},
+        redis_url="",
+        token_secret=secrets.token_urlsafe(48),
+        admin_password=secrets.token_urlsafe(12),
+    )
+    stack.services = {}
+    started: list[LocalProcess] = []
+    try:
+        say("starting S3 (SeaweedFS) and Redis")
+        s3 = start_seaweedfs(
+            home / "s3", logs, stack.s3["access_key_id"], stack.s3["secret_access_key"], port=None
+        )
+        started.append(s3.process)
+        stack.s3 = {**stack.s3, "endpoint_url": s3.endpoint_url}
+        password = urlsplit(stack.redis_url).password if stack.redis_url else None
+        redis = start_redis(home / "redis", logs, password=password, persist=True)
+        started.append(redis.process)
+        stack.redis_url = redis.url
+        store = ObjectStore(stack.s3_settings())
+        for bucket in BUCKETS:
+            store.create_bucket(bucket)
+        card = publish_model(home, store, say, train_args)
+
+        say("starting the predictor")
+        spec = {
+            "apiVersion": API_VERSION,
+            "kind": MODEL_DEPLOYMENT,
+            "metadata": {"name": MODEL},
+            "spec": {"model": {"uri": MODEL_URI}, "input": card.input.to_k8s()},
+        }
+        (home / f"{MODEL}.yaml").write_text(yaml.safe_dump(spec))
+        predictor = start_predictor(home / f"{MODEL}.yaml", logs, MODEL, env=stack.s3_settings().to_env())
+        started.append(predictor.process)
+
+        say("starting the gateway")
+        port = gateway_port or (8000 if not port_open("127.0.0.1", 8000) else free_port())
+        gateway = start_gateway(logs, gateway_settings(stack, predictor.url), port=port)
+        started.append(gateway.process)
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop()
+        raise
+    for proc, name, url in zip(
+        started,
+        ("s3", "redis", "predictor", "gateway"),
+        (s3.endpoint_url, f"redis://{redis.host}:{redis.port}", predictor.url, gateway.url),
+        strict=True,
+    ):
+        proc.detach()
+        stack.services[name] = Service(proc.pid, url, str(proc.log_path))
+    stack.save()
+    return stack
+
+
+def gateway_settings(stack: Stack, predictor_url: str) -> dict[str, str]:
+    """The gateway's `KUBECLASSIFY_*` variables for the local stack."""
+    gateway = {
+        "REDIS_URL": stack.redis_url,
+        "TOKEN_SECRET": stack.token_secret,
+        "ADMIN_USERNAME": ADMIN,
+        "ADMIN_PASSWORD": stack.admin_password,
+        "STARTING_CREDITS": "1000",
+        "IMAGES_URI": "s3://kubeclassify/images",
+        "BATCHES_URI": "s3://kubeclassify/batches",
+        "PREDICTORS": json.dumps({MODEL: predictor_url}),
+        "DEFAULT_MODEL": MODEL,
+        "MANIFEST": json.dumps(MANIFEST),
+        "BATCH_BACKEND": "local",
+        "BATCH_POLL_SECONDS": "1",
+    }
+    return {
+        "KUBECLASSIFY_LOG_FORMAT": "json",
+        **stack.s3_settings().to_env(),
+        **{f"KUBECLASSIFY_GATEWAY__{k}": v for k, v in gateway.items()},
+    }
+
+
+def publish_model(
+    home: Path, store: ObjectStore, say: Callable[[str], None], train_args: tuple[str, ...] = ()
+) -> ModelCard:
+    """The digits model in S3: trained first (on digits the demo never shows it) when none is exported."""
+    export = home / "models" / MODEL
+    if not (export / "model-card.json").exists():
+        from kubeclassify.core import sample_data
+
+        train_dir = sample_data.write_training_set(home / "data" / "train")
+        say("training the digits model (a minute or so, once)")
+        argv = [
+            sys.executable,
+            "-m",
+            "kubeclassify.core.cli",
+            "train",
+            str(train_dir),
+            "--output",
+            str(export),
+        ]
+        argv += ["--name", MODEL, *sample_data.TRAIN_FLAGS, *train_args]
+        with open(home / "logs" / "train.log", "ab") as log:
+            done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"training failed (exit {done.returncode}); see {home / 'logs' / 'train.log'}")
+    if not store.exists(MODEL_URI + "model-card.json"):
+        for path in sorted(p for p in export.rglob("*") if p.is_file()):
+            store.write(MODEL_URI + path.relative_to(export).as_posix(), path.read_bytes())
+    return ModelCard.model_validate_json((export / "model-card.json").read_text())
+
+
+def down(home: Path, say: Callable[[str], None] = print) -> list[str]:
+    """Stop every process of the stack recorded in `home` (gateway first); returns their names."""
+    stack = Stack.load(home)
+    if stack is None:
+        return []
+    stopped = []
+    for name in ("gateway", "predictor", "redis", "s3"):
+        service = stack.services.get(name)
+        if service is not None and alive(service.pid):
+            stop_pid(service.pid)
+            stopped.append(name)
+            say(f"stopped {name} (pid {service.pid})")
+    stack.services = {}
+    stack.save()
+    return stopped
+
+
+def stop_pid(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM the process group `pid` leads, then SIGKILL it after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def status(home: Path) -> dict[str, Any]:
+    """Each service with its PID, URL and whether it answers; empty when nothing was started."""
+    stack = Stack.load(home)
+    if stack is None or not stack.services:
+        return {}
+    return {
+        name: {"pid": s.pid, "url": s.url, "healthy": healthy(name, s), "log": s.log}
+        for name, s in stack.services.items()
+    }

@@ -1,0 +1,139 @@
+"""`make demo` and the CLI, as a person runs them: the demo script (shortened: fewer images, fewer
+training epochs) from an empty home, then the CLI's stack and gateway commands against the stack it
+left up, then `down`, after which nothing it started is running."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubeclassify.core import stack
+
+SHORT = ["--images-per-day", "12", "--epochs", "3"]
+
+
+def kubeclassify(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECLASSIFY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "kubeclassify.core.cli", *args, "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
+    """The demo, kept up afterwards (`make up`); stopped with `kubeclassify down` at the end."""
+    home = tmp_path_factory.mktemp("home")
+    done = kubeclassify(home, "demo", "--keep", *SHORT, timeout=600)
+    yield home, done
+    kubeclassify(home, "down")
+
+
+def test_the_demo_classifies_the_first_day_and_shows_the_broken_files(
+    demo: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    _, done = demo
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "training the digits model" in out
+    assert "1. One image through the REST API" in out and "→" in out
+    assert "Succeeded: 12 classified, 4 unreadable, 16 rows" in out
+    assert "Accuracy on 12 digits the model never saw:" in out
+    for name in ("truncated.png", "not-an-image.png", "empty.png", "never-uploaded.png"):
+        assert name in out.split("Rows with an error (4;", 1)[1]
+    assert "/docs" in out and "keeps running" in out
+
+
+def test_the_cli_against_the_stack(
+    demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    home, _ = demo
+    status = kubeclassify(home, "status", "--output", "json")
+    assert status.returncode == 0 and set(json.loads(status.stdout)) == {
+        "s3",
+        "redis",
+        "predictor",
+        "gateway",
+    }
+
+    image = next((home / "demo").glob("*.png"))
+    classified = kubeclassify(home, "classify", str(image), "-o", "json")
+    assert classified.returncode == 0, classified.stderr
+    label = json.loads(classified.stdout)["label"]
+    assert label.isdigit() and len(json.loads(classified.stdout)["top_k"]) == 5
+
+    assert json.loads(kubeclassify(home, "models", "-o", "json").stdout)[0]["name"] == "digits"
+    images = json.loads(kubeclassify(home, "images", "--category", label, "-o", "json").stdout)
+    assert images["items"] and all(i["label"] == label for i in images["items"])
+    credits = json.loads(kubeclassify(home, "credits", "-o", "json").stdout)["credits"]
+
+    day = sorted(d for d in {r.split("/")[0] for r in _manifest_paths(home)})[1]
+    submitted = kubeclassify(home, "batch", "submit", "--date", day, "--wait", "-o", "json", timeout=300)
+    assert submitted.returncode == 0, submitted.stderr
+    batch = json.loads(submitted.stdout)
+    assert batch["state"] == "Succeeded" and batch["counts"]["classified"] == 12
+    results = tmp_path / "results.csv"
+    assert kubeclassify(home, "batch", "results", batch["name"], "--file", str(results)).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(results.read_text())))
+    assert len(rows) == 12 and all(r["source"].startswith(f"s3://incoming/{day}/") for r in rows)
+    assert json.loads(kubeclassify(home, "credits", "-o", "json").stdout)["credits"] == credits - 12
+
+
+def test_cli_errors_say_what_went_wrong_with_meaningful_exit_codes(
+    demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    home, _ = demo
+    text = tmp_path / "note.png"
+    text.write_text("not an image")
+    refused = kubeclassify(home, "classify", str(text))
+    assert refused.returncode == 2 and "not an image" in refused.stderr
+    private = kubeclassify(home, "classify", "http://169.254.169.254/latest/meta-data")
+    assert private.returncode == 2 and "not a public address" in private.stderr
+    missing = kubeclassify(home, "batch", "status", "admin-00000000")
+    assert missing.returncode == 2
+    unreachable = kubeclassify(home, "credits", "--gateway", "http://127.0.0.1:9", "--api-key", "kc_x")
+    assert unreachable.returncode == 4 and "cannot reach the gateway" in unreachable.stderr
+    assert kubeclassify(home, "classify", str(tmp_path / "absent.png")).returncode == 2
+
+
+def test_down_stops_everything(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    home, _ = demo
+    recorded = stack.Stack.load(home)
+    assert recorded is not None and recorded.services
+    pids = [s.pid for s in recorded.services.values()]
+    done = kubeclassify(home, "down")
+    assert done.returncode == 0 and "stopped gateway" in done.stdout
+    assert not any(stack.alive(pid) for pid in pids)
+    assert kubeclassify(home, "status").returncode == 1
+
+
+def test_a_second_demo_reuses_the_model_and_leaves_nothing_running(
+    demo: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    home, _ = demo
+    kubeclassify(home, "down")
+    done = kubeclassify(home, "demo", *SHORT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "training" not in done.stdout and "Stopped everything the demo started" in done.stdout
+    running = subprocess.run(["pgrep", "-f", str(home)], capture_output=True, text=True)
+    assert running.stdout == "", running.stdout
+
+
+def _manifest_paths(home: Path) -> list[str]:
+    from kubeclassify.core.storage import ObjectStore
+
+    recorded = stack.Stack.load(home)
+    assert recorded is not None
+    text = ObjectStore(recorded.s3_settings()).read(stack.MANIFEST["uri"]).decode()
+    return [r["filepath"] for r in csv.DictReader(io.StringIO(text))]
