@@ -33,7 +33,7 @@ def _home(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="where the local stack keeps its data and logs"
-        " (default: $KUBECLASSIFY_HOME, else ~/.kubeclassify)",
+        " (default: $KUBECLASSIFY_HOME, else ./.local/stack when it exists, else ~/.kubeclassify)",
     )
 
 
@@ -96,7 +96,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Sample images for {', '.join(map(str, daily.dates))} are listed in {stack.MANIFEST['uri']}.")
     print(f"Web page {running.gateway_url}/, API docs {running.gateway_url}/docs")
     print(
-        f"Sign in as {stack.ADMIN} with password {running.admin_password}; `kubeclassify down` stops it all."
+        f"Sign in as {stack.ADMIN} with password {running.admin_password};"
+        f" `kubeclassify down --home {home}` (or `make down`) stops it all."
     )
     return 0
 
