@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,cpu,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install demo up down tools browser lint format crds chart-files test test-unit test-integration test-chart test-e2e constraints clean bench-predictor bench-batch bench-gateway bench-operator
+.PHONY: help install demo up down tools browser lint format crds reference chart-files test test-unit test-integration test-chart test-e2e constraints clean bench bench-plot bench-predictor bench-batch bench-gateway bench-operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ format: install  ## format and fix what ruff can
 crds: install  ## regenerate the CRDs from the models
 	$(BIN)/kubeclassify crds
 
+reference: install  ## regenerate docs/reference.md (resources, endpoints, settings, metrics) from the code
+	$(BIN)/python scripts/reference.py
+
 chart-files: install  ## regenerate the operator's RBAC rules that the chart includes
 	$(BIN)/kubeclassify operator rbac --scope namespaced > charts/kubeclassify/files/operator-rbac-namespaced.yaml
 	$(BIN)/kubeclassify operator rbac --scope cluster > charts/kubeclassify/files/operator-rbac-cluster.yaml
@@ -86,6 +89,11 @@ constraints: $(BIN)/python  ## re-resolve every dependency and pin it in constra
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+bench: bench-predictor bench-batch bench-gateway bench-operator bench-plot  ## every benchmark, then the plot
+
+bench-plot: install  ## benchmarks/results/batch.png: batch images/s against the model-only limit
+	$(BIN)/python benchmarks/plot.py
 
 bench-predictor: install  ## predictor over HTTP against the model alone (MobileNetV2, ResNet50V2)
 	$(BIN)/python benchmarks/predictor/run.py
