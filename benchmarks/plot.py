@@ -26,7 +26,8 @@ def main() -> None:
     font = ImageFont.load_default()
     draw.text(
         (PAD, PAD),
-        f"Batch images per second on {results['cpus']} cores, {results['images']} JPEGs, 224x224 (make bench-batch)",
+        f"Batch images per second on {results['cpus']} cores, {results['images']} JPEGs, 224x224"
+        " (make bench-batch)",
         fill="black",
         font=font,
     )
