@@ -10,7 +10,6 @@ import base64
 import json
 import re
 import secrets
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,19 +28,6 @@ SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
 NAMESPACE = "kubeclassify"
 VALUE_FILES = ["ci/all-on-values.yaml", "profiles/local.yaml", "profiles/gpu.yaml"]
 POD_KINDS = {"Deployment", "StatefulSet"}
-
-
-@pytest.fixture(scope="module")
-def chart(helm: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of both charts with the CRD chart built in as a dependency (`helm dependency build`)."""
-    copy = tmp_path_factory.mktemp("charts")
-    for name in ("kubeclassify", "kubeclassify-crds"):
-        shutil.copytree(CHARTS / name, copy / name, ignore=shutil.ignore_patterns("charts", "*.tgz"))
-    built = subprocess.run(
-        [helm, "dependency", "build", str(copy / "kubeclassify")], capture_output=True, text=True, timeout=120
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
-    return copy / "kubeclassify"
 
 
 def render(helm: str, chart: Path, *args: str) -> list[dict[str, Any]]:

@@ -159,12 +159,19 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         return {**await super()._serve_server_version(request), "minor": "35", "gitVersion": "v1.35.0"}
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
-        """A group version's resources; the core group's version is `v1`, not KMock's `/v1` (Helm's
-        resource mapping finds no core kind otherwise)."""
+        """A group version's resources, as an API server lists them: the core group's version is `v1`,
+        not KMock's `/v1` (Helm's resource mapping finds no core kind otherwise)."""
         payload = await super()._serve_version(request)
-        if isinstance(payload, dict) and str(payload.get("groupVersion", "")).startswith("/"):
+        if not isinstance(payload, dict):
+            return payload
+        if str(payload.get("groupVersion", "")).startswith("/"):
             payload = {**payload, "groupVersion": payload["groupVersion"][1:]}
-        return payload
+        # Subresources belong to no category (`kubectl get <category>` would list `.../status`).
+        resources = [
+            {**r, "categories": [], "shortNames": []} if "/" in r.get("name", "") else r
+            for r in payload.get("resources", [])
+        ]
+        return {**payload, "resources": resources}
 
     # -- registration ---------------------------------------------------------------------------
 

@@ -1,0 +1,192 @@
+"""Every command in the READMEs works as written, or as close as this machine allows: `make` targets
+exist; `kubeclassify` command lines parse with the real parser; `helm install` lines render with
+`helm template` and the same flags; `kubectl` lines run with the real kubectl against the API
+emulator (`explain` and `wait` are checked against the CRDs, which the emulator cannot serve);
+`curl` lines name an endpoint and method the gateway's OpenAPI schema (or KServe's protocol) has.
+A command of any other kind fails the test: each one must be covered somewhere."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness.schemas import ROOT, load_crds, schema_errors
+
+READMES = ["README.md", "charts/kubeclassify/README.md", "charts/kubeclassify-crds/README.md"]
+KSERVE_PATHS = [r"/v1/models/[\w-]+:predict", r"/v2/models/[\w-]+/infer"]
+
+
+def commands() -> list[tuple[str, str]]:
+    """(readme, command) for every command line in the READMEs' sh blocks, continuations joined."""
+    found = []
+    for readme in READMES:
+        for block in re.findall(r"```sh\n(.*?)```", (ROOT / readme).read_text(), re.S):
+            block = re.sub(r"\\\n\s*", " ", block)
+            block = re.sub(r",\n\s+", ", ", block)  # a JSON body that goes on to the next line
+            for line in block.splitlines():
+                line = re.split(r"\s+#\s", line)[0].strip().rstrip("&").strip()
+                if line and not line.startswith("#"):
+                    found.append((readme, line))
+    return found
+
+
+def inner(command: str) -> str:
+    """The command inside `NAME=$(...)`, or the command without leading variable assignments."""
+    wrapped = re.fullmatch(r"[A-Z_]+=\$\((.*)\)", command)
+    if wrapped:
+        return wrapped.group(1).split(" | ")[0]
+    return re.sub(r"^(?:[A-Z_]+=(?:\$\([^)]*\)|\S+)\s+)+", "", command)
+
+
+@pytest.fixture(scope="module")
+def openapi() -> dict[str, Any]:
+    from kubeclassify.gateway.app import create_app
+    from kubeclassify.gateway.config import GatewaySettings
+
+    return create_app(GatewaySettings(environment="development")).openapi()  # type: ignore[no-any-return]
+
+
+def kubectl(kube_api: Any, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real kubectl against the API emulator, from the repository root."""
+    argv = [
+        str(Path(sys.prefix) / "bin" / "kubectl"),
+        "--kubeconfig",
+        str(kube_api.kubeconfig),
+        "-n",
+        namespace,
+    ]
+    if args[0] == "apply":  # the emulator serves no OpenAPI: our own schema check runs instead
+        args = (*args, "--validate=false")
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def examples_applied(kube_api: Any) -> None:
+    """The examples the READMEs' kubectl lines act on, so that each line can run alone."""
+    for example in ("modeldeployment-digits.yaml", "batch-daily.yaml"):
+        assert kubectl(kube_api, "kubeclassify", "apply", "-f", f"examples/{example}").returncode == 0
+
+
+def test_the_readmes_have_commands() -> None:
+    kinds = {inner(c).split()[0].rsplit("/", 1)[-1] for _, c in commands()}
+    assert {"make", "kubeclassify", "helm", "kubectl", "curl"} <= kinds
+
+
+@pytest.mark.parametrize(("readme", "command"), commands(), ids=lambda v: v[:60])
+def test_a_readme_command_works(
+    readme: str,
+    command: str,
+    helm: str,
+    chart: Path,
+    kube_api: Any,
+    openapi: dict[str, Any],
+    request: pytest.FixtureRequest,
+) -> None:
+    line = inner(command)
+    program = line.split()[0].rsplit("/", 1)[-1]
+    if program == "curl":
+        _curl(line, openapi)
+        return
+    words = shlex.split(line)
+    if program == "make":
+        makefile = (ROOT / "Makefile").read_text()
+        assert re.search(rf"^{re.escape(words[1])}:", makefile, re.M), f"no make target {words[1]}"
+    elif program == "kubeclassify":
+        _parses(words[1:])
+    elif program == "helm":
+        _helm(words[1:], helm, chart)
+    elif program == "kubectl":
+        request.getfixturevalue("examples_applied")
+        _kubectl(words[1:], kube_api, helm, chart)
+    else:
+        pytest.fail(f"{readme}: nothing checks `{command}`: cover it in this test")
+
+
+def _parses(args: list[str]) -> None:
+    from kubeclassify.core.cli import build_parser
+
+    parser = build_parser()
+    try:
+        parsed, rest = parser.parse_known_args(args)
+    except SystemExit as e:  # --help exits 0; a bad flag exits 2
+        assert e.code == 0, f"kubeclassify {' '.join(args)} does not parse"
+        return
+    assert hasattr(parsed, "func"), args
+    assert not rest or getattr(parsed, "passthrough", False), f"unknown arguments {rest}"
+
+
+def _helm(args: list[str], helm: str, chart: Path) -> None:
+    if args[:2] == ["dependency", "build"]:
+        assert (ROOT / args[2] / "Chart.yaml").exists()  # the `chart` fixture ran this very command
+        return
+    assert args[0] == "install", args
+    name, path, *flags = args[1:]
+    local = chart if path.rstrip("/") == "charts/kubeclassify" else ROOT / path
+    flags = [f for f in flags if f != "--create-namespace"]
+    done = subprocess.run(
+        [helm, "template", name, str(local), *flags], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(yaml.safe_load_all(done.stdout))
+
+
+def _rendered(helm: str, chart: Path) -> list[dict[str, Any]]:
+    """The chart as the READMEs install it (release kubeclassify in namespace kubeclassify)."""
+    done = subprocess.run(
+        [helm, "template", "kubeclassify", str(chart), "-n", "kubeclassify"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _kubectl(args: list[str], kube_api: Any, helm: str, chart: Path) -> None:
+    namespace = "kubeclassify"
+    if args[:1] == ["-n"]:
+        namespace, args = args[1], args[2:]
+    verb = args[0]
+    crds = load_crds()
+    if verb == "explain":
+        kind, *path = args[1].split(".")
+        crd = next(c for c in crds.values() if c["spec"]["names"]["singular"] == kind)
+        node = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for part in path:
+            node = node["properties"][part]
+        return
+    if verb == "wait":
+        kind = args[1].split("/")[0]
+        crd = next(c for c in crds.values() if c["spec"]["names"]["singular"] == kind)
+        assert "--for=condition=Ready" in args and "Ready" in yaml.safe_dump(crd)
+        return
+    if verb in ("port-forward", "get") and any(a.startswith(("svc/", "secret")) for a in args):
+        names = {f"{d['kind']}/{d['metadata']['name']}" for d in _rendered(helm, chart)}
+        target = args[1] if verb == "port-forward" else f"secret/{args[2]}"
+        kind, name = target.split("/")
+        assert f"{ {'svc': 'Service', 'secret': 'Secret'}[kind] }/{name}" in names, (target, sorted(names))
+        return
+    if verb == "apply":
+        for doc in yaml.safe_load_all((ROOT / args[args.index("-f") + 1]).read_text()):
+            assert schema_errors(doc, crds) == [], args
+    done = kubectl(kube_api, namespace, *args)
+    assert done.returncode == 0, done.stderr
+
+
+def _curl(line: str, openapi: dict[str, Any]) -> None:
+    url = re.search(r"(?:https?://)?(?:localhost|127\.0\.0\.1):(\d+)(/[^\s\"']*)", line)
+    assert url, line
+    port, path = url.groups()
+    if any(re.fullmatch(p, path) for p in KSERVE_PATHS):
+        return
+    method = "post" if re.search(r"-X POST|\s-d\s|\s-F\s|--data", line) else "get"
+    for template, operations in openapi["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", r"[^/]+", template), path) and method in operations:
+            return
+    pytest.fail(f"the gateway has no {method.upper()} {path}")
