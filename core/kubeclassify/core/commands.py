@@ -131,6 +131,10 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(_home_of(args), args.keep, args.images_per_day, args.gateway_port, train_args)
 
 
+class UsageError(ValueError):
+    """Options that do not go together."""
+
+
 # -- the gateway's API -----------------------------------------------------------------------------
 
 
@@ -172,10 +176,13 @@ def register_batch(subparsers: Parsers) -> None:
     commands = p.add_subparsers(title="batch commands", metavar="COMMAND")
     for ep in sorted(entry_points(group="kubeclassify.batch_commands"), key=lambda e: e.name):
         ep.load()(commands)
-    sub = _client("submit", "start a batch through the gateway", commands, _submit)
+    sub = _client("submit", "start a batch through the gateway, or as a resource", commands, _submit)
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", type=Path, help="a CSV with a url or a path column")
     source.add_argument("--date", help="a date (YYYY-MM-DD) of the gateway's daily manifest")
+    source.add_argument(
+        "--resource", type=Path, help="with --kubeconfig: a ClassificationBatch (YAML or JSON) to create"
+    )
     sub.add_argument("--model", help="a model (default: the gateway's default)")
     sub.add_argument("--wait", action="store_true", help="show progress until it ends; exit 1 if it failed")
     st = _client("status", "show a batch's state and counts", commands, _batch_status)
@@ -184,11 +191,25 @@ def register_batch(subparsers: Parsers) -> None:
     res = _client("results", "write a finished batch's results as CSV", commands, _results)
     res.add_argument("name", help="the batch")
     res.add_argument("--file", "-f", type=Path, help="write here instead of standard output")
+    for p in (sub, st, res):
+        p.add_argument(
+            "--kubeconfig",
+            help="act on ClassificationBatch resources with this kubeconfig instead of the gateway"
+            " (results are read from S3 with the KUBECLASSIFY_S3__* settings)",
+        )
+        p.add_argument(
+            "--namespace", "-n", default="default", help="with --kubeconfig (default: %(default)s)"
+        )
 
 
 def _connect(args: argparse.Namespace) -> Any:
     from kubeclassify.core import stack
     from kubeclassify.core.client import Gateway
+
+    if getattr(args, "kubeconfig", None):
+        from kubeclassify.core.cluster import Batches
+
+        return Batches(args.kubeconfig, args.namespace)
 
     local = stack.Stack.load(_home_of(args))
     url = args.gateway or (local.gateway_url if local and local.services else "http://127.0.0.1:8000")
@@ -200,14 +221,15 @@ def _connect(args: argparse.Namespace) -> Any:
 
 def _call(func: Callable[..., Any], args: argparse.Namespace) -> int:
     from kubeclassify.core.client import GatewayError
+    from kubeclassify.core.cluster import ClusterError
 
     try:
         with _connect(args) as gateway:
             result = func(gateway, args)
-    except GatewayError as e:
+    except (GatewayError, ClusterError) as e:
         print(f"kubeclassify: {e}", file=sys.stderr)
         return 4 if e.status == 0 or e.status >= 500 else 2
-    except OSError as e:
+    except (OSError, UsageError) as e:
         print(f"kubeclassify: {e}", file=sys.stderr)
         return 2
     code, data, show = result
@@ -261,8 +283,12 @@ def _follow(
     return (1 if info["state"] == "Failed" else 0), info, _batch_line
 
 
-def _submit(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
-    return _follow(gateway, gateway.submit_batch(args.csv, args.date, args.model), args)
+def _submit(backend: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    if bool(args.kubeconfig) != bool(args.resource):
+        raise UsageError("--resource goes with --kubeconfig; through the gateway, give --csv or --date")
+    if args.kubeconfig:
+        return _follow(backend, backend.submit_batch(args.resource), args)
+    return _follow(backend, backend.submit_batch(args.csv, args.date, args.model), args)
 
 
 def _batch_status(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:

@@ -1,0 +1,106 @@
+"""ClassificationBatches as Kubernetes resources, for the CLI with a kubeconfig: create one from a
+file (checked against the model first, so a bad spec is refused here with the field named), read its
+status, and read its results from S3 (the settings' `KUBECLASSIFY_S3__*`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH, GROUP, VERSION
+from kubeclassify.core.resources.classification_batch import ClassificationBatch
+from kubeclassify.core.settings import Settings
+from kubeclassify.core.storage import ObjectStore
+
+PLURAL = "classificationbatches"
+FINISHED = ("Succeeded", "Failed")
+
+
+class ClusterError(RuntimeError):
+    """The API server refused, or the resource is not what it should be."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Batches:
+    """The ClassificationBatches of one namespace, through a kubeconfig."""
+
+    def __init__(self, kubeconfig: str | None, namespace: str) -> None:
+        from kubernetes import client, config
+
+        self.api = client.CustomObjectsApi(config.new_client_from_config(kubeconfig))
+        self.namespace = namespace
+
+    def _call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return getattr(self.api, f"{verb}_namespaced_custom_object")(
+                GROUP, VERSION, self.namespace, PLURAL, *args, **kwargs
+            )
+        except ApiException as e:
+            raise ClusterError(e.status or 0, f"{e.status} {e.reason}: {e.body or ''}".strip()) from e
+
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.api.api_client.close()
+
+    # The same shape as the gateway client's batch methods, so the CLI treats both alike.
+
+    def submit_batch(self, path: Path) -> dict[str, Any]:
+        """Create the ClassificationBatch in `path` (YAML or JSON) after checking it."""
+        body = yaml.safe_load(path.read_text())
+        if not isinstance(body, dict) or body.get("kind") != CLASSIFICATION_BATCH:
+            raise ClusterError(400, f"{path} is not a {CLASSIFICATION_BATCH}")
+        body.setdefault("apiVersion", API_VERSION)
+        try:
+            ClassificationBatch.model_validate(body)
+        except ValidationError as e:
+            raise ClusterError(422, f"{path}: {e}") from e
+        return summary(self._call("create", body))
+
+    def batch(self, name: str) -> dict[str, Any]:
+        return summary(self._call("get", name))
+
+    def wait_for_batch(
+        self, name: str, every: float = 2.0, on_progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Poll the batch until its run has finished."""
+        while True:
+            info = self.batch(name)
+            if on_progress is not None:
+                on_progress(info)
+            if info["state"] in FINISHED:
+                return info
+            time.sleep(every)
+
+    def results_csv(self, name: str) -> Iterator[bytes]:
+        """The results object of the batch's current or last run, read from S3."""
+        uri = self.batch(name)["output_uri"]
+        if not uri:
+            raise ClusterError(409, f"{name} has no results yet")
+        with ObjectStore(Settings().s3).open(uri) as f:
+            yield from iter(lambda: f.read(1 << 20), b"")
+
+
+def summary(body: dict[str, Any]) -> dict[str, Any]:
+    """A batch as the gateway's batch commands show one: name, state, counts."""
+    status = body.get("status") or {}
+    counts = status.get("counts") or {}
+    return {
+        "name": body["metadata"]["name"],
+        "state": status.get("phase") or "Pending",
+        "counts": {k: counts.get(k, 0) for k in ("total", "classified", "failed", "skipped")},
+        "output_uri": status.get("outputUri"),
+        "last_processed_date": status.get("lastProcessedDate"),
+        "next_date": status.get("nextDate"),
+    }

@@ -1,0 +1,84 @@
+"""`kubeclassify batch submit|status|results --kubeconfig`: ClassificationBatches as resources, against
+the API emulator (status written as the operator would) and a real SeaweedFS for the results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.storage import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(
+    kube_api: Any, namespace: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "kubeclassify.core.cli", "batch", *args]
+    argv += ["--kubeconfig", str(kube_api.kubeconfig), "--namespace", namespace]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}, cwd=ROOT
+    )
+
+
+def set_status(kube_api: Any, namespace: str, name: str, status: dict[str, Any]) -> None:
+    api = client.CustomObjectsApi(config.new_client_from_config(str(kube_api.kubeconfig)))
+    api.patch_namespaced_custom_object_status(
+        "kubeclassify.io", "v1alpha1", namespace, "classificationbatches", name, {"status": status}
+    )
+
+
+def test_submit_status_and_results_of_a_resource(
+    kube_api: Any, namespace: str, s3_settings: S3Settings, store: ObjectStore, bucket: str
+) -> None:
+    submitted = cli(kube_api, namespace, "submit", "--resource", "examples/batch-one-date.yaml", "-o", "json")
+    assert submitted.returncode == 0, submitted.stderr
+    info = json.loads(submitted.stdout)
+    assert (info["name"], info["state"]) == ("products-2026-11-20", "Pending")
+
+    pending = cli(kube_api, namespace, "results", info["name"])
+    assert pending.returncode == 2 and "no results yet" in pending.stderr
+
+    results = f"s3://{bucket}/results/2026-11-20/predictions.csv"
+    store.write(results, b"id,source,label\n1,s3://x/a.png,cat\n")
+    counts = {"total": 1, "classified": 1, "failed": 0, "skipped": 0}
+
+    def finish() -> None:
+        time.sleep(1.5)
+        set_status(
+            kube_api, namespace, info["name"], {"phase": "Succeeded", "counts": counts, "outputUri": results}
+        )
+
+    threading.Thread(target=finish).start()
+    waited = cli(kube_api, namespace, "status", info["name"], "--wait", "-o", "json")
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["state"] == "Succeeded"
+
+    got = cli(kube_api, namespace, "results", info["name"], env=s3_settings.to_env())
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "id,source,label\n1,s3://x/a.png,cat\n"
+
+
+def test_a_failed_run_exits_1_and_a_bad_resource_is_refused_before_the_api(
+    kube_api: Any, namespace: str, tmp_path: Path
+) -> None:
+    submitted = cli(kube_api, namespace, "submit", "--resource", "examples/batch-prefix.yaml", "-o", "json")
+    name = json.loads(submitted.stdout)["name"]
+    set_status(kube_api, namespace, name, {"phase": "Failed"})
+    assert cli(kube_api, namespace, "status", name, "--wait").returncode == 1
+
+    refused = cli(kube_api, namespace, "submit", "--resource", "tests/fixtures/invalid/cb-two-inputs.yaml")
+    assert refused.returncode == 2 and "input" in refused.stderr
+    missing = cli(kube_api, namespace, "status", "no-such-batch")
+    assert missing.returncode == 2 and "404" in missing.stderr
+    both = cli(kube_api, namespace, "submit", "--date", "2026-11-20")
+    assert both.returncode == 2 and "--resource goes with --kubeconfig" in both.stderr
