@@ -28,11 +28,22 @@ return redis.call('DECRBY', KEYS[1], amount)
 """
 
 
+# Who is signing in, their balance, and one more request counted for their rate limit: one step.
+_SIGN_IN = """
+local user = redis.call('HMGET', KEYS[1], 'role', 'created')
+local credits = redis.call('GET', KEYS[2])
+local count = redis.call('INCR', KEYS[3])
+if count == 1 then redis.call('EXPIRE', KEYS[3], 61) end
+return {user[1], user[2], credits, count}
+"""
+
+
 @dataclass(frozen=True)
 class User:
     username: str
     role: str
     created: str
+    credits: int = 0  # the balance when the request signed in
 
     @property
     def is_admin(self) -> bool:
@@ -53,6 +64,7 @@ class Accounts:
         """`redis` must decode responses (`decode_responses=True`): every value is a str."""
         self.redis: Any = redis
         self._debit = redis.register_script(_DEBIT)
+        self._sign_in = redis.register_script(_SIGN_IN)
 
     # -- users ----------------------------------------------------------------------------------
 
@@ -119,9 +131,21 @@ class Accounts:
         await self.redis.hdel(f"kc:keys:{username}", key_id)
         return True
 
-    async def key_owner(self, key: str) -> User | None:
-        owner = await self.redis.hget(f"kc:apikey:{key_digest(key)}", "owner")
-        return await self.user(owner) if owner else None
+    async def key_owner(self, key: str) -> str | None:
+        """The name of the account an API key belongs to, or None for an unknown or revoked key."""
+        owner: str | None = await self.redis.hget(f"kc:apikey:{key_digest(key)}", "owner")
+        return owner
+
+    async def signed_in(self, username: str, subject: str, per_minute: int) -> tuple[User | None, int]:
+        """The account (with its balance) and the seconds `subject` must wait before its next
+        request (0: go ahead), counting this request: one round trip to Redis for all of it."""
+        now = time.time()
+        keys = [f"kc:user:{username}", f"kc:credits:{username}", f"kc:rate:{subject}:{int(now // 60)}"]
+        role, created, credits, count = await self._sign_in(keys=keys)
+        if role is None:
+            return None, 0
+        wait = 0 if int(count) <= per_minute else 60 - int(now % 60)
+        return User(username, role, created or "", int(credits or 0)), wait
 
     # -- credits ----------------------------------------------------------------------------------
 
@@ -158,14 +182,6 @@ class Accounts:
 
     async def login_succeeded(self, username: str) -> None:
         await self.redis.delete(f"kc:loginfail:{username}")
-
-    async def rate_limited(self, subject: str, per_minute: int) -> int:
-        """Count one request for `subject`; seconds until it may send more, or 0."""
-        minute = int(time.time() // 60)
-        key = f"kc:rate:{subject}:{minute}"
-        async with self.redis.pipeline(transaction=False) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 61, nx=True).execute()
-        return 0 if int(count) <= per_minute else 60 - int(time.time() % 60)
 
 
 def _now() -> str:

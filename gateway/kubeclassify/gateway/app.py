@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -36,6 +37,7 @@ from kubeclassify.gateway.routes import (
     web,
 )
 from kubeclassify.gateway.schedules import Scheduler
+from kubeclassify.gateway.security import VerifiedTokens
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # aiohttp for the calls to predictors: httpx's pool costs more CPU than the rest of a request.
         app.state.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         app.state.accounts = Accounts(redis)
+        app.state.tokens = VerifiedTokens(config.token_secret.get_secret_value())
         app.state.catalog = _catalog(config, app.state.http)
         app.state.s3_settings = settings.s3
         app.state.admin_ready = config.admin_password_hash is None and config.admin_password is None
@@ -105,6 +108,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if scheduler is not None and not scheduler.crons.running:
                 await scheduler.start()
 
+        # What is loaded by now lives as long as the process: keep it out of every garbage collection.
+        gc.freeze()
         retrying = None
         try:
             await start()

@@ -15,7 +15,7 @@ from fastapi.security import (
 
 from kubeclassify.gateway.accounts import Accounts, User
 from kubeclassify.gateway.config import GatewayConfig
-from kubeclassify.gateway.security import API_KEY_PREFIX, decode_token
+from kubeclassify.gateway.security import API_KEY_PREFIX
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/token, or an API key.")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from /v1/keys.")
@@ -41,6 +41,7 @@ UNAUTHORIZED = HTTPException(
 
 
 async def current_user(
+    request: Request,
     config: ConfigDep,
     accounts: AccountsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -48,20 +49,25 @@ async def current_user(
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> User:
     """The caller, or 401; then the caller's rate limit (429 with Retry-After)."""
-    user: User | None = None
+    username: str | None = None
     subject = ""
     if api_key or (bearer and bearer.credentials.startswith(API_KEY_PREFIX)):
         key = api_key or (bearer.credentials if bearer else "")
-        user = await accounts.key_owner(key)
+        username = await accounts.key_owner(key)
         subject = f"key:{key[-8:]}"
     elif bearer is not None:
-        claims = decode_token(bearer.credentials, config.token_secret.get_secret_value())
-        user = await accounts.user(claims.username) if claims else None
+        claims = request.app.state.tokens.claims(bearer.credentials)
+        username = claims.username if claims else None
     elif basic is not None:
-        user = await accounts.authenticate(basic.username, basic.password)
+        known = await accounts.authenticate(basic.username, basic.password)
+        username = known.username if known else None
+    if username is None:
+        raise UNAUTHORIZED
+    user, wait = await accounts.signed_in(
+        username, subject or f"user:{username}", config.rate_limit_per_minute
+    )
     if user is None:
         raise UNAUTHORIZED
-    wait = await accounts.rate_limited(subject or f"user:{user.username}", config.rate_limit_per_minute)
     if wait:
         raise HTTPException(429, "too many requests: slow down", headers={"Retry-After": str(wait)})
     return user

@@ -65,6 +65,32 @@ def decode_token(token: str, secret: str) -> Claims | None:
     )
 
 
+class VerifiedTokens:
+    """Tokens this process has verified, with their claims: a client's next requests with the same
+    token skip the signature and JSON work (most of what authentication costs), and every use still
+    checks the expiry. Only tokens that verified are kept; at most `size`, the oldest dropped first."""
+
+    def __init__(self, secret: str, size: int = 10_000) -> None:
+        self._secret = secret
+        self._size = size
+        self._claims: dict[str, Claims] = {}
+
+    def claims(self, token: str) -> Claims | None:
+        """The token's claims, or None when it is not valid (now)."""
+        known = self._claims.get(token)
+        if known is None:
+            known = decode_token(token, self._secret)
+            if known is None:
+                return None
+            if len(self._claims) >= self._size:
+                del self._claims[next(iter(self._claims))]
+            self._claims[token] = known
+        if known.expires <= dt.datetime.now(dt.UTC):
+            self._claims.pop(token, None)
+            return None
+        return known
+
+
 def new_api_key() -> tuple[str, str]:
     """A new API key and its id (the id is not secret; it names the key in lists)."""
     return API_KEY_PREFIX + secrets.token_urlsafe(32), secrets.token_hex(6)

@@ -82,8 +82,8 @@ async def token(
 
 
 @router.get("/me", response_model=Account, summary="The signed-in account")
-async def me(user: CurrentUser, accounts: AccountsDep) -> Any:
-    return {**public(user), "credits": await accounts.balance(user.username)}
+async def me(user: CurrentUser) -> Any:
+    return {**public(user), "credits": user.credits}
 
 
 @router.post("/keys", status_code=201, response_model=NewKey, summary="Create an API key")
