@@ -42,13 +42,15 @@ UNAUTHORIZED = HTTPException(
 
 async def current_user(
     request: Request,
-    config: ConfigDep,
-    accounts: AccountsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> User:
     """The caller, or 401; then the caller's rate limit (429 with Retry-After)."""
+    # Every request runs this: state is read directly, not through two more dependencies to solve.
+    state = request.app.state
+    config: GatewayConfig = state.config
+    accounts: Accounts = state.accounts
     username: str | None = None
     subject = ""
     if api_key or (bearer and bearer.credentials.startswith(API_KEY_PREFIX)):
@@ -56,7 +58,7 @@ async def current_user(
         username = await accounts.key_owner(key)
         subject = f"key:{key[-8:]}"
     elif bearer is not None:
-        claims = request.app.state.tokens.claims(bearer.credentials)
+        claims = state.tokens.claims(bearer.credentials)
         username = claims.username if claims else None
     elif basic is not None:
         known = await accounts.authenticate(basic.username, basic.password)

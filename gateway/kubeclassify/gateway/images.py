@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 # Magic numbers of the formats the predictor decodes; anything else is refused before any work.
@@ -58,9 +58,16 @@ class ImageRecord:
     content_type: str
 
     def public(self) -> dict[str, Any]:
-        out = asdict(self)
-        del out["uri"]  # where it is stored is ours to know
-        return out
+        return {k: v for k, v in vars(self).items() if k != "uri"}  # where it is stored is ours to know
+
+
+# A record, its four index entries and its category count in one atomic step (one command to send
+# and one reply to read: a MULTI pipeline of the same seven writes costs three times the client CPU).
+_ADD = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+for i = 2, 5 do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1]) end
+redis.call('HINCRBY', KEYS[6], ARGV[3], 1)
+"""
 
 
 class Images:
@@ -68,16 +75,16 @@ class Images:
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
+        self._add = redis.register_script(_ADD)
 
     async def add(self, record: ImageRecord) -> None:
-        fields = {**asdict(record), "top_k": json.dumps(record.top_k)}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"kc:image:{record.uid}", mapping={k: str(v) for k, v in fields.items()})
-            for owner in (record.owner, None):
-                for label in (None, record.label):
-                    pipe.zadd(_index(owner, label), {record.uid: record.time})
-            pipe.hincrby(f"kc:categories:{record.owner}", record.label, 1)
-            await pipe.execute()
+        fields = {**vars(record), "top_k": json.dumps(record.top_k)}
+        indexes = [_index(owner, label) for owner in (record.owner, None) for label in (None, record.label)]
+        flat = [str(item) for pair in fields.items() for item in pair]
+        await self._add(
+            keys=[f"kc:image:{record.uid}", *indexes, f"kc:categories:{record.owner}"],
+            args=[record.uid, repr(record.time), record.label, *flat],
+        )
 
     async def get(self, uid: str) -> ImageRecord | None:
         raw = await self.redis.hgetall(f"kc:image:{uid}")
