@@ -16,6 +16,19 @@ import httpx
 FINISHED = ("Succeeded", "Failed")
 
 
+def until_finished(
+    read: Callable[[], dict[str, Any]], every: float, on_progress: Callable[[dict[str, Any]], None] | None
+) -> dict[str, Any]:
+    """Read a batch's state (a dict with `state`) every `every` seconds until it has finished."""
+    while True:
+        info = read()
+        if on_progress is not None:
+            on_progress(info)
+        if info["state"] in FINISHED:
+            return info
+        time.sleep(every)
+
+
 class GatewayError(RuntimeError):
     """The gateway refused (4xx), failed (5xx) or could not be reached (status 0)."""
 
@@ -114,13 +127,7 @@ class Gateway:
         self, name: str, every: float = 1.0, on_progress: Callable[[dict[str, Any]], None] | None = None
     ) -> dict[str, Any]:
         """Poll the batch until it has finished; `on_progress` sees each state."""
-        while True:
-            info = self.batch(name)
-            if on_progress is not None:
-                on_progress(info)
-            if info["state"] in FINISHED:
-                return info
-            time.sleep(every)
+        return until_finished(lambda: self.batch(name), every, on_progress)
 
     def results_csv(self, name: str) -> Iterator[bytes]:
         """The batch's results as CSV, streamed."""

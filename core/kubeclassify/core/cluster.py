@@ -4,7 +4,6 @@ status, and read its results from S3 (the settings' `KUBECLASSIFY_S3__*`)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from kubeclassify.core.client import until_finished
 from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH, GROUP, VERSION
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
 
 PLURAL = "classificationbatches"
-FINISHED = ("Succeeded", "Failed")
 
 
 class ClusterError(RuntimeError):
@@ -75,13 +74,7 @@ class Batches:
         self, name: str, every: float = 2.0, on_progress: Callable[[dict[str, Any]], None] | None = None
     ) -> dict[str, Any]:
         """Poll the batch until its run has finished."""
-        while True:
-            info = self.batch(name)
-            if on_progress is not None:
-                on_progress(info)
-            if info["state"] in FINISHED:
-                return info
-            time.sleep(every)
+        return until_finished(lambda: self.batch(name), every, on_progress)
 
     def results_csv(self, name: str) -> Iterator[bytes]:
         """The results object of the batch's current or last run, read from S3."""
