@@ -33,7 +33,8 @@ def run(
     say: Callable[[str], None] = print,
 ) -> int:
     """The demo; 0 when the batch succeeded and its rows are the images of that day."""
-    already = bool(stack.status(home)) and all(s["healthy"] for s in stack.status(home).values())
+    found = stack.status(home)
+    already = bool(found) and all(s["healthy"] for s in found.values())
     running = stack.up(home, gateway_port, say=lambda m: say(f"· {m}"), train_args=train_args)
     try:
         return _walk_through(running, per_date, say)
