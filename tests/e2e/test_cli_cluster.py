@@ -38,15 +38,17 @@ def set_status(kube_api: Any, namespace: str, name: str, status: dict[str, Any])
 
 
 def test_submit_status_and_results_of_a_resource(
-    kube_api: Any, namespace: str, s3_settings: S3Settings, store: ObjectStore, bucket: str
+    kube_api: Any, namespace: str, s3_settings: S3Settings, store: ObjectStore, bucket: str, tmp_path: Path
 ) -> None:
     submitted = cli(kube_api, namespace, "submit", "--resource", "examples/batch-one-date.yaml", "-o", "json")
     assert submitted.returncode == 0, submitted.stderr
     info = json.loads(submitted.stdout)
     assert (info["name"], info["state"]) == ("products-2026-11-20", "Pending")
 
-    pending = cli(kube_api, namespace, "results", info["name"])
+    early = tmp_path / "results.csv"
+    pending = cli(kube_api, namespace, "results", info["name"], "--file", str(early))
     assert pending.returncode == 2 and "no results yet" in pending.stderr
+    assert list(early.parent.iterdir()) == []  # nothing half-written left behind
 
     results = f"s3://{bucket}/results/2026-11-20/predictions.csv"
     store.write(results, b"id,source,label\n1,s3://x/a.png,cat\n")

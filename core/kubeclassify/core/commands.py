@@ -296,12 +296,17 @@ def _batch_status(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Cal
 
 
 def _results(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
-    out = args.file.open("wb") if args.file else sys.stdout.buffer
-    try:
+    if args.file is None:
         for chunk in gateway.results_csv(args.name):
-            out.write(chunk)
-    finally:
-        if args.file:
-            out.close()
+            sys.stdout.buffer.write(chunk)
+    else:  # whole or not at all: a refused or broken download leaves no file behind
+        partial = args.file.with_name(args.file.name + ".part")
+        try:
+            with partial.open("wb") as out:
+                for chunk in gateway.results_csv(args.name):
+                    out.write(chunk)
+            partial.replace(args.file)
+        finally:
+            partial.unlink(missing_ok=True)
     target = str(args.file) if args.file else "-"
     return 0, {"batch": args.name, "file": target}, lambda _: None
