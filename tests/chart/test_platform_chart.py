@@ -30,24 +30,23 @@ VALUE_FILES = ["ci/all-on-values.yaml", "profiles/local.yaml", "profiles/gpu.yam
 POD_KINDS = {"Deployment", "StatefulSet"}
 
 
-def render(helm: str, chart: Path, *args: str) -> list[dict[str, Any]]:
-    done = subprocess.run(
+def template(helm: str, chart: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [helm, "template", "kc", str(chart), "--namespace", NAMESPACE, *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def render(helm: str, chart: Path, *args: str) -> list[dict[str, Any]]:
+    done = template(helm, chart, *args)
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 def refused(helm: str, chart: Path, *args: str) -> str:
-    done = subprocess.run(
-        [helm, "template", "kc", str(chart), "--namespace", NAMESPACE, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = template(helm, chart, *args)
     assert done.returncode != 0, "helm template should have failed"
     return done.stderr
 

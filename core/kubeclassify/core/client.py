@@ -87,9 +87,6 @@ class Gateway:
 
     # -- the API -------------------------------------------------------------------------------
 
-    def me(self) -> dict[str, Any]:
-        return self._call("GET", "/v1/me")
-
     def credits(self) -> dict[str, Any]:
         return self._call("GET", "/v1/credits")
 

@@ -150,9 +150,7 @@ def up(
     started: list[LocalProcess] = []
     try:
         say("starting S3 (SeaweedFS) and Redis")
-        s3 = start_seaweedfs(
-            home / "s3", logs, stack.s3["access_key_id"], stack.s3["secret_access_key"], port=None
-        )
+        s3 = start_seaweedfs(home / "s3", logs, stack.s3["access_key_id"], stack.s3["secret_access_key"])
         started.append(s3.process)
         stack.s3 = {**stack.s3, "endpoint_url": s3.endpoint_url}
         password = urlsplit(stack.redis_url).password if stack.redis_url else None
