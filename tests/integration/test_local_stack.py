@@ -105,6 +105,8 @@ def test_cli_errors_say_what_went_wrong_with_meaningful_exit_codes(
     unreachable = kubeclassify(home, "credits", "--gateway", "http://127.0.0.1:9", "--api-key", "kc_x")
     assert unreachable.returncode == 4 and "cannot reach the gateway" in unreachable.stderr
     assert kubeclassify(home, "classify", str(tmp_path / "absent.png")).returncode == 2
+    bad_date = kubeclassify(home, "batch", "submit", "--date", "2026-13-40")
+    assert bad_date.returncode == 2 and "date" in bad_date.stderr
 
 
 def test_down_stops_everything(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

@@ -4,7 +4,8 @@ gateway's API (`classify`, `models`, `images`, `credits`, `batch submit|status|r
 The gateway commands talk to --gateway (default: $KUBECLASSIFY_GATEWAY_URL, else the local stack's)
 as --api-key, or --username and --password (default: the local stack's admin). `--output json`
 prints JSON for scripts. Exit codes: 0 done, 1 a batch ended Failed, 2 refused (bad input, not
-found, no credits), 4 the gateway is unreachable or failed, 3 a component is not installed.
+found, no credits), 4 the gateway is unreachable or failed (or, for `up` and `demo`, a service
+did not start), 3 a component is not installed.
 """
 
 from __future__ import annotations
@@ -79,6 +80,20 @@ def register_stack(subparsers: Parsers) -> None:
     demo.set_defaults(func=_demo)
 
 
+def _starting(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A stack command whose failure to start a service (or to train) is a message and exit 4."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except RuntimeError as e:  # LaunchError (with the end of the service's log), GatewayError
+            print(f"kubeclassify: {e}", file=sys.stderr)
+            return 4
+
+    return run
+
+
+@_starting
 def _up(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -124,6 +139,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if found and all(s["healthy"] for s in found.values()) else 1
 
 
+@_starting
 def _demo(args: argparse.Namespace) -> int:
     from kubeclassify.core import demo
 
