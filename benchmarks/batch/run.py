@@ -15,6 +15,7 @@ import argparse
 import csv
 import datetime as dt
 import io
+import json
 import os
 import subprocess
 import sys
@@ -29,13 +30,14 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import build_model, digits_cnn, model_only, photos, write_results  # noqa: E402
+from common import build_model, digits_cnn, model_only_fresh, photos, write_results  # noqa: E402
 
-from kubeclassify.core.local import start_seaweedfs  # noqa: E402
-from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec, ModelDeploymentSpec  # noqa: E402
+from kubeclassify.core.local import S3Server, start_seaweedfs  # noqa: E402
+from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec  # noqa: E402
 from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402
-from kubeclassify.inference.batch.worker import BatchJob, run  # noqa: E402
+from kubeclassify.inference.preprocess import load_image  # noqa: E402
+from kubeclassify.inference.threads import available_cpus  # noqa: E402
 
 DATES = ["2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
 SCAN = """
@@ -74,7 +76,7 @@ def manifest(store: ObjectStore, uri: str, rows: list[tuple[str, str]]) -> None:
 
 def worker_rate(
     workers: int,
-    store: ObjectStore,
+    s3: S3Server,
     bucket: str,
     name: str,
     folder: Path,
@@ -82,19 +84,69 @@ def worker_rate(
     batch: int,
     manifest_uri: str,
 ) -> float:
-    spec = ClassificationBatchSpec.model_validate(
-        {
-            "modelRef": {"name": name},
-            "input": {"manifest": {"uri": manifest_uri, "root": f"s3://{bucket}/"}},
-            "output": {"uri": f"s3://{bucket}/out-{name}/predictions.csv"},
-        }
+    """The worker's images/s over the manifest, run as the Job runs it: its own process."""
+    spec = {
+        "modelRef": {"name": name},
+        "input": {"manifest": {"uri": manifest_uri, "root": f"s3://{bucket}/"}},
+        "output": {"uri": f"s3://{bucket}/out-{name}/predictions.csv"},
+    }
+    model = {"model": {"uri": f"file://{folder}"}, "input": spec_input, "batching": {"maxBatchSize": batch}}
+    (folder / "batch.json").write_text(json.dumps(spec))
+    (folder / "model-deployment.json").write_text(json.dumps(model))
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "kubeclassify.inference.batch", "--workers", str(workers)),
+            *(
+                "--batch",
+                str(folder / "batch.json"),
+                "--model-deployment",
+                str(folder / "model-deployment.json"),
+            ),
+        ],
+        env={**os.environ, **s3_env(s3)},
+        capture_output=True,
+        text=True,
     )
-    model = ModelDeploymentSpec.model_validate(
-        {"model": {"uri": f"file://{folder}"}, "input": spec_input, "batching": {"maxBatchSize": batch}}
-    )
-    summary = run(BatchJob(name=name, spec=spec, model_name=name, model=model, workers=workers), store)
-    assert summary.published and summary.counts.failed == 0, summary
-    return summary.images_per_second
+    if done.returncode != 0:
+        raise RuntimeError(f"the worker failed ({done.returncode}): {done.stderr[-3000:]}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["published"] and summary["counts"]["failed"] == 0, summary
+    return float(summary["images_per_second"])
+
+
+def s3_env(s3: S3Server) -> dict[str, str]:
+    """The S3 settings as environment variables: credentials never go on a command line."""
+    return {
+        "KUBECLASSIFY_S3__ENDPOINT_URL": s3.endpoint_url,
+        "KUBECLASSIFY_S3__ACCESS_KEY_ID": s3.access_key_id,
+        "KUBECLASSIFY_S3__SECRET_ACCESS_KEY": s3.secret_access_key,
+    }
+
+
+def pipeline_cost(store: ObjectStore, s3: S3Server, uris: list[str]) -> tuple[float, float]:
+    """CPU milliseconds per image to fetch, decode and resize to 224x224 (one thread, this process),
+    and what SeaweedFS spends serving the GETs: the work that shares the cores with the model."""
+    spec = ImageInputSpec(height=224, width=224, scaling="-1..1")
+
+    def served() -> float:  # utime + stime of the S3 server, in seconds
+        fields = Path(f"/proc/{s3.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    for uri in uris[:30]:  # warm: the client, its connections, Pillow's plugins
+        load_image(store.read(uri), spec)
+    cpu, s3_cpu = time.process_time(), served()
+    for uri in uris:
+        load_image(store.read(uri), spec)
+    return 1000 * (time.process_time() - cpu) / len(uris), 1000 * (served() - s3_cpu) / len(uris)
+
+
+def model_alone(
+    folder: Path, sizes: tuple[int, ...], seconds: float, shape: tuple[int, int, int] = (224, 224, 3)
+) -> dict[int, tuple[int, float]]:
+    """The model alone, each way it can run here: one call at a time with TensorFlow's own pools,
+    and one single-threaded call per CPU at once (the worker's way). {streams: (batch size, img/s)}"""
+    ways = sorted({1, available_cpus()})
+    return {n: model_only_fresh(folder, sizes, seconds, shape, streams=n) for n in ways}
 
 
 def seed_loop(store: ObjectStore, bucket: str, rows: list[tuple[str, str]], folder: Path, tmp: Path) -> float:
@@ -146,37 +198,58 @@ def main() -> int:
             sizes = [Image.open(io.BytesIO(store.read(f"s3://bench/{p}"))).size for p, _ in rows[:50]]
             print(f"{args.images} photos over {len(DATES)} dates, e.g. {sizes[:4]}", flush=True)
             parts = set(args.parts.split(","))
+            decode_ms, served_ms = pipeline_cost(store, s3, [f"s3://bench/{p}" for p, _ in rows[:300]])
+            print(
+                f"fetch, decode and resize to 224x224: {decode_ms:.2f} CPU ms per image"
+                f" (+ {served_ms:.2f} in SeaweedFS)",
+                flush=True,
+            )
+            results["decode_cpu_ms_per_image"] = round(decode_ms, 2)
+            results["seaweedfs_cpu_ms_per_image"] = round(served_ms, 2)
             for arch in args.models.split(",") if "models" in parts else []:
                 folder = tmp / arch
                 build_model(arch, folder)
                 print(f"{arch}:", flush=True)
-                best_bs, alone = model_only(folder, (8, 16, 32), args.seconds)
+                before = model_alone(folder, (8, 16, 32), args.seconds)
+                worker_bs = before[max(before)][0]  # the best size for the worker's way
                 rate = worker_rate(
                     args.workers,
-                    store,
+                    s3,
                     "bench",
                     arch,
                     folder,
                     {"height": 224, "width": 224, "scaling": "-1..1"},
-                    best_bs,
+                    worker_bs,
                     "s3://bench/manifest.csv",
                 )
                 seed = seed_loop(store, "bench", rows[: args.seed_images], folder, tmp)
-                after = model_only(folder, (best_bs,), args.seconds)[1]
-                reference = (alone + after) / 2
+                after = {
+                    n: model_only_fresh(folder, (bs,), args.seconds, streams=n)
+                    for n, (bs, _, _) in before.items()
+                }
+                alone = {n: (before[n][1] + after[n][1]) / 2 for n in before}
+                reference = max(alone.values())  # the model's best here, whichever way
+                model_ms = before[max(alone, key=lambda n: alone[n])][2]
+                ceiling = model_ms / (model_ms + decode_ms + served_ms)
                 print(
-                    f"  worker {rate:.1f} img/s, seed-style loop {seed:.1f} img/s;"
-                    f" model-only {alone:.1f} before, {after:.1f} after"
+                    f"  worker {rate:.1f} img/s, seed-style loop {seed:.1f} img/s; model-only (mean of before"
+                    f" and after) {', '.join(f'{v:.1f} with {n} at once' for n, v in alone.items())}"
                     f" -> worker/model-only {rate / reference:.2f}, worker/seed {rate / seed:.1f}x",
+                    f"\n  the model takes {model_ms:.1f} CPU ms per image at its best: on cores it shares"
+                    f" with decoding and SeaweedFS, worker/model-only can reach at most {ceiling:.2f}",
                     flush=True,
                 )
                 results[arch] = {
                     "model_only": round(reference, 1),
-                    "model_only_batch": best_bs,
+                    "model_only_by_streams": {str(n): round(v, 1) for n, v in alone.items()},
+                    "model_only_batch": before[max(alone, key=lambda n: alone[n])][0],
                     "worker": round(rate, 1),
+                    "worker_batch": worker_bs,
                     "seed_loop": round(seed, 1),
                     "worker_over_model_only": round(rate / reference, 3),
                     "worker_over_seed": round(rate / seed, 2),
+                    "model_cpu_ms_per_image": round(model_ms, 2),
+                    "ceiling": round(ceiling, 3),
                 }
 
             if "digits" in parts:
@@ -185,10 +258,12 @@ def main() -> int:
                 store.create_bucket("digits")
                 digit_rows = upload(store, "digits", pngs, "png")
                 manifest(store, "s3://digits/manifest.csv", digit_rows)
-                _, cnn_alone = model_only(tmp / "digits", (64,), args.seconds, shape=(32, 32, 1))
+                cnn_alone = max(
+                    r for _, r in model_alone(tmp / "digits", (64,), args.seconds, (32, 32, 1)).values()
+                )
                 rate = worker_rate(
                     args.workers,
-                    store,
+                    s3,
                     "digits",
                     "digits",
                     tmp / "digits",
@@ -225,12 +300,7 @@ def main() -> int:
                         "output": {"uri": "s3://bench/{date}/p.csv"},
                     }
                 )
-                env = {
-                    **os.environ,
-                    "KUBECLASSIFY_S3__ENDPOINT_URL": s3.endpoint_url,
-                    "KUBECLASSIFY_S3__ACCESS_KEY_ID": s3.access_key_id,
-                    "KUBECLASSIFY_S3__SECRET_ACCESS_KEY": s3.secret_access_key,
-                }
+                env = {**os.environ, **s3_env(s3)}
                 done = subprocess.run(
                     [sys.executable, "-c", SCAN, spec.model_dump_json(by_alias=True), "2026-01-05"],
                     capture_output=True,

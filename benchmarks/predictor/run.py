@@ -110,7 +110,7 @@ def main() -> int:
             folder = Path(tmp) / arch
             build_model(arch, folder)
             print(f"{arch}:", flush=True)
-            best_bs, best_rate = model_only(folder, (1, 8, 16, 32), args.seconds / 2)
+            best_bs, best_rate, _ = model_only(folder, (1, 8, 16, 32), args.seconds / 2)
             spec = {
                 "metadata": {"name": arch},
                 "spec": {
@@ -161,7 +161,7 @@ def main() -> int:
             finally:
                 server.stop()
             # The machine is shared: measure the model alone again, and divide by the mean of the two.
-            _, after = model_only(folder, (best_bs,), args.seconds / 2)
+            _, after, _ = model_only(folder, (best_bs,), args.seconds / 2)
             reference = (best_rate + after) / 2
             print(
                 f"  model-only before {best_rate:.1f}, after {after:.1f};"

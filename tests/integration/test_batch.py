@@ -163,6 +163,20 @@ def test_shards_and_a_rerun_publish_exactly_what_one_shard_does(
     assert rerun.already_published and rerun.counts.total == 104
 
 
+def test_concurrent_model_calls_give_the_rows_of_one_call_at_a_time(
+    store: ObjectStore, dataset: dict[str, Any], digits_model: Path
+) -> None:
+    bucket = dataset["bucket"]
+    one = run(dataclasses.replace(job(batch_spec(bucket, "streams-1"), digits_model), model_streams=1), store)
+    three = run(
+        dataclasses.replace(job(batch_spec(bucket, "streams-3"), digits_model), model_streams=3), store
+    )
+    assert one.published and three.published and one.counts == three.counts
+    assert store.read(f"s3://{bucket}/streams-3/{DATES[0]}/predictions.csv") == store.read(
+        f"s3://{bucket}/streams-1/{DATES[0]}/predictions.csv"
+    ), "the same rows, in input order"
+
+
 def test_a_replacing_run_classifies_again_and_replaces_the_results(
     store: ObjectStore, dataset: dict[str, Any], digits_model: Path
 ) -> None:

@@ -61,7 +61,7 @@ def decode(
             image.draft(image.mode, (at_least, at_least))
         image.seek(0)  # the first frame of an animation
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # a copy only when it must turn
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"image is corrupt or truncated: {e}") from e
     return _to_rgb_or_l(image)
@@ -92,7 +92,9 @@ def load_image(
 
 def prepare(image: Image.Image, spec: ImageInputSpec) -> np.ndarray:
     """An HxWxC uint8 array: resized with the spec's filter, in its colour mode."""
-    image = image.convert("L" if spec.channels == 1 else "RGB")
+    mode = "L" if spec.channels == 1 else "RGB"
+    if image.mode != mode:
+        image = image.convert(mode)
     if image.size != (spec.width, spec.height):
         image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize_method])
     arr = np.asarray(image, dtype=np.uint8)

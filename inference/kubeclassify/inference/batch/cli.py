@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workers", type=int, default=16, help="concurrent fetches and decodes (%(default)s)")
     p.add_argument(
+        "--model-streams",
+        type=int,
+        default=0,
+        help="concurrent model calls (default: one per CPU, each single-threaded; one on a GPU)",
+    )
+    p.add_argument(
         "--predictor-url",
         default=os.environ.get("KUBECLASSIFY_PREDICTOR_URL"),
         help="mode remote: the ModelDeployment's predictor (default: $KUBECLASSIFY_PREDICTOR_URL)",
@@ -119,6 +125,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             shard=shard,
             shards=shards,
             workers=args.workers,
+            model_streams=args.model_streams,
             fetch_policy=FetchPolicy.allowing(*args.allow_network),
             predictor_url=args.predictor_url,
             rerun=args.rerun,

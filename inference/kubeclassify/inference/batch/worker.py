@@ -1,8 +1,9 @@
 """One shard of a batch: read its images, classify them, write its part, publish when complete.
 
 A pipeline, not a loop: a thread pool fetches and decodes a window of images ahead (S3 GETs and
-Pillow's decoding release the GIL), while the main thread runs the model on full, fixed-shape
-batches. An image that cannot be fetched or decoded becomes a row with its error.
+Pillow's decoding release the GIL), while full, fixed-shape batches go to the model: on a CPU, one
+single-threaded model call per core at a time (see `threads`). Rows come out in input order. An
+image that cannot be fetched or decoded becomes a row with its error.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageCopySpec, ModelDeploymentSpec
 from kubeclassify.core.sources import InputError, Item, extra_columns, items, shard_of
 from kubeclassify.core.storage import ObjectStore, StorageError, join
-from kubeclassify.inference import artifacts
+from kubeclassify.inference import artifacts, threads
 from kubeclassify.inference.batch.output import (
     Counts,
     Layout,
@@ -62,6 +63,7 @@ class BatchJob:
     shards: int = 1
     run_time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(microsecond=0))
     workers: int = 16
+    model_streams: int = 0  # concurrent model calls; 0: one per CPU (one on a GPU)
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     predictor_url: str | None = None  # mode remote: the ModelDeployment's predictor
     rerun: str | None = None  # classify again and replace published results, as this run
@@ -114,9 +116,13 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     else:
         if job.model is None:
             raise InputError("mode inProcess needs the ModelDeployment: --model-deployment")
+        streams = threads.model_streams(job.model_streams)
+        threads.configure(streams)
         loaded, labels, version = artifacts.load_for_deployment(job.model.model, store)
         batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
-        results = _ranked(_classified(job, store, mine, batcher, copies), labels, job.spec.output.top_k)
+        results = _ranked(
+            _classified(job, store, mine, batcher, copies, streams), labels, job.spec.output.top_k
+        )
     counts = Counts()
     part = PartWriter()
     started = last_report = time.monotonic()
@@ -295,7 +301,12 @@ def _write_copy(store: ObjectStore, image: Image.Image, copy: ImageCopySpec, pre
 
 
 def _classified(
-    job: BatchJob, store: ObjectStore, todo: Iterator[Item], batcher: DynamicBatcher, copies: dict[int, str]
+    job: BatchJob,
+    store: ObjectStore,
+    todo: Iterator[Item],
+    batcher: DynamicBatcher,
+    copies: dict[int, str],
+    streams: int,
 ) -> Iterator[Ready]:
     """(item, probabilities, error) for every item, in input order; copies by item, when asked."""
     assert job.model is not None
@@ -312,14 +323,14 @@ def _classified(
 
     batch_size = batcher.max_batch_size
     window: deque[tuple[Item, concurrent.futures.Future[np.ndarray]]] = deque()
-    # Batches handed to the model thread: one running and one queued, so the model never waits
-    # while this thread collects the next batch and the caller writes the rows of the last.
+    # Batches handed to the model threads: one running per stream and one queued, so the model
+    # never waits while this thread collects the next batch and the caller writes the rows.
     inflight: deque[tuple[list[Ready], concurrent.futures.Future[list[np.ndarray]]]] = deque()
     ready: list[Ready] = []
     decoded = 0
     with (
         concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="fetch") as pool,
-        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="model") as model,
+        concurrent.futures.ThreadPoolExecutor(streams, thread_name_prefix="model") as model,
     ):
         exhausted = False
         while True:
@@ -340,7 +351,7 @@ def _classified(
             if decoded >= batch_size:
                 inflight.append((ready, model.submit(_predict, ready, batcher, spec)))
                 ready, decoded = [], 0
-                if len(inflight) > 2:
+                if len(inflight) > streams + 1:
                     yield from _joined(*inflight.popleft())
         if ready:
             inflight.append((ready, model.submit(_predict, ready, batcher, spec)))
