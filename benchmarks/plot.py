@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BARS = (
-    ("model_only", "model only (the limit)", "#9e9e9e"),
+    ("model_only", "model alone, at its best", "#9e9e9e"),
     ("worker", "batch worker", "#1565c0"),
     ("seed_loop", "seed-style loop", "#ef6c00"),
 )

@@ -4,7 +4,8 @@ Starts SeaweedFS, redis-server, the predictor serving the digits CNN and the gat
 process), all on loopback. Then, in one run:
 - the same PNG posted straight to the predictor (`/v1/models/digits:predict`) and through the gateway
   (`POST /v1/classify`: token check, rate limit, debit, store to S3 in parallel, record in Redis),
-  with 1 and with 32 concurrent clients: p50 and p99 of each, and what the gateway adds;
+  in turn, with 1 and with 32 concurrent clients: p50 and p99 of each, and what the gateway adds;
+  then the gateway alone for classifications/s;
 - a cheap authenticated endpoint (`GET /v1/me`: token check, rate limit, account read) and
   `POST /v1/classify`, in requests per second per core of the gateway process (its own CPU seconds,
   from /proc, so the load generator on the same machine does not count against it).
@@ -46,24 +47,28 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def load(
-    clients: int, requests: int, send: Callable[[httpx.AsyncClient], object]
-) -> tuple[list[float], float]:
-    """Latencies (ms) of `requests` calls shared among `clients` concurrent loops, and the wall time."""
-    latencies: list[float] = []
+    clients: int, requests: int, sends: dict[str, Callable[[httpx.AsyncClient], object]]
+) -> tuple[dict[str, list[float]], float]:
+    """Latencies (ms) by name of `requests` rounds shared among `clients` concurrent loops, and the
+    wall time. A round sends each of `sends` once, in turn: two ways of doing the same work measured
+    side by side see the same machine, even while its load drifts."""
+    latencies: dict[str, list[float]] = {name: [] for name in sends}
     remaining = iter(range(requests))
 
     async def loop(client: httpx.AsyncClient) -> None:
         for _ in remaining:
-            started = time.perf_counter()
-            resp = await send(client)  # type: ignore[misc]
-            latencies.append((time.perf_counter() - started) * 1000)
-            if resp.status_code != 200:
-                raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+            for name, send in sends.items():
+                started = time.perf_counter()
+                resp = await send(client)  # type: ignore[misc]
+                latencies[name].append((time.perf_counter() - started) * 1000)
+                if resp.status_code != 200:
+                    raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:300]}")
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         for _ in range(min(20, requests)):  # warm connections and code paths
-            await send(client)  # type: ignore[misc]
+            for send in sends.values():
+                await send(client)  # type: ignore[misc]
         started = time.perf_counter()
         await asyncio.gather(*(loop(client) for _ in range(clients)))
         return latencies, time.perf_counter() - started
@@ -142,10 +147,11 @@ def main() -> int:
 
         print(f"{os.cpu_count()} CPUs; {args.requests} requests per measurement", flush=True)
         for clients in (1, 32):
-            direct_ms, _ = asyncio.run(load(clients, args.requests, direct))
             cpu_before = cpu_seconds(gateway.process.pid)
-            gateway_ms, wall = asyncio.run(load(clients, args.requests, classify))
+            both, _ = asyncio.run(load(clients, args.requests, {"direct": direct, "gateway": classify}))
             classify_cpu = cpu_seconds(gateway.process.pid) - cpu_before
+            direct_ms, gateway_ms = both["direct"], both["gateway"]
+            _, wall = asyncio.run(load(clients, args.requests, {"gateway": classify}))
             row = {}
             for q in (50, 99):
                 d, g = percentile(direct_ms, q), percentile(gateway_ms, q)
@@ -164,7 +170,8 @@ def main() -> int:
                 flush=True,
             )
         cpu_before = cpu_seconds(gateway.process.pid)
-        me_ms, wall = asyncio.run(load(32, args.requests * 4, me))
+        timings, wall = asyncio.run(load(32, args.requests * 4, {"me": me}))
+        me_ms = timings["me"]
         me_cpu = cpu_seconds(gateway.process.pid) - cpu_before
         results["auth"] = {
             "endpoint": "GET /v1/me",

@@ -25,3 +25,14 @@ def test_cpus_from_cgroup(cpu_max: str | None, fallback: int, expected: int) -> 
 
 def test_requested_streams_are_kept() -> None:
     assert threads.model_streams(3) == 3
+
+
+def test_automatic_streams_one_per_cpu_up_to_four(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    for cpus, streams in ((1, 1), (2, 2), (3, 3), (16, 4)):
+        monkeypatch.setattr(threads, "available_cpus", lambda cpus=cpus: cpus)
+        assert threads.model_streams(0) == streams
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    assert threads.model_streams(0) == 1, "one call at a time keeps a GPU busy"

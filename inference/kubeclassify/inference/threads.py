@@ -1,9 +1,9 @@
 """How many CPUs this process may use, and TensorFlow's thread pools for concurrent model calls.
 
 On a CPU, one model call spread over every core stalls whenever one of its threads is preempted
-(by decoding, say): each parallel op waits for its slowest shard. The batch worker instead runs one
-single-threaded model call per core, which keeps the cores busy between and during ops and loses
-only the CPU time that other work actually takes.
+(by decoding, say): each parallel op waits for its slowest shard. The batch worker instead runs
+several model calls at once, each on its share of the cores (one core each on small machines),
+which keeps the cores busy between and during ops and loses only the CPU time other work takes.
 """
 
 from __future__ import annotations
@@ -36,13 +36,17 @@ def available_cpus() -> int:
     return cpus_from_cgroup(cpu_max, affinity)
 
 
+MAX_AUTO_STREAMS = 4  # more calls at once hold more batches in memory for little more speed
+
+
 def model_streams(requested: int) -> int:
-    """Concurrent model calls: `requested`, or with 0, one per CPU without a GPU and one with one."""
+    """Concurrent model calls: `requested`, or with 0, one per CPU up to four without a GPU (their
+    threads share the CPUs), and one with one."""
     if requested > 0:
         return requested
     import tensorflow as tf
 
-    return 1 if tf.config.list_physical_devices("GPU") else available_cpus()
+    return 1 if tf.config.list_physical_devices("GPU") else min(available_cpus(), MAX_AUTO_STREAMS)
 
 
 def configure(streams: int) -> bool:

@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--model-streams",
         type=int,
         default=0,
-        help="concurrent model calls (default: one per CPU, each single-threaded; one on a GPU)",
+        help="concurrent model calls (default: one per CPU up to 4, sharing the CPUs; one on a GPU)",
     )
     p.add_argument(
         "--predictor-url",

@@ -2,7 +2,7 @@
 
 A pipeline, not a loop: a thread pool fetches and decodes a window of images ahead (S3 GETs and
 Pillow's decoding release the GIL), while full, fixed-shape batches go to the model: on a CPU, one
-single-threaded model call per core at a time (see `threads`). Rows come out in input order. An
+model call per core (up to four) at a time (see `threads`). Rows come out in input order. An
 image that cannot be fetched or decoded becomes a row with its error.
 """
 
@@ -63,7 +63,7 @@ class BatchJob:
     shards: int = 1
     run_time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(microsecond=0))
     workers: int = 16
-    model_streams: int = 0  # concurrent model calls; 0: one per CPU (one on a GPU)
+    model_streams: int = 0  # concurrent model calls; 0: one per CPU up to 4 (one on a GPU)
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
     predictor_url: str | None = None  # mode remote: the ModelDeployment's predictor
     rerun: str | None = None  # classify again and replace published results, as this run
