@@ -39,6 +39,8 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
         (["--date", "2026-11-20", "--shard", "2"], "shard 2 is outside 0..1"),
         (["--date", "2026-13-01"], "month must be in 1..12"),
         (["--date", "2026-11-20", "--rerun", "../r1"], "--rerun '../r1': use letters, digits and dashes"),
+        (["--date", "2026-11-20", "--model-streams", "-1"], "--model-streams must be 0 (automatic) or more"),
+        (["--date", "2026-11-20", "--workers", "0"], "--workers 1 or more"),
     ],
 )
 def test_unusable_arguments_exit_2(

@@ -112,6 +112,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise InputError("this batch processes one date at a time: pass --date YYYY-MM-DD")
         if args.rerun is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", args.rerun):
             raise InputError(f"--rerun {args.rerun!r}: use letters, digits and dashes")
+        if args.model_streams < 0 or args.workers < 1:
+            raise InputError("--model-streams must be 0 (automatic) or more, --workers 1 or more")
         shards = args.shards or spec.parallelism
         shard = args.shard if args.shard is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
         if not 0 <= shard < shards:
