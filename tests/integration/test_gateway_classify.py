@@ -142,6 +142,22 @@ def test_bad_inputs_cost_nothing(gateway: tuple[TestClient, str, str]) -> None:
     assert huge.status_code == 413 and "request body" in huge.json()["detail"], "refused before it is read"
 
 
+def test_a_chunked_upload_over_the_limit_is_refused(gateway: tuple[TestClient, str, str]) -> None:
+    """No Content-Length to refuse up front: the body is counted as it arrives (how little is read
+    is checked in tests/unit/test_middleware.py, where the arrival of each chunk can be seen)."""
+    client, token, _ = gateway
+    png, _ = digit_png(1704)
+    head = b'--b0\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+    body = head + b"Content-Type: image/png\r\n\r\n" + png + b"\0" * (200 * 1024) + b"\r\n--b0--\r\n"
+    resp = client.post(
+        "/v1/classify",
+        content=iter([body]),  # sent chunked
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "multipart/form-data; boundary=b0"},
+    )
+    assert resp.status_code == 413 and "request body" in resp.json()["detail"], resp.text
+    assert client.get("/v1/credits", headers={"Authorization": f"Bearer {token}"}).json()["credits"] == 3
+
+
 def test_no_credits_no_classification(gateway: tuple[TestClient, str, str], store: ObjectStore) -> None:
     client, token, bucket = gateway
     auth = {"Authorization": f"Bearer {token}"}

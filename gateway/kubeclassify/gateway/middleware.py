@@ -10,6 +10,7 @@ import secrets
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubeclassify.core.logs import request_id
@@ -18,8 +19,9 @@ from kubeclassify.gateway import errors, metrics
 
 class Edge:
     """Per HTTP request: the `X-Request-ID` (kept from the caller, or made) in logs and in the answer;
-    413 for a declared body over `body_limit` bytes (or the path's own limit); request counts and
-    latency by route template."""
+    413 for a body over `body_limit` bytes (or the path's own limit): at once when its Content-Length
+    says so, else as soon as the bytes received pass it (a chunked upload), before more is read;
+    request counts and latency by route template."""
 
     def __init__(self, app: ASGIApp, body_limit: int, limits: dict[str, int] | None = None) -> None:
         self.app = app
@@ -43,14 +45,24 @@ class Edge:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode("latin-1"))]
             await send(message)
 
+        limit = self.limits.get(scope["path"], self.body_limit)
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:  # FastAPI raises this again from body parsing: a 413 problem
+                raise HTTPException(413, f"the request body is over {limit} bytes")
+            return message
+
         try:
             length = headers.get(b"content-length", b"")
-            limit = self.limits.get(scope["path"], self.body_limit)
             if length.isdigit() and int(length) > limit:
                 response: Any = errors.problem(413, f"the request body is over {limit} bytes")
                 await response(scope, receive, send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive_within_limit, send_with_id)
         finally:
             request_id.reset(token)
             route = getattr(scope.get("route"), "path", "unmatched")  # templates, not raw paths

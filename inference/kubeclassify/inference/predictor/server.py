@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubeclassify.core.resources import ModelDeploymentSpec
 from kubeclassify.core.settings import Settings
@@ -55,18 +58,62 @@ def _describe(app: Any, model: Any) -> None:
         }
 
 
-def _limit_bodies(app: Any, max_bytes: int) -> None:
-    """Refuse bodies over `max_bytes` from their Content-Length, before reading them (413)."""
-    from starlette.responses import JSONResponse
+class BodyTooLarge(HTTPException):
+    """A request body over the predictor's limit: 413. An HTTPException, so that FastAPI passes it on
+    as it is when it comes up while FastAPI parses a body."""
 
-    @app.middleware("http")
-    async def limit(request: Any, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_bytes:
-            return JSONResponse(
-                {"error": f"request body is {length} bytes; the limit is {max_bytes}"}, status_code=413
-            )
-        return await call_next(request)
+    def __init__(self, size: str, limit: int) -> None:
+        super().__init__(413, f"request body is {size} bytes; the limit is {limit}")
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` (413): from their Content-Length before reading them, else (a
+    chunked body) as soon as the bytes received pass the limit, before the rest is read. Add it last,
+    as the outermost middleware, so that the others read through it; `install` does."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    @classmethod
+    def install(cls, app: Any, max_bytes: int) -> None:
+        app.add_exception_handler(BodyTooLarge, lambda request, exc: _refusal(exc))
+        app.add_middleware(cls, max_bytes=max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await _refusal(BodyTooLarge(length.decode(), self.max_bytes))(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge(f"over {self.max_bytes}", self.max_bytes)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except BodyTooLarge as e:  # read by a middleware, outside the routes' exception handlers
+            if started:
+                raise
+            await _refusal(e)(scope, receive, send)
+
+
+def _refusal(exc: BodyTooLarge) -> JSONResponse:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
 
 def non_utf8_binary_bytes(body: bytes, header_length: int) -> str | None:
@@ -96,27 +143,47 @@ def non_utf8_binary_bytes(body: bytes, header_length: int) -> str | None:
     return None
 
 
-def _refuse_binary_non_utf8(app: Any) -> None:
-    """Answer 400, with what to send instead, for raw image bytes in binary-extension BYTES."""
-    from starlette.responses import JSONResponse
+class BinaryBytesCheck:
+    """Answer 400, with what to send instead, for raw image bytes in binary-extension BYTES (V2
+    requests with an `Inference-Header-Content-Length`); other requests pass untouched."""
 
-    @app.middleware("http")
-    async def refuse(request: Any, call_next: Any) -> Any:
-        length = request.headers.get("inference-header-content-length")
-        if request.method == "POST" and length and length.isdigit():
-            name = non_utf8_binary_bytes(await request.body(), int(length))
-            if name is not None:
-                return JSONResponse(
-                    status_code=400,
-                    content={
-                        "error": (
-                            f"input {name!r}: BYTES sent with the binary tensor extension must be UTF-8"
-                            " text; send base64-encoded images in a JSON request, or the raw image to the"
-                            " V1 endpoint with an image Content-Type"
-                        )
-                    },
-                )
-        return await call_next(request)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"inference-header-content-length", b"")
+        if scope["type"] != "http" or scope["method"] != "POST" or not length.isdigit():
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        name = non_utf8_binary_bytes(body, int(length))
+        if name is not None:
+            error = (
+                f"input {name!r}: BYTES sent with the binary tensor extension must be UTF-8 text; send"
+                " base64-encoded images in a JSON request, or the raw image to the V1 endpoint with an"
+                " image Content-Type"
+            )
+            await JSONResponse({"error": error}, status_code=400)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -153,9 +220,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         name, spec, model_dir=args.model_dir, store=ObjectStore(Settings().s3), top_k=args.top_k
     )
     model.load()
-    _limit_bodies(model_server.app, args.max_body_bytes)
     _describe(model_server.app, model)
-    _refuse_binary_non_utf8(model_server.app)
+    model_server.app.add_middleware(BinaryBytesCheck)
+    BodyLimit.install(model_server.app, args.max_body_bytes)  # last: the outermost middleware
     ModelServer(
         http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=args.enable_grpc, workers=1
     ).start([model])
