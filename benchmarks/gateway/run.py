@@ -6,6 +6,9 @@ process), all on loopback. Then, in one run:
   (`POST /v1/classify`: token check, rate limit, debit, store to S3 in parallel, record in Redis),
   in turn, with 1 and with 32 concurrent clients: p50 and p99 of each, and what the gateway adds;
   then the gateway alone for classifications/s;
+- in the same rounds, the image through a bare forwarder (`forwarder.py`: a plain ASGI app under the
+  same server that only passes the body on): what any HTTP hop adds on this machine, so the
+  gateway's own steps cost its added latency less the forwarder's;
 - a cheap authenticated endpoint (`GET /v1/me`: token check, rate limit, account read) and
   `POST /v1/classify`, in requests per second per core of the gateway process (its own CPU seconds,
   from /proc, so the load generator on the same machine does not count against it).
@@ -24,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,7 +37,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import DIGITS_INPUT, digits_cnn, write_results  # noqa: E402
 
-from kubeclassify.core.local import start_gateway, start_predictor, start_redis, start_seaweedfs  # noqa: E402
+from kubeclassify.core.local import (  # noqa: E402
+    LocalProcess,
+    free_port,
+    start_gateway,
+    start_predictor,
+    start_process,
+    start_redis,
+    start_seaweedfs,
+)
 from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402
 
@@ -74,6 +86,21 @@ async def load(
         return latencies, time.perf_counter() - started
 
 
+def start_forwarder(predictor_url: str, log_dir: Path) -> tuple[LocalProcess, str]:
+    """`forwarder.py` under uvicorn (as the gateway runs: uvloop, httptools, one process)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent), "forwarder:app"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # refused until it listens: an OSError
+            return bool(resp.status == 204)
+
+    env = {**os.environ, "PREDICTOR_URL": predictor_url}
+    return start_process("forwarder", argv, log_dir, ready, timeout=30, env=env), url
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
@@ -107,6 +134,7 @@ def main() -> int:
         }
         (tmp / "md.json").write_text(json.dumps(spec))
         predictor = start_predictor(tmp / "md.json", tmp / "logs", "digits")
+        forwarder, forwarder_url = start_forwarder(predictor.url, tmp / "logs")
         gateway = start_gateway(
             tmp / "logs",
             {
@@ -138,6 +166,13 @@ def main() -> int:
                 headers={"Content-Type": "image/png"},
             )
 
+        def forward(client: httpx.AsyncClient) -> object:
+            return client.post(
+                f"{forwarder_url}/v1/models/digits:predict",
+                content=png,
+                headers={"Content-Type": "image/png"},
+            )
+
         def classify(client: httpx.AsyncClient) -> object:
             files = {"file": ("digit.png", png, "image/png")}
             return client.post(f"{gateway.url}/v1/classify", files=files, headers=auth)
@@ -148,15 +183,16 @@ def main() -> int:
         print(f"{os.cpu_count()} CPUs; {args.requests} requests per measurement", flush=True)
         for clients in (1, 32):
             cpu_before = cpu_seconds(gateway.process.pid)
-            both, _ = asyncio.run(load(clients, args.requests, {"direct": direct, "gateway": classify}))
+            sends = {"direct": direct, "forwarder": forward, "gateway": classify}
+            rounds, _ = asyncio.run(load(clients, args.requests, sends))
             classify_cpu = cpu_seconds(gateway.process.pid) - cpu_before
-            direct_ms, gateway_ms = both["direct"], both["gateway"]
             _, wall = asyncio.run(load(clients, args.requests, {"gateway": classify}))
             row = {}
             for q in (50, 99):
-                d, g = percentile(direct_ms, q), percentile(gateway_ms, q)
+                d, f, g = (percentile(rounds[name], q) for name in sends)
                 row[f"direct_p{q}_ms"], row[f"gateway_p{q}_ms"] = round(d, 2), round(g, 2)
                 row[f"added_p{q}_ms"] = round(g - d, 2)
+                row[f"forwarder_added_p{q}_ms"] = round(f - d, 2)
             row["classify_per_s"] = round(args.requests / wall, 1)
             row["classify_per_gateway_core_s"] = round(args.requests / classify_cpu, 1)
             results[f"clients_{clients}"] = row
@@ -164,7 +200,8 @@ def main() -> int:
                 f"{clients:>2} client(s): predictor p50 {row['direct_p50_ms']} ms,"
                 f" p99 {row['direct_p99_ms']} ms;"
                 f" through the gateway p50 {row['gateway_p50_ms']} ms, p99 {row['gateway_p99_ms']} ms"
-                f" -> added p50 {row['added_p50_ms']} ms, p99 {row['added_p99_ms']} ms;"
+                f" -> added p50 {row['added_p50_ms']} ms, p99 {row['added_p99_ms']} ms"
+                f" (a bare forwarder: {row['forwarder_added_p50_ms']} / {row['forwarder_added_p99_ms']} ms);"
                 f" {row['classify_per_s']} classifications/s"
                 f" ({row['classify_per_gateway_core_s']} per gateway core)",
                 flush=True,
@@ -186,6 +223,7 @@ def main() -> int:
             f" (goal >= 1000); p50 {results['auth']['p50_ms']} ms",  # type: ignore[index]
             flush=True,
         )
+        forwarder.stop()
         for server in (gateway, predictor, redis, s3):
             server.stop()
     write_results(args.output, results)
