@@ -13,6 +13,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kubeclassify.core.asgi import limited_receive
 from kubeclassify.core.logs import request_id
 from kubeclassify.gateway import errors, metrics
 
@@ -46,23 +47,15 @@ class Edge:
             await send(message)
 
         limit = self.limits.get(scope["path"], self.body_limit)
-        received = 0
-
-        async def receive_within_limit() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:  # FastAPI raises this again from body parsing: a 413 problem
-                raise HTTPException(413, f"the request body is over {limit} bytes")
-            return message
-
+        refusal = f"the request body is over {limit} bytes"
         try:
             length = headers.get(b"content-length", b"")
             if length.isdigit() and int(length) > limit:
-                response: Any = errors.problem(413, f"the request body is over {limit} bytes")
+                response: Any = errors.problem(413, refusal)
                 await response(scope, receive, send_with_id)
-            else:
-                await self.app(scope, receive_within_limit, send_with_id)
+            else:  # FastAPI raises an HTTPException again from body parsing: a 413 problem
+                within = limited_receive(receive, limit, lambda: HTTPException(413, refusal))
+                await self.app(scope, within, send_with_id)
         finally:
             request_id.reset(token)
             route = getattr(scope.get("route"), "path", "unmatched")  # templates, not raw paths

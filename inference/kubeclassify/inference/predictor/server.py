@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kubeclassify.core.asgi import limited_receive
 from kubeclassify.core.resources import ModelDeploymentSpec
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
@@ -88,16 +89,10 @@ class BodyLimit:
         if length.isdigit() and int(length) > self.max_bytes:
             await _refusal(BodyTooLarge(length.decode(), self.max_bytes))(scope, receive, send)
             return
-        received = 0
         started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge(f"over {self.max_bytes}", self.max_bytes)
-            return message
+        limited = limited_receive(
+            receive, self.max_bytes, lambda: BodyTooLarge(f"over {self.max_bytes}", self.max_bytes)
+        )
 
         async def watched_send(message: Message) -> None:
             nonlocal started
@@ -105,7 +100,7 @@ class BodyLimit:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, watched_send)
+            await self.app(scope, limited, watched_send)
         except BodyTooLarge as e:  # read by a middleware, outside the routes' exception handlers
             if started:
                 raise
