@@ -183,7 +183,7 @@ def metrics() -> list[str]:
     ]
     where = {
         "kubeclassify.operator.metrics": "the operator (:9090/metrics)",
-        "kubeclassify.gateway.metrics": "the gateway (/metrics)",
+        "kubeclassify.gateway.metrics": "the gateway (/metrics; :9090 in the chart)",
         "kubeclassify.inference.predictor.metrics": "the predictor (/metrics)",
     }
     for module_name, served in where.items():

@@ -139,6 +139,18 @@ def test_the_default_install_has_every_part(default: list[dict[str, Any]]) -> No
     container = operator["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert {p["containerPort"] for p in container["ports"]} == {8080, 9090}
+    gateway = one(default, "Deployment", "kc-kubeclassify-gateway")["spec"]["template"]["spec"]
+    assert {p["name"]: p["containerPort"] for p in gateway["containers"][0]["ports"]} == {
+        "http": 8000,
+        "metrics": 9090,
+    }
+    # /metrics on a Service of its own: the API's Service (and an Ingress to it) does not carry it.
+    api = one(default, "Service", "kc-kubeclassify-gateway")["spec"]
+    assert [p["name"] for p in api["ports"]] == ["http"]
+    scrape = one(default, "Service", "kc-kubeclassify-gateway-metrics")["spec"]
+    assert scrape.get("type", "ClusterIP") == "ClusterIP" and [p["name"] for p in scrape["ports"]] == [
+        "metrics"
+    ]
 
 
 def test_all_on_switches_every_option_on(all_on: list[dict[str, Any]]) -> None:
@@ -155,6 +167,11 @@ def test_all_on_switches_every_option_on(all_on: list[dict[str, Any]]) -> None:
     assert "StatefulSet" not in kinds(all_on)  # an external Redis
     gateway = one(all_on, "Deployment", "kc-kubeclassify-gateway")
     assert "replicas" not in gateway["spec"]  # the autoscaler owns it
+    monitors = {d["metadata"]["name"]: d["spec"] for d in all_on if d["kind"] == "ServiceMonitor"}
+    assert {name: [e["port"] for e in m["endpoints"]] for name, m in monitors.items()} == {
+        "kc-kubeclassify-operator": ["metrics"],
+        "kc-kubeclassify-gateway": ["metrics"],
+    }
 
 
 def test_the_crd_chart_is_optional(helm: str, chart: Path) -> None:
@@ -307,6 +324,7 @@ def test_the_rendered_settings_are_what_the_gateway_reads(
     )
     assert config.redis_url.get_secret_value() == f"redis://:{'s' * 40}@kc-kubeclassify-redis:6379/0"
     assert (config.max_csv_bytes, config.starting_credits, config.manifest) == (8388608, 100, None)
+    assert config.metrics_port == 9090  # the container's `metrics` port
 
     monkeypatch.delenv("KUBECLASSIFY_GATEWAY__REDIS_URL")
     for name, value in container_env(all_on, "kc-kubeclassify-gateway").items():
@@ -409,6 +427,8 @@ def test_default_deny_and_only_what_the_platform_needs(default: list[dict[str, A
     )
     assert "egress" not in redis
     gateway = one(default, "NetworkPolicy", "kc-kubeclassify-gateway")["spec"]
+    assert [[p["port"] for p in rule["ports"]] for rule in gateway["ingress"]] == [[8000], [9090]]
+    assert gateway["ingress"][1]["from"] == [{"namespaceSelector": {}}]  # metricsFrom's default
     public = [r for r in gateway["egress"] if any("except" in p.get("ipBlock", {}) for p in r["to"])]
     assert public and "169.254.0.0/16" in public[0]["to"][0]["ipBlock"]["except"]
     batch = one(default, "NetworkPolicy", "kc-kubeclassify-batch")["spec"]

@@ -155,8 +155,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if config.metrics_port is None:  # else `kubeclassify gateway run` serves them on that port
+
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

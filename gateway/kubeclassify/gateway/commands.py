@@ -25,10 +25,13 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from kubeclassify.core.logs import configure_logging
+    from kubeclassify.gateway import metrics
     from kubeclassify.gateway.config import GatewaySettings
 
     settings = GatewaySettings()  # refuses development secrets outside development, before serving
     configure_logging(settings.log_level, settings.log_format)
+    if settings.gateway.metrics_port is not None:
+        metrics.serve(settings.gateway.metrics_port, args.workers)
     uvicorn.run(
         "kubeclassify.gateway.app:create_app",
         factory=True,

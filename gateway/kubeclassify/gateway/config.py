@@ -87,6 +87,13 @@ class GatewayConfig(BaseModel):
     local_batch_concurrency: int = Field(2, ge=1, le=64, description="Local backend: batches run at once.")
     max_csv_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="The largest batch CSV accepted.")
     max_batch_rows: int = Field(10_000, ge=1, le=10_000_000, description="The most images in one batch.")
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port of its own (the chart sets 9090), so that nothing which"
+        " reaches the API, an Ingress included, reaches the metrics; unset: /metrics beside the API.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; none by default."
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+import tempfile
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REQUESTS = Counter(
     "kubeclassify_gateway_requests_total",
@@ -19,3 +23,18 @@ CREDITS = Counter("kubeclassify_gateway_credits_spent_total", "Credits spent on 
 CLASSIFIED = Counter(
     "kubeclassify_gateway_classifications_total", "Images classified, by model and label.", ["model", "label"]
 )
+
+
+def serve(port: int, workers: int) -> None:
+    """/metrics on `port`, from a thread of this process, before uvicorn starts serving the API.
+
+    One worker runs in this process, so its samples are this process's. Several workers are
+    processes of their own: each writes its samples to files in a fresh folder (prometheus_client's
+    multiprocess mode, which they pick up from the environment they inherit) and this process adds
+    them up at every scrape."""
+    registry = REGISTRY
+    if workers > 1:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kubeclassify-metrics-")
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
