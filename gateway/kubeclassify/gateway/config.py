@@ -91,8 +91,9 @@ class GatewayConfig(BaseModel):
         None,
         ge=1,
         le=65535,
-        description="Serve /metrics on this port of its own (the chart sets 9090), so that nothing which"
-        " reaches the API, an Ingress included, reaches the metrics; unset: /metrics beside the API.",
+        description="`kubeclassify gateway run` serves /metrics on this port of its own (the chart sets"
+        " 9090), so that nothing which reaches the API, an Ingress included, reaches the metrics; unset:"
+        " /metrics beside the API.",
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS; none by default."
