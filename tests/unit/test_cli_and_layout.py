@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from kubeclassify.core import cli
 
@@ -99,3 +102,30 @@ def test_the_gateway_documents_its_api_without_a_redis() -> None:
         "/readyz",
     } <= paths
     assert {"HTTPBearer", "APIKeyHeader", "HTTPBasic"} <= set(schema["components"]["securitySchemes"])
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("0", "greater than or equal to 1"), ("70000", "less than or equal to 65535"), ("abc", "integer")],
+)
+def test_gateway_run_refuses_a_bad_metrics_port(
+    value: str, says: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECLASSIFY_ENVIRONMENT", "development")
+    monkeypatch.setenv("KUBECLASSIFY_GATEWAY__METRICS_PORT", value)
+    assert cli.main(["gateway", "run"]) == 2
+    err = capsys.readouterr().err
+    assert "settings are not valid" in err and "metrics_port" in err and says in err
+
+
+def test_gateway_run_stops_when_its_metrics_port_is_taken(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("KUBECLASSIFY_ENVIRONMENT", "development")
+        monkeypatch.setenv("KUBECLASSIFY_GATEWAY__METRICS_PORT", str(port))
+        assert cli.main(["gateway", "run", "--port", "0"]) == 2  # before the API is served
+    assert f"cannot serve /metrics on port {port}" in capsys.readouterr().err

@@ -22,16 +22,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
+
     import uvicorn
+    from pydantic import ValidationError
 
     from kubeclassify.core.logs import configure_logging
     from kubeclassify.gateway import metrics
     from kubeclassify.gateway.config import GatewaySettings
 
-    settings = GatewaySettings()  # refuses development secrets outside development, before serving
+    try:
+        settings = GatewaySettings()  # refuses development secrets outside development
+    except ValidationError as e:
+        print(f"kubeclassify gateway: the settings are not valid (KUBECLASSIFY_*):\n{e}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
-    if settings.gateway.metrics_port is not None:
-        metrics.serve(settings.gateway.metrics_port, args.workers)
+    if (port := settings.gateway.metrics_port) is not None:
+        try:
+            metrics.serve(port, args.workers)
+        except OSError as e:
+            print(f"kubeclassify gateway: cannot serve /metrics on port {port}: {e}", file=sys.stderr)
+            return 2
     uvicorn.run(
         "kubeclassify.gateway.app:create_app",
         factory=True,
