@@ -24,9 +24,10 @@ def test_a_verified_token_is_remembered_and_a_forged_one_is_not() -> None:
 
 def test_a_remembered_token_still_expires() -> None:
     tokens = VerifiedTokens(SECRET)
-    token, _ = create_token("alice", "user", SECRET, 1)
+    # JWT times are whole seconds: a 2 s token stays valid for at least 1 s after it is made.
+    token, _ = create_token("alice", "user", SECRET, 2)
     assert tokens.claims(token) is not None
-    time.sleep(1.1)
+    time.sleep(2.1)
     assert tokens.claims(token) is None and not tokens._claims  # noqa: SLF001
 
 
