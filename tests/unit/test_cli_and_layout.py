@@ -115,7 +115,15 @@ def test_gateway_run_refuses_a_bad_metrics_port(
     monkeypatch.setenv("KUBECLASSIFY_GATEWAY__METRICS_PORT", value)
     assert cli.main(["gateway", "run"]) == 2
     err = capsys.readouterr().err
-    assert "settings are not valid" in err and "metrics_port" in err and says in err
+    assert "metrics_port" in err and says in err and "Traceback" not in err
+
+
+def test_the_operator_refuses_bad_settings_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KUBECLASSIFY_OPERATOR__METRICS_PORT", "abc")
+    assert cli.main(["operator", "run"]) == 2
+    assert "operator.metrics_port" in capsys.readouterr().err
 
 
 def test_gateway_run_stops_when_its_metrics_port_is_taken(

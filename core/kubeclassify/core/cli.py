@@ -11,6 +11,8 @@ import argparse
 import sys
 from importlib.metadata import entry_points, version
 
+from pydantic import ValidationError  # the settings' errors (pydantic is loaded by then anyway)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The root parser with every installed component's subcommands."""
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except ValidationError as e:  # settings from KUBECLASSIFY_* variables, or a file given
+        print(f"kubeclassify: {e}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as e:
         print(
             f"kubeclassify: this command needs {e.name!r}, which is not installed here;"

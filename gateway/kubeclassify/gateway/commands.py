@@ -25,17 +25,12 @@ def _run(args: argparse.Namespace) -> int:
     import sys
 
     import uvicorn
-    from pydantic import ValidationError
 
     from kubeclassify.core.logs import configure_logging
     from kubeclassify.gateway import metrics
     from kubeclassify.gateway.config import GatewaySettings
 
-    try:
-        settings = GatewaySettings()  # refuses development secrets outside development
-    except ValidationError as e:
-        print(f"kubeclassify gateway: the settings are not valid (KUBECLASSIFY_*):\n{e}", file=sys.stderr)
-        return 2
+    settings = GatewaySettings()  # refuses development secrets outside development, before serving
     configure_logging(settings.log_level, settings.log_format)
     if (port := settings.gateway.metrics_port) is not None:
         try:
