@@ -32,6 +32,11 @@ from kubeclassify.gateway.security import hash_password
 
 DIGITS = range(1760, 1766)
 
+# The daily manifest's days follow the calendar, since schedules read the clock: one image three days
+# ago, none the day after, two yesterday (the schedule's zone, UTC, is the one these are counted in).
+TODAY = dt.datetime.now(dt.UTC).date()
+DAY1, EMPTY, DAY3 = ((TODAY - dt.timedelta(days=n)).isoformat() for n in (3, 2, 1))
+
 
 @pytest.fixture
 def site() -> Iterator[Site]:
@@ -217,35 +222,35 @@ def test_a_date_batch_classifies_that_days_images_in_the_manifest(manifest: Gate
     settings = manifest
     with TestClient(create_app(settings)) as client:
         token = sign_up(client)
-        created = client.post("/v1/batches", data={"date": "2026-11-21"}, headers=auth(token))
+        created = client.post("/v1/batches", data={"date": DAY3}, headers=auth(token))
         assert created.status_code == 201, created.text
         assert created.json()["counts"]["total"] == 2 and created.json()["input"] == "manifest"
         done = wait_done(client, token, created.json()["name"])
         assert done["state"] == "Succeeded" and done["counts"]["classified"] == 2
         rows = client.get(f"/v1/batches/{done['name']}/results", headers=auth(token)).json()["rows"]
         assert sorted((r["label"], r["date"], r["camera"]) for r in rows) == sorted(
-            (digit_png(i)[1], "2026-11-21", f"cam{i % 2}") for i in (1791, 1792)
+            (digit_png(i)[1], DAY3, f"cam{i % 2}") for i in (1791, 1792)
         )
         nothing = client.post("/v1/batches", data={"date": "2026-01-01"}, headers=auth(token))
         assert nothing.status_code == 422 and "no images for 2026-01-01" in nothing.json()["detail"]
         both = client.post(
             "/v1/batches",
-            data={"date": "2026-11-21"},
+            data={"date": DAY3},
             files={"file": ("b.csv", b"url\nhttp://a/b.png\n", "text/csv")},
             headers=auth(token),
         )
         assert both.status_code == 422 and "exactly one of file and date" in both.json()["detail"]
     settings.gateway.manifest = None
     with TestClient(create_app(settings)) as client:
-        resp = client.post("/v1/batches", data={"date": "2026-11-21"}, headers=auth(token))
+        resp = client.post("/v1/batches", data={"date": DAY3}, headers=auth(token))
         assert resp.status_code == 409 and "no manifest" in resp.json()["detail"]
 
 
 @pytest.fixture
 def manifest(settings: GatewaySettings, store: ObjectStore, bucket: str) -> GatewaySettings:
-    """A daily manifest: one image on 2026-11-20, two on 2026-11-21, none on 2026-11-22."""
+    """A daily manifest: one image on DAY1, none on EMPTY, two on DAY3."""
     lines = ["filepath,date,camera"]
-    for i, day in ((1790, "2026-11-20"), (1791, "2026-11-21"), (1792, "2026-11-21")):
+    for i, day in ((1790, DAY1), (1791, DAY3), (1792, DAY3)):
         store.write(f"s3://{bucket}/data/{day}/{i}.png", digit_png(i)[0])
         lines.append(f"{day}/{i}.png,{day},cam{i % 2}")
     store.write(f"s3://{bucket}/data/metadata.csv", ("\n".join(lines) + "\n").encode())
@@ -255,6 +260,7 @@ def manifest(settings: GatewaySettings, store: ObjectStore, bucket: str) -> Gate
     return settings
 
 
+@pytest.mark.calendar
 def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_results(
     manifest: GatewaySettings,
 ) -> None:
@@ -264,37 +270,37 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         body = {
             "cron": "30 1 * * *",
             "time_zone": "Europe/Paris",
-            "start_date": "2026-11-20",
+            "start_date": DAY1,
             "catch_up": True,
         }
         created = client.post("/v1/schedules", json=body, headers=auth(token))
         assert created.status_code == 201, created.text
         name = created.json()["name"]
-        assert created.json()["next_date"] == "2026-11-20" and created.json()["next_run"]
+        assert created.json()["next_date"] == DAY1 and created.json()["next_run"]
 
-        now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
-        for _ in range(3):  # 11-20 (one image), 11-21 (two), 11-22 (none: skipped)
+        now = dt.datetime.combine(TODAY, dt.time(12), dt.UTC)  # DAY3 is yesterday
+        for _ in range(3):  # DAY1 (one image), EMPTY (none: skipped), DAY3 (two)
             client.portal.call(tick, app.state, name, now)
         info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
-        assert info["last_date"] == "2026-11-22" and info["next_date"] == "2026-11-23"
+        assert info["last_date"] == DAY3 and info["next_date"] == TODAY.isoformat()
         batches = client.get("/v1/batches", headers=auth(token)).json()["items"]
         assert sorted(b["counts"]["total"] for b in batches) == [1, 2]
         for b in batches:
             assert wait_done(client, token, b["name"])["state"] == "Succeeded"
         merged = client.get(f"/v1/schedules/{name}/results.csv", headers=auth(token))
         rows = list(csv.DictReader(io.StringIO(merged.text)))
-        assert sorted(r["date"] for r in rows) == ["2026-11-20", "2026-11-21", "2026-11-21"]
+        assert sorted(r["date"] for r in rows) == [DAY1, DAY3, DAY3]
         assert merged.text.count("id,source,date,label") == 1, "one header"
 
-        ran = client.post(f"/v1/schedules/{name}/run", json={"date": "2026-11-21"}, headers=auth(token))
-        assert ran.status_code == 202 and ran.json()["date"] == "2026-11-21"
+        ran = client.post(f"/v1/schedules/{name}/run", json={"date": DAY3}, headers=auth(token))
+        assert ran.status_code == 202 and ran.json()["date"] == DAY3
         assert wait_done(client, token, ran.json()["batch"])["counts"]["total"] == 2
-        empty = client.post(f"/v1/schedules/{name}/run", json={"date": "2026-11-22"}, headers=auth(token))
+        empty = client.post(f"/v1/schedules/{name}/run", json={"date": EMPTY}, headers=auth(token))
         assert empty.status_code == 422
 
         assert client.post(f"/v1/schedules/{name}/pause", headers=auth(token)).json()["paused"]
-        client.portal.call(tick, app.state, name, dt.datetime(2026, 11, 30, tzinfo=dt.UTC))
-        assert client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"] == "2026-11-22"
+        client.portal.call(tick, app.state, name, now + dt.timedelta(days=7))
+        assert client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"] == DAY3
         assert not client.post(f"/v1/schedules/{name}/resume", headers=auth(token)).json()["paused"]
         for path in (f"/v1/schedules/{name}", f"/v1/schedules/{name}/results.csv"):
             assert client.get(path, headers=auth(bob)).status_code == 404
@@ -313,26 +319,32 @@ def test_a_schedule_whose_owner_runs_dry_is_paused_with_the_reason(manifest: Gat
     app = create_app(manifest)
     with TestClient(app) as client:
         token = sign_up(client)
-        body = {"cron": "30 1 * * *", "start_date": "2026-11-21"}
+        body = {"cron": "30 1 * * *", "start_date": DAY3}
         name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
         client.portal.call(app.state.accounts.redis.set, "kc:credits:alice", 1)
-        client.portal.call(tick, app.state, name, dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC))
+        now = dt.datetime.combine(TODAY, dt.time(12), dt.UTC)  # DAY3 is yesterday
+        client.portal.call(tick, app.state, name, now)
         info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
         assert info["paused"] and "out of credits" in info["reason"] and info["last_date"] is None
         assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 0
 
 
+@pytest.mark.calendar
 def test_the_cron_fires_through_the_scheduler(manifest: GatewaySettings) -> None:
     with TestClient(create_app(manifest)) as client:
         token = sign_up(client)
-        body = {"cron": "* * * * *", "start_date": "2026-11-21"}  # the one-minute trigger, for trying
+        # The one-minute trigger, for trying. Catching up from DAY3 makes DAY3 the first run whatever
+        # the time: without it the run takes yesterday, which is DAY3 only until midnight.
+        body = {"cron": "* * * * *", "start_date": DAY3, "catch_up": True}
         name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
-        wait_for(  # it fires at the next whole minute
+        last = wait_for(  # it fires at the next whole minute
             lambda: client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"],
             timeout=120,
             what="the cron to fire",
         )
-        assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 1
+        assert last == DAY3
+        batches = client.get("/v1/batches", headers=auth(token)).json()
+        assert batches["total"] == 1 and batches["items"][0]["counts"]["total"] == 2
 
 
 def test_schedules_need_a_manifest(settings: GatewaySettings) -> None:
