@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,cpu,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install demo up down tools browser lint format crds reference chart-files test test-unit test-integration test-chart test-e2e constraints clean bench bench-plot bench-predictor bench-batch bench-gateway bench-operator
+.PHONY: help install demo up down tools browser lint format crds reference chart-files test test-unit test-integration test-chart test-e2e test-calendar constraints clean bench bench-plot bench-predictor bench-batch bench-gateway bench-operator
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,8 +65,13 @@ chart-files: install  ## regenerate the operator's RBAC rules that the chart inc
 	$(BIN)/kubeclassify operator rbac --scope namespaced > charts/kubeclassify/files/operator-rbac-namespaced.yaml
 	$(BIN)/kubeclassify operator rbac --scope cluster > charts/kubeclassify/files/operator-rbac-cluster.yaml
 
-test: lint tools  ## lint, then every test tier
+# The tests marked `calendar` once more with every process's clock a year ahead (tests/harness/clock):
+# a test whose dates are fixed while the code reads the clock fails now, not when the calendar gets there.
+AHEAD := KUBECLASSIFY_TEST_DAYS_AHEAD=365
+
+test: lint tools  ## lint, every test tier, then the date-dependent tests with the clock a year ahead
 	$(PYTEST)
+	$(AHEAD) $(PYTEST) -m calendar
 
 test-unit: install  ## models, builders, routes: no processes
 	$(PYTEST) -m unit
@@ -79,6 +84,9 @@ test-chart: tools  ## helm lint and template, schemas
 
 test-e2e: tools  ## operator and clients against the Kubernetes API emulator
 	$(PYTEST) -m e2e
+
+test-calendar: tools  ## the tests that depend on today's date, with the clock a year ahead
+	$(AHEAD) $(PYTEST) -m calendar
 
 constraints: $(BIN)/python  ## re-resolve every dependency and pin it in constraints.txt
 	rm -rf $(VENV)/resolve && $(PYTHON) -m venv $(VENV)/resolve

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness.clock import follow_environment
 from harness.kubeapi_launch import ROOT, kubeconfig_for, start_kube_api
 
 from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
@@ -27,6 +28,12 @@ from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 
 TIERS = ("unit", "integration", "chart", "e2e")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With KUBECLASSIFY_TEST_DAYS_AHEAD set, this run and every process it starts live that many
+    days ahead (`harness.clock`)."""
+    follow_environment()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -305,6 +305,7 @@ def test_a_batch_runs_as_an_indexed_job_and_reports_back(
     assert status["webhook"]["delivered"] is True and status["webhook"]["statusCode"] == 204
 
 
+@pytest.mark.calendar
 def test_a_daily_batch_ticks_through_the_due_dates_in_order(
     operator: Operator,
     stage: dict[str, Any],

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import clock
 
 from kubeclassify.core import stack
 
@@ -21,7 +22,7 @@ SHORT = ["--images-per-day", "12", "--epochs", "3"]
 
 
 def kubeclassify(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECLASSIFY_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECLASSIFY_") or k == clock.ENV}
     return subprocess.run(
         [sys.executable, "-m", "kubeclassify.core.cli", *args, "--home", str(home)],
         capture_output=True,
@@ -40,6 +41,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subpr
     kubeclassify(home, "down")
 
 
+@pytest.mark.calendar  # the sample images are dated yesterday and the two days before
 def test_the_demo_classifies_the_first_day_and_shows_the_broken_files(
     demo: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
@@ -55,6 +57,7 @@ def test_the_demo_classifies_the_first_day_and_shows_the_broken_files(
     assert "/docs" in out and "keeps running" in out
 
 
+@pytest.mark.calendar
 def test_the_cli_against_the_stack(
     demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
