@@ -43,25 +43,24 @@ def follow_environment() -> None:
     import time_machine
 
     time_machine.travel(dt.timedelta(days=days), tick=True).start()
-    _sign_s3_with_the_real_time(time_machine.escape_hatch)
+    _sign_s3_with_the_real_time()
     path = os.environ.get("PYTHONPATH", "")
     if str(SITE) not in path.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SITE), path) if p)
     _moved = True
 
 
-def _sign_s3_with_the_real_time(escape_hatch: object) -> None:
+def _sign_s3_with_the_real_time() -> None:
     """botocore takes the signing time from `botocore.compat.get_current_datetime`, bound by name
     where it is imported: replace it in each of those modules."""
     import botocore.auth
     import botocore.compat
     import botocore.signers
     import botocore.utils
-
-    real_datetime = escape_hatch.datetime.datetime  # type: ignore[attr-defined]
+    from time_machine import escape_hatch
 
     def real_now(remove_tzinfo: bool = True) -> dt.datetime:
-        now: dt.datetime = real_datetime.now(dt.UTC)
+        now: dt.datetime = escape_hatch.datetime.datetime.now(dt.UTC)
         return now.replace(tzinfo=None) if remove_tzinfo else now
 
     for module in (botocore.compat, botocore.auth, botocore.signers, botocore.utils):
