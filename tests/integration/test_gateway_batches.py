@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.gateway import TOKEN_SECRET, Site, digit_png, fresh_redis_url, sign_up
+from harness.gateway import TOKEN_SECRET, Site, digit_png, fresh_redis_url, predicted_label, sign_up
 from harness.wait import wait_for
 from pydantic import SecretStr
 
@@ -82,7 +82,9 @@ def wait_done(client: TestClient, token: str, name: str) -> dict[str, Any]:
     return done
 
 
-def test_a_url_batch_is_classified_paid_for_and_announced(settings: GatewaySettings, site: Site) -> None:
+def test_a_url_batch_is_classified_paid_for_and_announced(
+    settings: GatewaySettings, site: Site, digits_predictor: PredictorServer
+) -> None:
     with TestClient(create_app(settings)) as client:
         token = sign_up(client)
         secret = client.post("/v1/webhook-secret", headers=auth(token)).json()["secret"]
@@ -107,7 +109,7 @@ def test_a_url_batch_is_classified_paid_for_and_announced(settings: GatewaySetti
         by_source = {r["source"]: r for r in rows}
         for i in DIGITS:
             row = by_source[f"{site.url}/{i}.png"]
-            assert row["label"] == digit_png(i)[1] and not row["error"]
+            assert row["label"] == predicted_label(digits_predictor, digit_png(i)[0]) and not row["error"]
         assert by_source[f"{site.url}/missing.png"]["error"]
         assert by_source[f"{site.url}/text.png"]["error"]
 
@@ -127,10 +129,13 @@ def test_a_url_batch_is_classified_paid_for_and_announced(settings: GatewaySetti
         assert wait_done(client, token, batch["name"])["webhook_delivered"] is True
 
 
-def test_a_path_batch_reads_my_own_images(settings: GatewaySettings) -> None:
+def test_a_path_batch_reads_my_own_images(
+    settings: GatewaySettings, digits_predictor: PredictorServer
+) -> None:
     with TestClient(create_app(settings)) as client:
         token = sign_up(client)
-        png, label = digit_png(1770)
+        png = digit_png(1770)[0]
+        label = predicted_label(digits_predictor, png)
         uid = client.post(
             "/v1/classify", files={"file": ("d.png", png, "image/png")}, headers=auth(token)
         ).json()["uid"]
@@ -218,7 +223,9 @@ def test_a_restart_mid_batch_loses_nothing_and_a_second_replica_is_refused(
         slow.server.shutdown()
 
 
-def test_a_date_batch_classifies_that_days_images_in_the_manifest(manifest: GatewaySettings) -> None:
+def test_a_date_batch_classifies_that_days_images_in_the_manifest(
+    manifest: GatewaySettings, digits_predictor: PredictorServer
+) -> None:
     settings = manifest
     with TestClient(create_app(settings)) as client:
         token = sign_up(client)
@@ -229,7 +236,7 @@ def test_a_date_batch_classifies_that_days_images_in_the_manifest(manifest: Gate
         assert done["state"] == "Succeeded" and done["counts"]["classified"] == 2
         rows = client.get(f"/v1/batches/{done['name']}/results", headers=auth(token)).json()["rows"]
         assert sorted((r["label"], r["date"], r["camera"]) for r in rows) == sorted(
-            (digit_png(i)[1], DAY3, f"cam{i % 2}") for i in (1791, 1792)
+            (predicted_label(digits_predictor, digit_png(i)[0]), DAY3, f"cam{i % 2}") for i in (1791, 1792)
         )
         nothing = client.post("/v1/batches", data={"date": "2026-01-01"}, headers=auth(token))
         assert nothing.status_code == 422 and "no images for 2026-01-01" in nothing.json()["detail"]

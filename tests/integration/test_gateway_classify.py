@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url, sign_up
+from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url, predicted_label, sign_up
 from pydantic import SecretStr
 
 from kubeclassify.core.local import PredictorServer, RedisServer
@@ -40,10 +40,11 @@ def gateway(
 
 
 def test_an_upload_is_classified_stored_recorded_and_paid_for(
-    gateway: tuple[TestClient, str, str], store: ObjectStore
+    gateway: tuple[TestClient, str, str], store: ObjectStore, digits_predictor: PredictorServer
 ) -> None:
     client, token, bucket = gateway
-    png, label = digit_png(1700)
+    png = digit_png(1700)[0]
+    label = predicted_label(digits_predictor, png)
     resp = client.post(
         "/v1/classify",
         files={"file": ("seven.png", png, "image/png")},
@@ -59,9 +60,12 @@ def test_an_upload_is_classified_stored_recorded_and_paid_for(
     assert store.read(stored[0]) == png
 
 
-def test_a_url_is_fetched_through_the_guard(gateway: tuple[TestClient, str, str]) -> None:
+def test_a_url_is_fetched_through_the_guard(
+    gateway: tuple[TestClient, str, str], digits_predictor: PredictorServer
+) -> None:
     client, token, _ = gateway
-    png, label = digit_png(1701)
+    png = digit_png(1701)[0]
+    label = predicted_label(digits_predictor, png)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness.gateway import Site, digit_png, fresh_redis_url, gateway_env
+from harness.gateway import Site, digit_png, fresh_redis_url, gateway_env, predicted_label
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -63,10 +63,11 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 
 def test_sign_up_upload_and_see_the_top_k(
-    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path, digits_predictor: PredictorServer
 ) -> None:
     wait = WebDriverWait(browser, 30)
-    png, label = digit_png(1750)
+    png = digit_png(1750)[0]
+    label = predicted_label(digits_predictor, png)
     image = tmp_path / "digit.png"
     image.write_bytes(png)
 
@@ -142,7 +143,7 @@ def finished_row(browser: webdriver.Chrome) -> tuple[str, str] | bool:
 
 
 def test_start_a_batch_watch_it_and_download_the_results(
-    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path, digits_predictor: PredictorServer
 ) -> None:
     site = Site()
     try:
@@ -163,6 +164,7 @@ def test_start_a_batch_watch_it_and_download_the_results(
         WebDriverWait(browser, 30).until(lambda _: target.exists() and target.stat().st_size > 0)
         rows = list(csv.DictReader(io.StringIO(target.read_text())))
         assert len(rows) == 3
-        assert {r["label"] for r in rows if not r["error"]} == {digit_png(1760)[1], digit_png(1761)[1]}
+        expected = {predicted_label(digits_predictor, digit_png(i)[0]) for i in (1760, 1761)}
+        assert {r["label"] for r in rows if not r["error"]} == expected
     finally:
         site.server.shutdown()
