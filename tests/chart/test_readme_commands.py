@@ -3,7 +3,9 @@ exist; `kubeclassify` command lines parse with the real parser; `helm install` l
 `helm template` and the same flags; `kubectl` lines run with the real kubectl against the API
 emulator (`explain` and `wait` are checked against the CRDs, which the emulator cannot serve);
 `curl` lines name an endpoint and method the gateway's OpenAPI schema (or KServe's protocol) has.
-A command of any other kind fails the test: each one must be covered somewhere."""
+A command of any other kind fails the test: each one must be covered somewhere. The blocks that use
+the local stack's variables (`. .local/stack/env.sh`) also run for real, line by line, against a
+stack that `kubeclassify up` started (tests/integration/test_local_stack.py)."""
 
 from __future__ import annotations
 
@@ -16,32 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
+from harness.readme import Command, commands, inner
 from harness.schemas import ROOT, load_crds, schema_errors
 
-READMES = ["README.md", "charts/kubeclassify/README.md", "charts/kubeclassify-crds/README.md"]
 KSERVE_PATHS = [r"/v1/models/[\w-]+:predict", r"/v2/models/[\w-]+/infer"]
-
-
-def commands() -> list[tuple[str, str]]:
-    """(readme, command) for every command line in the READMEs' sh blocks, continuations joined."""
-    found = []
-    for readme in READMES:
-        for block in re.findall(r"```sh\n(.*?)```", (ROOT / readme).read_text(), re.S):
-            block = re.sub(r"\\\n\s*", " ", block)
-            block = re.sub(r",\n\s+", ", ", block)  # a JSON body that goes on to the next line
-            for line in block.splitlines():
-                line = re.split(r"\s+#\s", line)[0].strip().rstrip("&").strip()
-                if line and not line.startswith("#"):
-                    found.append((readme, line))
-    return found
-
-
-def inner(command: str) -> str:
-    """The command inside `NAME=$(...)`, or the command without leading variable assignments."""
-    wrapped = re.fullmatch(r"[A-Z_]+=\$\((.*)\)", command)
-    if wrapped:
-        return wrapped.group(1).split(" | ")[0]
-    return re.sub(r"^(?:[A-Z_]+=(?:\$\([^)]*\)|\S+)\s+)+", "", command)
 
 
 @pytest.fixture(scope="module")
@@ -74,22 +54,26 @@ def examples_applied(kube_api: Any) -> None:
 
 
 def test_the_readmes_have_commands() -> None:
-    kinds = {inner(c).split()[0].rsplit("/", 1)[-1] for _, c in commands()}
-    assert {"make", "kubeclassify", "helm", "kubectl", "curl"} <= kinds
+    kinds = {inner(c.line).split()[0].rsplit("/", 1)[-1] for c in commands()}
+    assert {"make", "kubeclassify", "helm", "kubectl", "curl", "."} <= kinds
+    assert any(c.live for c in commands())
 
 
-@pytest.mark.parametrize(("readme", "command"), commands(), ids=lambda v: v[:60])
+@pytest.mark.parametrize("found", commands(), ids=lambda c: c.line[:60])
 def test_a_readme_command_works(
-    readme: str,
-    command: str,
+    found: Command,
     helm: str,
     chart: Path,
     kube_api: Any,
     openapi: dict[str, Any],
     request: pytest.FixtureRequest,
 ) -> None:
+    readme, command = found.readme, found.line
     line = inner(command)
     program = line.split()[0].rsplit("/", 1)[-1]
+    if program == ".":  # only the local stack's variables are sourced: they are run live
+        assert found.live and line == ". .local/stack/env.sh", command
+        return
     if program == "curl":
         _curl(line, openapi)
         return
@@ -180,9 +164,11 @@ def _kubectl(args: list[str], kube_api: Any, helm: str, chart: Path) -> None:
 
 
 def _curl(line: str, openapi: dict[str, Any]) -> None:
-    url = re.search(r"(?:https?://)?(?:localhost|127\.0\.0\.1):(\d+)(/[^\s\"']*)", line)
+    url = re.search(
+        r"(?:(?:https?://)?(?:localhost|127\.0\.0\.1):\d+|\$GATEWAY|\$PREDICTOR)(/[^\s\"']*)", line
+    )
     assert url, line
-    port, path = url.groups()
+    (path,) = url.groups()
     if any(re.fullmatch(p, path) for p in KSERVE_PATHS):
         return
     method = "post" if re.search(r"-X POST|\s-d\s|\s-F\s|--data", line) else "get"

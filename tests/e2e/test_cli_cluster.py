@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.kubeapi_launch import kubeconfig_for
 from kubernetes import client, config
 
 from kubeclassify.core.settings import S3Settings
@@ -84,3 +85,28 @@ def test_a_failed_run_exits_1_and_a_bad_resource_is_refused_before_the_api(
     assert missing.returncode == 2 and "404" in missing.stderr
     both = cli(kube_api, namespace, "submit", "--date", "2026-11-20")
     assert both.returncode == 2 and "--resource goes with --kubeconfig" in both.stderr
+
+
+def test_kubeconfig_alone_reads_KUBECONFIG_and_a_missing_one_is_a_message(
+    kube_api: Any, namespace: str, tmp_path: Path
+) -> None:
+    def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "kubeclassify.core.cli", "batch", *args, "--namespace", namespace]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+
+    base = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(tmp_path)}
+    # --kubeconfig with no file named: $KUBECONFIG, as kubectl reads it
+    found = run("submit", "--kubeconfig", "--resource", "examples/batch-urls.yaml", "-o", "name",
+                env={**base, "KUBECONFIG": str(kube_api.kubeconfig)})  # fmt: skip
+    assert found.returncode == 0 and found.stdout.strip() == "alice-3f9c2a", found.stderr
+    # no $KUBECONFIG and no ~/.kube/config: one line that says which file, exit 4 (cannot reach)
+    missing = run("status", "alice-3f9c2a", "--kubeconfig", env=base)
+    assert missing.returncode == 4, missing.stderr
+    assert missing.stderr.startswith("kubeclassify: cannot use the kubeconfig ~/.kube/config")
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
+    named = run("status", "alice-3f9c2a", "--kubeconfig", str(tmp_path / "absent"), env=base)
+    assert named.returncode == 4 and str(tmp_path / "absent") in named.stderr
+    # an API server that does not answer: exit 4 as well
+    dead = kubeconfig_for("http://127.0.0.1:9", tmp_path / "dead.yaml")
+    away = run("status", "alice-3f9c2a", "--kubeconfig", str(dead), env=base)
+    assert away.returncode == 4 and "cannot reach the Kubernetes API" in away.stderr, away.stderr

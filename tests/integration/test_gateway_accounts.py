@@ -134,6 +134,10 @@ def test_api_keys_are_shown_once_work_and_can_be_revoked(client: TestClient) -> 
     assert client.get("/v1/me", headers={"X-API-Key": key}).status_code == 401, "a revoked key is refused"
     assert client.delete(f"/v1/keys/{key_id}", headers=bearer(token)).status_code == 404
     assert client.post("/v1/keys", json={"name": ""}, headers=bearer(token)).status_code == 422
+    bare = client.post("/v1/keys", headers=bearer(token))  # no body at all: the error names it
+    assert bare.status_code == 422 and bare.json()["errors"] == [
+        {"field": "body", "message": "Field required"}
+    ]
 
 
 def test_basic_auth_is_accepted(client: TestClient) -> None:

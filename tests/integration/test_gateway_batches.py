@@ -89,7 +89,9 @@ def test_a_url_batch_is_classified_paid_for_and_announced(
         token = sign_up(client)
         secret = client.post("/v1/webhook-secret", headers=auth(token)).json()["secret"]
         names = [f"{i}.png" for i in DIGITS] + ["missing.png", "text.png"]
-        created = submit(client, token, site.csv(names), webhook_url=f"{site.url}/hook")
+        created = submit(
+            client, token, site.csv(names), webhook_url=f"{site.url}/hook", max_failed_fraction="0.5"
+        )
         assert created.status_code == 201, created.text
         batch = created.json()
         assert batch["name"].startswith("alice-") and batch["reserved"] == len(names)
@@ -129,6 +131,24 @@ def test_a_url_batch_is_classified_paid_for_and_announced(
         assert wait_done(client, token, batch["name"])["webhook_delivered"] is True
 
 
+def test_a_batch_whose_images_all_fail_fails_and_says_why(settings: GatewaySettings, site: Site) -> None:
+    with TestClient(create_app(settings)) as client:
+        token = sign_up(client)
+        created = submit(client, token, site.csv(["missing.png", "text.png", f"{DIGITS[0]}.png"]))
+        assert created.status_code == 201, created.text
+        done = wait_done(client, token, created.json()["name"])
+        # the default share of failures a batch allows is the ClassificationBatch's (5%)
+        assert done["state"] == "Failed", done
+        assert done["message"].startswith("2 of 3 images failed (67%), more than the 5% this batch allows")
+        assert done["counts"] == {"total": 3, "classified": 1, "failed": 2, "skipped": 0}
+        assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 1
+        rows = client.get(f"/v1/batches/{done['name']}/results", headers=auth(token)).json()["rows"]
+        assert len(rows) == 3 and sum(1 for r in rows if r["error"]) == 2  # published all the same
+
+        refused = submit(client, token, site.csv(["text.png"]), max_failed_fraction="1.5")
+        assert refused.status_code == 422 and "max_failed_fraction" in refused.text
+
+
 def test_a_path_batch_reads_my_own_images(
     settings: GatewaySettings, digits_predictor: PredictorServer
 ) -> None:
@@ -139,7 +159,9 @@ def test_a_path_batch_reads_my_own_images(
         uid = client.post(
             "/v1/classify", files={"file": ("d.png", png, "image/png")}, headers=auth(token)
         ).json()["uid"]
-        created = submit(client, token, f"path\n{uid}.png\nnot-there.png\n".encode())
+        path = client.get(f"/v1/images/{uid}", headers=auth(token)).json()["path"]
+        assert path == f"{uid}.png"  # what a path column takes, as the image's record gives it
+        created = submit(client, token, f"path\n{path}\nnot-there.png\n".encode(), max_failed_fraction="0.5")
         assert created.status_code == 201, created.text
         done = wait_done(client, token, created.json()["name"])
         assert done["counts"]["classified"] == 1 and done["counts"]["failed"] == 1

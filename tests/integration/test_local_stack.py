@@ -5,9 +5,12 @@ left up, then `down`, after which nothing it started is running."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,10 +18,13 @@ from pathlib import Path
 
 import pytest
 from harness import clock
+from harness.readme import commands
 
 from kubeclassify.core import stack
 
-SHORT = ["--images-per-day", "12", "--epochs", "3"]
+# Fewer epochs; 80 images a day, so that the first day's four broken files stay under the 5% of
+# failures a batch allows by default.
+SHORT = ["--images-per-day", "80", "--epochs", "3"]
 
 
 def kubeclassify(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -50,8 +56,8 @@ def test_the_demo_classifies_the_first_day_and_shows_the_broken_files(
     out = done.stdout
     assert "training the digits model" in out
     assert "1. One image through the REST API" in out and "→" in out
-    assert "Succeeded: 12 classified, 4 unreadable, 16 rows" in out
-    assert "Accuracy on 12 digits the model never saw:" in out
+    assert "Succeeded: 80 classified, 4 failed, 84 rows" in out
+    assert "Accuracy on 80 digits the model never saw:" in out
     for name in ("truncated.png", "not-an-image.png", "empty.png", "never-uploaded.png"):
         assert name in out.split("Rows with an error (4;", 1)[1]
     assert "/docs" in out and "keeps running" in out
@@ -70,7 +76,7 @@ def test_the_cli_against_the_stack(
         "gateway",
     }
 
-    image = next((home / "demo").glob("*.png"))
+    image = next((home / stack.SAMPLES).glob("*.png"))
     classified = kubeclassify(home, "classify", str(image), "-o", "json")
     assert classified.returncode == 0, classified.stderr
     label = json.loads(classified.stdout)["label"]
@@ -85,12 +91,12 @@ def test_the_cli_against_the_stack(
     submitted = kubeclassify(home, "batch", "submit", "--date", day, "--wait", "-o", "json", timeout=300)
     assert submitted.returncode == 0, submitted.stderr
     batch = json.loads(submitted.stdout)
-    assert batch["state"] == "Succeeded" and batch["counts"]["classified"] == 12
+    assert batch["state"] == "Succeeded" and batch["counts"]["classified"] == 80
     results = tmp_path / "results.csv"
     assert kubeclassify(home, "batch", "results", batch["name"], "--file", str(results)).returncode == 0
     rows = list(csv.DictReader(io.StringIO(results.read_text())))
-    assert len(rows) == 12 and all(r["source"].startswith(f"s3://incoming/{day}/") for r in rows)
-    assert json.loads(kubeclassify(home, "credits", "-o", "json").stdout)["credits"] == credits - 12
+    assert len(rows) == 80 and all(r["source"].startswith(f"s3://incoming/{day}/") for r in rows)
+    assert json.loads(kubeclassify(home, "credits", "-o", "json").stdout)["credits"] == credits - 80
 
 
 def test_cli_errors_say_what_went_wrong_with_meaningful_exit_codes(
@@ -110,6 +116,54 @@ def test_cli_errors_say_what_went_wrong_with_meaningful_exit_codes(
     assert kubeclassify(home, "classify", str(tmp_path / "absent.png")).returncode == 2
     bad_date = kubeclassify(home, "batch", "submit", "--date", "2026-13-40")
     assert bad_date.returncode == 2 and "date" in bad_date.stderr
+
+
+@pytest.mark.calendar  # `up` prints the sample days, which follow the calendar
+def test_up_prints_what_to_paste_and_the_readme_commands_run_as_written(
+    demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    home, _ = demo
+    done = kubeclassify(home, "up")  # already up: it only says so, with the variables to paste
+    assert done.returncode == 0, done.stdout + done.stderr
+    env_file = home / stack.ENV_FILE
+    assert f". {env_file}" in done.stdout and oct(env_file.stat().st_mode & 0o777) == "0o600"
+    recorded = stack.Stack.load(home)
+    assert recorded is not None
+    for name in ("GATEWAY", "PREDICTOR", "PASSWORD", "SAMPLE", "DAY1", "DAY2", "DAY3", "TOKEN"):
+        assert f"\n{name}=" in done.stdout, name
+    assert f"PASSWORD={recorded.admin_password}" in done.stdout  # token_urlsafe: nothing to quote
+    assert "make down" not in done.stdout  # a home of its own: `kubeclassify down --home` stops it
+    day1 = (dt.date.today() - dt.timedelta(days=3)).isoformat()
+    assert f"DAY1={day1}" in done.stdout and f"DAY3={(dt.date.today() - dt.timedelta(days=1))}" in done.stdout
+
+    # Every line of the READMEs' blocks that use those variables, in order, in one shell: as written,
+    # with .venv/bin/kubeclassify this environment's and curl failing on an error status.
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "bin").symlink_to(Path(sys.executable).parent)
+    script = ["set -u", f". {shlex.quote(str(env_file))}"]
+    ran = []
+    for command in (c for c in commands() if c.live):
+        line = command.line
+        if line.startswith("make "):  # the stack is the fixture's: `up` and `down` are run above and after
+            continue
+        if line == ". .local/stack/env.sh":
+            continue  # the fixture's home is not .local/stack: sourced above
+        line = re.sub(r"(^|\$\(|\s)curl ", r"\1curl --fail-with-body ", line)
+        script.append(f"{line} >> commands.log 2>&1 || {{ echo {shlex.quote('FAILED: ' + line)}; exit 1; }}")
+        ran.append(line)
+    assert any("kubeclassify batch submit" in line for line in ran) and any(
+        "$PREDICTOR" in line for line in ran
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECLASSIFY_") or k == clock.ENV}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    shell = subprocess.run(
+        ["bash", "-c", "\n".join(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    log = (tmp_path / "commands.log").read_text() if (tmp_path / "commands.log").exists() else ""
+    assert shell.returncode == 0, shell.stdout + shell.stderr + log[-3000:]
+    results = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert results and all(r["label"] or r["error"] for r in results)
+    assert '"username":"alice"' in log.replace(" ", "")  # the gateway section's account, signed in
 
 
 def test_down_stops_everything(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:

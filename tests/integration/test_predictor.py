@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,6 +28,8 @@ from kubeclassify.core.local import PredictorServer, start_predictor
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.inference.datasets import materialize, samples_from
 from kubeclassify.inference.training import TrainConfig, split
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MAX_BODY = 2 * 1024 * 1024
 
@@ -225,6 +230,14 @@ def test_bad_inputs_get_clear_4xx_and_the_server_stays_healthy(
         ("no instances", v1, b'{"inputs": []}', "application/json", 400, "instances"),
         ("bad base64", v1, b'{"instances": [{"b64": "***"}]}', "application/json", 400, "not valid base64"),
         ("malformed JSON", v1, b'{"instances": [', "application/json", 400, ""),
+        (  # what `curl -d '{"instances": ...}'` sends without -H: the error names what is accepted
+            "JSON sent as a form",
+            v1,
+            json.dumps({"instances": [{"b64": b64(jpeg)}]}).encode(),
+            "application/x-www-form-urlencoded",
+            400,
+            "Content-Type application/x-www-form-urlencoded is not accepted: send application/json",
+        ),
         (
             "wrong shape",
             v2,
@@ -336,3 +349,19 @@ def test_a_missing_model_fails_the_start_with_a_clear_message(tmp_path: Path) ->
     (tmp_path / "ghost.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(LaunchError, match="no model at"):
         start_predictor(tmp_path / "ghost.yaml", tmp_path, "ghost", timeout=120)
+
+
+def test_serve_without_its_model_exits_2_with_one_line(tmp_path: Path) -> None:
+    spec = yaml.safe_load((ROOT / "examples" / "modeldeployment-digits.yaml").read_text())
+    spec["spec"]["model"] = {"uri": "file:///nonexistent/digits/"}
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(spec))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECLASSIFY_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "kubeclassify.core.cli", "serve", "--spec", str(tmp_path / "md.yaml"),
+         "--model_dir", str(tmp_path / "models"), "--http_port", "0"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("kubeclassify serve: cannot serve: ") and "/nonexistent/digits" in last
+    assert "Traceback" not in done.stderr

@@ -109,7 +109,9 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         artifacts.load(tmp_path / "empty")
 
 
-def test_efficientnet_trains_one_short_epoch_and_exports(tmp_path: Path) -> None:
+def test_efficientnet_trains_one_short_epoch_and_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "effnet"
     code = main(
         [
@@ -130,6 +132,10 @@ def test_efficientnet_trains_one_short_epoch_and_exports(tmp_path: Path) -> None
     assert code == 0
     card = ModelCard.model_validate_json((out / "model-card.json").read_text())
     assert card.training.architecture == "efficientnetb0" and card.training.epochs == 1
+    printed = capsys.readouterr()
+    accuracy = card.metrics.test_accuracy
+    assert printed.out.rstrip().endswith(f"test accuracy {accuracy:.1%}")  # the last word is the accuracy
+    assert ("warning: the test accuracy" in printed.err) == (accuracy < 0.8)  # --min-accuracy's default
     assert (card.input.height, card.input.width, card.input.channels, card.input.scaling) == (
         32,
         32,

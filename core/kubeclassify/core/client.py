@@ -50,11 +50,13 @@ class Gateway:
         timeout: float = 60.0,
     ) -> None:
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        self.token: str | None = None  # the access token, when signed in with a name and password
         if api_key:
             self.http.headers["X-API-Key"] = api_key
         elif username and password:
-            token = self._call("POST", "/v1/auth/token", data={"username": username, "password": password})
-            self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
+            answer = self._call("POST", "/v1/auth/token", data={"username": username, "password": password})
+            self.token = answer["access_token"]
+            self.http.headers["Authorization"] = f"Bearer {self.token}"
 
     def close(self) -> None:
         self.http.close()
@@ -107,10 +109,15 @@ class Gateway:
             return self._call("POST", "/v1/classify", data=form, files={"file": (path.name, f)})
 
     def submit_batch(
-        self, csv_file: Path | None = None, date: str | None = None, model: str | None = None
+        self,
+        csv_file: Path | None = None,
+        date: str | None = None,
+        model: str | None = None,
+        max_failed_fraction: float | None = None,
     ) -> dict[str, Any]:
         """Start a batch from a CSV (a url or path column) or from one date of the daily manifest."""
-        form = {k: v for k, v in (("model", model), ("date", date)) if v}
+        fields = (("model", model), ("date", date), ("max_failed_fraction", max_failed_fraction))
+        form = {k: str(v) for k, v in fields if v is not None}
         if csv_file is None:
             return self._call("POST", "/v1/batches", data=form)
         with csv_file.open("rb") as f:

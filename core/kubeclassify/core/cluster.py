@@ -4,6 +4,7 @@ status, and read its results from S3 (the settings' `KUBECLASSIFY_S3__*`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,20 @@ class Batches:
     """The ClassificationBatches of one namespace, through a kubeconfig."""
 
     def __init__(self, kubeconfig: str | None, namespace: str) -> None:
+        """`kubeconfig` None or empty: $KUBECONFIG, else ~/.kube/config, as kubectl reads them."""
         from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
 
-        self.api = client.CustomObjectsApi(config.new_client_from_config(kubeconfig))
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        try:
+            self.api = client.CustomObjectsApi(config.new_client_from_config(kubeconfig or None))
+        except (ConfigException, OSError, ValueError) as e:
+            raise ClusterError(0, f"cannot use the kubeconfig {where}: {e}") from e
         self.namespace = namespace
 
     def _call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             return getattr(self.api, f"{verb}_namespaced_custom_object")(
@@ -46,6 +54,9 @@ class Batches:
             )
         except ApiException as e:
             raise ClusterError(e.status or 0, f"{e.status} {e.reason}: {e.body or ''}".strip()) from e
+        except HTTPError as e:
+            host = self.api.api_client.configuration.host
+            raise ClusterError(0, f"cannot reach the Kubernetes API at {host}: {e}") from e
 
     def __enter__(self) -> Batches:
         return self
@@ -89,9 +100,11 @@ def summary(body: dict[str, Any]) -> dict[str, Any]:
     """A batch as the gateway's batch commands show one: name, state, counts."""
     status = body.get("status") or {}
     counts = status.get("counts") or {}
+    ended = [c for c in status.get("conditions") or [] if c.get("type") == "Succeeded"]
     return {
         "name": body["metadata"]["name"],
         "state": status.get("phase") or "Pending",
+        "message": ended[0].get("message", "") if ended else "",
         "counts": {k: counts.get(k, 0) for k in ("total", "classified", "failed", "skipped")},
         "output_uri": status.get("outputUri"),
         "last_processed_date": status.get("lastProcessedDate"),

@@ -95,26 +95,46 @@ def _starting(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 
 @_starting
 def _up(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from kubeclassify.core import sample_data, stack
-    from kubeclassify.core.storage import ObjectStore
+    from kubeclassify.core import stack
 
     home = _home_of(args)
     running = stack.up(home, args.gateway_port)
-    yesterday = dt.date.today() - dt.timedelta(days=1)
-    store = ObjectStore(running.s3_settings())
-    daily = sample_data.upload_daily_images(store, stack.MANIFEST["root"], stack.MANIFEST["uri"], yesterday)
+    samples = stack.prepare_samples(running)
+    url = running.gateway_url
     print(f"The local stack is up (data and logs in {home}):")
     for name, service in running.services.items():
         print(f"  {name:<10} {service.url}")
-    print(f"Sample images for {', '.join(map(str, daily.dates))} are listed in {stack.MANIFEST['uri']}.")
-    print(f"Web page {running.gateway_url}/, API docs {running.gateway_url}/docs")
     print(
-        f"Sign in as {stack.ADMIN} with password {running.admin_password};"
-        f" `kubeclassify down --home {home}` (or `make down`) stops it all."
+        f"Web page {url}/ and API docs {url}/docs:"
+        f" sign in as {stack.ADMIN}, password {running.admin_password}"
+    )
+    print(
+        f"Sample images for {', '.join(map(str, samples.dates))} are listed in {stack.MANIFEST['uri']};"
+        f" {len(samples.files)} of them are in {home / stack.SAMPLES}."
+    )
+    print(f"\nIn a shell, `. {_shown(samples.env_file)}` sets these (the README's examples use them):\n")
+    print(samples.env_file.read_text().split("\n", 1)[1])
+    script = Path(sys.executable).parent / "kubeclassify"
+    cli = _shown(script) if script.exists() else "kubeclassify"
+    print("and then, for example:\n")
+    print(f'{cli} classify "$SAMPLE"')
+    print(f'BATCH=$({cli} batch submit --date "$DAY1" --wait -o name)')
+    print(f'{cli} batch results "$BATCH" --file results.csv')
+    print('curl -s "$GATEWAY/v1/me" -H "Authorization: Bearer $TOKEN"')
+    checkout = home == (Path(".local") / "stack").resolve()
+    print(
+        f"\n`kubeclassify down --home {_shown(home)}`{' (or `make down`)' if checkout else ''} stops it all."
     )
     return 0
+
+
+def _shown(path: Path) -> str:
+    """`path` as short as it can be written from here: relative to the current folder when inside it."""
+    try:
+        shown = str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+    return shown if "/" in shown else f"./{shown}"  # `. env.sh` would search $PATH
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -154,12 +174,13 @@ class UsageError(ValueError):
 # -- the gateway's API -----------------------------------------------------------------------------
 
 
-def _output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", "-o", choices=("text", "json"), default="text", help="text or json")
+def _output(p: argparse.ArgumentParser, *more: str) -> None:
+    choices = ("text", "json", *more)
+    p.add_argument("--output", "-o", choices=choices, default="text", help=" or ".join(choices))
 
 
-def _gateway_options(p: argparse.ArgumentParser) -> None:
-    _output(p)
+def _gateway_options(p: argparse.ArgumentParser, *outputs: str) -> None:
+    _output(p, *outputs)
     _home(p)
     p.add_argument("--gateway", default=os.environ.get("KUBECLASSIFY_GATEWAY_URL"), help="the gateway's URL")
     p.add_argument("--api-key", default=os.environ.get("KUBECLASSIFY_API_KEY"), help="an API key (kc_...)")
@@ -167,9 +188,11 @@ def _gateway_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--password", default=os.environ.get("KUBECLASSIFY_PASSWORD"), help="...and its password")
 
 
-def _client(name: str, help: str, subparsers: Parsers, func: Callable[..., Any]) -> argparse.ArgumentParser:
+def _client(
+    name: str, help: str, subparsers: Parsers, func: Callable[..., Any], *outputs: str
+) -> argparse.ArgumentParser:
     p = subparsers.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
-    _gateway_options(p)
+    _gateway_options(p, *outputs)
     p.set_defaults(func=lambda args: _call(func, args))
     return p
 
@@ -184,6 +207,12 @@ def register_client(subparsers: Parsers) -> None:
     p.add_argument("--category", help="only images with this label")
     p.add_argument("--limit", type=int, default=50, help="how many (default: %(default)s)")
     _client("credits", "show my credits", subparsers, _credits)
+    _client(
+        "token",
+        "print an access token (for curl's Authorization: Bearer); the local stack's admin by default",
+        subparsers,
+        _token,
+    )
 
 
 def register_batch(subparsers: Parsers) -> None:
@@ -192,7 +221,7 @@ def register_batch(subparsers: Parsers) -> None:
     commands = p.add_subparsers(title="batch commands", metavar="COMMAND")
     for ep in sorted(entry_points(group="kubeclassify.batch_commands"), key=lambda e: e.name):
         ep.load()(commands)
-    sub = _client("submit", "start a batch through the gateway, or as a resource", commands, _submit)
+    sub = _client("submit", "start a batch through the gateway, or as a resource", commands, _submit, "name")
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", type=Path, help="a CSV with a url or a path column")
     source.add_argument("--date", help="a date (YYYY-MM-DD) of the gateway's daily manifest")
@@ -200,6 +229,11 @@ def register_batch(subparsers: Parsers) -> None:
         "--resource", type=Path, help="with --kubeconfig: a ClassificationBatch (YAML or JSON) to create"
     )
     sub.add_argument("--model", help="a model (default: the gateway's default)")
+    sub.add_argument(
+        "--max-failed-fraction",
+        type=float,
+        help="the share of images that may fail before the batch fails (default: the gateway's)",
+    )
     sub.add_argument("--wait", action="store_true", help="show progress until it ends; exit 1 if it failed")
     st = _client("status", "show a batch's state and counts", commands, _batch_status)
     st.add_argument("name", help="the batch (as `submit` printed it)")
@@ -210,8 +244,11 @@ def register_batch(subparsers: Parsers) -> None:
     for p in (sub, st, res):
         p.add_argument(
             "--kubeconfig",
+            nargs="?",
+            const="",
             help="act on ClassificationBatch resources with this kubeconfig instead of the gateway"
-            " (results are read from S3 with the KUBECLASSIFY_S3__* settings)",
+            " (alone: $KUBECONFIG, else ~/.kube/config; results are read from S3 with the"
+            " KUBECLASSIFY_S3__* settings)",
         )
         p.add_argument(
             "--namespace", "-n", default="default", help="with --kubeconfig (default: %(default)s)"
@@ -222,7 +259,7 @@ def _connect(args: argparse.Namespace) -> Any:
     from kubeclassify.core import stack
     from kubeclassify.core.client import Gateway
 
-    if getattr(args, "kubeconfig", None):
+    if getattr(args, "kubeconfig", None) is not None:
         from kubeclassify.core.cluster import Batches
 
         return Batches(args.kubeconfig, args.namespace)
@@ -249,7 +286,9 @@ def _call(func: Callable[..., Any], args: argparse.Namespace) -> int:
         print(f"kubeclassify: {e}", file=sys.stderr)
         return 2
     code, data, show = result
-    if args.output == "json":
+    if args.output == "name":
+        print(data["name"])
+    elif args.output == "json":
         print(json.dumps(data, indent=2))
     else:
         show(data)
@@ -282,11 +321,22 @@ def _credits(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable
     return 0, gateway.credits(), lambda c: print(f"{c['username']}: {c['credits']} credits")
 
 
+def _token(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    token = gateway.token
+    if token is None:
+        raise UsageError(
+            "a token comes from signing in with --username and --password; an API key is used as it is"
+        )
+    return 0, {"access_token": token, "token_type": "bearer"}, lambda t: print(t["access_token"])
+
+
 def _batch_line(info: dict[str, Any]) -> None:
     c = info["counts"]
     print(
         f"{info['name']}  {info['state']}  {c['classified']} classified, {c['failed']} failed of {c['total']}"
     )
+    if info["state"] == "Failed" and info.get("message"):
+        print(f"  {info['message']}")
 
 
 def _follow(
@@ -300,11 +350,15 @@ def _follow(
 
 
 def _submit(backend: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
-    if bool(args.kubeconfig) != bool(args.resource):
+    cluster = args.kubeconfig is not None
+    if cluster != bool(args.resource):
         raise UsageError("--resource goes with --kubeconfig; through the gateway, give --csv or --date")
-    if args.kubeconfig:
+    if cluster and (args.model or args.max_failed_fraction is not None):
+        raise UsageError("with --kubeconfig the resource names its model and maxFailedFraction")
+    if cluster:
         return _follow(backend, backend.submit_batch(args.resource), args)
-    return _follow(backend, backend.submit_batch(args.csv, args.date, args.model), args)
+    batch = backend.submit_batch(args.csv, args.date, args.model, args.max_failed_fraction)
+    return _follow(backend, batch, args)
 
 
 def _batch_status(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:

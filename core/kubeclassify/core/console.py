@@ -12,7 +12,7 @@ def table(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO = sys.stdout, indent: str = ""
 ) -> None:
     """Rows as aligned columns under a header."""
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    cells = [["" if row.get(c) is None else str(row[c]) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     for line in [[c.upper() for c in columns], *cells]:
         print(indent + "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip(), file=out)
@@ -30,7 +30,7 @@ def batch_progress(out: TextIO = sys.stderr) -> Callable[[dict[str, Any]], None]
         filled = int(width * done / total) if total else 0
         line = f"{info['name']}: {info['state']:<9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
         if counts["failed"]:
-            line += f", {counts['failed']} unreadable"
+            line += f", {counts['failed']} failed"
         if live:
             end = "\n" if info["state"] in ("Succeeded", "Failed") else ""
             out.write(f"\r{line}{end}")

@@ -10,7 +10,6 @@ stopped at the end, unless `keep` (or the stack was already up).
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 from kubeclassify.core import sample_data, stack
 from kubeclassify.core.client import Gateway
 from kubeclassify.core.console import batch_progress, table
-from kubeclassify.core.storage import ObjectStore
 
 ROOT = stack.MANIFEST["root"]
 
@@ -40,33 +38,37 @@ def run(
         return _walk_through(running, per_date, say)
     finally:
         if keep or already:
-            say(f"\nThe stack keeps running (`kubeclassify down --home {home}` stops it).")
+            url = running.gateway_url
+            say(
+                f"\nThe stack keeps running: the web page at {url}/ and the API docs at {url}/docs (user"
+                f" {stack.ADMIN}, password {running.admin_password});"
+                f" `kubeclassify down --home {home}` stops it."
+            )
         else:
             stack.down(home, say=lambda _: None)
-            say("\nStopped everything the demo started (`make up` keeps it running).")
+            say(
+                "\nStopped everything the demo started. `make up` starts the same stack and keeps it running,"
+                " with the web page, the API docs and the CLI."
+            )
 
 
 def _walk_through(running: stack.Stack, per_date: int, say: Callable[[str], None]) -> int:
-    store = ObjectStore(running.s3_settings())
-    yesterday = dt.date.today() - dt.timedelta(days=1)
-    daily = sample_data.upload_daily_images(store, ROOT, stack.MANIFEST["uri"], yesterday, per_date)
-    day = daily.dates[0]
-    on_day = [p for p in daily.labels if p.startswith(f"{day}/")]
+    samples = stack.prepare_samples(running, per_date)
+    day = samples.dates[0]
+    on_day = [p for p in samples.labels if p.startswith(f"{day}/")]
     say(
-        f"· {len(daily.labels)} images for {', '.join(map(str, daily.dates))} in {ROOT}"
+        f"· {len(samples.labels)} images for {', '.join(map(str, samples.dates))} in {ROOT}"
         f" with {stack.MANIFEST['uri']} ({len(sample_data.BROKEN)} broken on purpose)"
     )
     url = running.gateway_url
     with Gateway(url, username=stack.ADMIN, password=running.admin_password) as gateway:
         say(f"\n1. One image through the REST API (POST {url}/v1/classify)")
-        sample = next(p for p in on_day if daily.labels[p] is not None)
-        image = Path(running.home) / "demo" / Path(sample).name
-        image.parent.mkdir(exist_ok=True)
-        image.write_bytes(store.read(ROOT + sample))
+        image = samples.files[0]
+        sample = f"{day}/{image.name}"
         answer = gateway.classify(str(image))
         top = ", ".join(f"{t['label']} {t['score']:.2f}" for t in answer["top_k"])
         say(
-            f"   {sample} (truly {daily.labels[sample]}) → {answer['label']} ({answer['score']:.3f});"
+            f"   {sample} (truly {samples.labels[sample]}) → {answer['label']} ({answer['score']:.3f});"
             f" top-k: {top}"
         )
 
@@ -74,34 +76,28 @@ def _walk_through(running: stack.Stack, per_date: int, say: Callable[[str], None
         started = gateway.submit_batch(date=day.isoformat())
         info = gateway.wait_for_batch(started["name"], every=0.5, on_progress=batch_progress(sys.stdout))
         rows = gateway.results(info["name"])
-        code = _report(info, rows, daily, on_day, url, say)
+        code = _report(info, rows, samples.labels, on_day, url, say)
         balance = gateway.credits()["credits"]
-    say(
-        f"\nOpen the web page at {url}/ and the API docs at {url}/docs"
-        f" (user {stack.ADMIN}, password {running.admin_password}; {balance} credits left)."
-    )
+    say(f"\n   {balance} credits left for {stack.ADMIN}.")
     return code
 
 
 def _report(
     info: dict[str, Any],
     rows: list[dict[str, str]],
-    daily: sample_data.DailyImages,
+    labels: dict[str, str | None],
     on_day: list[str],
     url: str,
     say: Callable[[str], None],
 ) -> int:
     name, counts = info["name"], info["counts"]
-    say(
-        f"   {info['state']}: {counts['classified']} classified, {counts['failed']} unreadable,"
-        f" {len(rows)} rows"
-    )
+    say(f"   {info['state']}: {counts['classified']} classified, {counts['failed']} failed, {len(rows)} rows")
     say(f"   results: {url}/v1/batches/{name}/results.csv  (or: kubeclassify batch results {name})")
     for row in rows:
         row["path"] = row["source"].removeprefix(ROOT)
     say("\n   The first rows:")
     table(rows[:5], ["path", "label", "score", "input_label", "error"], indent="   ")
-    truth = {r["path"]: daily.labels.get(r["path"]) for r in rows}
+    truth = {r["path"]: labels.get(r["path"]) for r in rows}
     scored = [r for r in rows if not r["error"] and truth[r["path"]] is not None]
     right = sum(1 for r in scored if r["label"] == truth[r["path"]])
     if scored:

@@ -10,9 +10,11 @@ process by its PID. Data (S3, Redis, the trained model) stays in `<home>` betwee
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -41,6 +43,8 @@ from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 
 MODEL = "digits"
+SAMPLES = "samples"  # <home>/samples: a few of the daily images as files, for trying the CLI and curl
+ENV_FILE = "env.sh"  # <home>/env.sh: the shell variables `up` prints
 BUCKETS = ("models", "kubeclassify", "incoming")
 MODEL_URI = f"s3://models/{MODEL}/"
 MANIFEST = {"uri": "s3://incoming/metadata.csv", "root": "s3://incoming/"}
@@ -191,6 +195,59 @@ def up(
         stack.services[name] = Service(proc.pid, url, str(proc.log_path))
     stack.save()
     return stack
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What `up` and the demo give a person to try the stack with."""
+
+    dates: list[dt.date]  # the three sample days, oldest first
+    labels: dict[str, str | None]  # each manifest path's true label (None: broken on purpose)
+    files: list[Path]  # <home>/samples/<name>.png: readable images of the first day
+    env_file: Path  # <home>/env.sh
+
+
+def prepare_samples(running: Stack, per_date: int = 100) -> Samples:
+    """Upload the sample days (up to yesterday) with their manifest when missing, copy a few of the
+    first day's readable images to `<home>/samples`, and write `<home>/env.sh`."""
+    from kubeclassify.core import sample_data
+
+    store = ObjectStore(running.s3_settings())
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    daily = sample_data.upload_daily_images(store, MANIFEST["root"], MANIFEST["uri"], yesterday, per_date)
+    folder = Path(running.home) / SAMPLES
+    folder.mkdir(exist_ok=True)
+    first = sorted(p for p, label in daily.labels.items() if label and p.startswith(f"{daily.dates[0]}/"))
+    files = []
+    for path in first[:10]:
+        target = folder / Path(path).name
+        if not target.exists():
+            target.write_bytes(store.read(MANIFEST["root"] + path))
+        files.append(target)
+    env_file = Path(running.home) / ENV_FILE
+    env_file.touch(mode=0o600)  # it holds the admin's password, as stack.json does
+    env_file.write_text(shell_variables(running, daily.dates, files[0]))
+    return Samples(daily.dates, daily.labels, files, env_file)
+
+
+def shell_variables(running: Stack, dates: list[dt.date], sample: Path) -> str:
+    """The lines that `. <home>/env.sh` runs: where the stack answers, the admin's password, a fresh
+    access token, a sample image and the sample days, under the names the README's examples use."""
+    values = {
+        "GATEWAY": running.gateway_url,
+        "PREDICTOR": running.services["predictor"].url,
+        "PASSWORD": running.admin_password,
+        "SAMPLE": str(sample),
+        **{f"DAY{n}": day.isoformat() for n, day in enumerate(dates, 1)},
+    }
+    env_file = Path(running.home) / ENV_FILE
+    lines = [
+        f"# The local stack in {running.home} (kubeclassify up wrote this): . {env_file}",
+        f"export KUBECLASSIFY_HOME={shlex.quote(running.home)}",
+        *(f"{name}={shlex.quote(value)}" for name, value in values.items()),
+        f"TOKEN=$({shlex.quote(sys.executable)} -m kubeclassify.core.cli token)  # the admin's, for an hour",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def gateway_settings(stack: Stack, predictor_url: str) -> dict[str, str]:

@@ -120,10 +120,11 @@ class BatchRecord:
     webhook_url: str | None = None
     webhook_delivered: bool | None = None
     date: str | None = None
+    max_failed_fraction: float | None = None  # None: the gateway's MAX_FAILED_FRACTION
 
     def public(self) -> dict[str, Any]:
         out = asdict(self)
-        for private in ("input_uri", "output_uri", "column", "webhook_url"):
+        for private in ("input_uri", "output_uri", "column", "webhook_url", "max_failed_fraction"):
             del out[private]
         out["counts"] = {k: out.pop(k) for k in ("total", "classified", "failed", "skipped")}
         out["input"] = self.column
@@ -243,8 +244,24 @@ def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:
         **({"date": record.date} if record.date else {}),
         "output": {"uri": record.output_uri, "format": "csv"},
         "mode": "remote",
-        "maxFailedFraction": 1.0,
+        "maxFailedFraction": failed_fraction_allowed(record, config),
     }
+
+
+def failed_fraction_allowed(record: BatchRecord, config: Any) -> float:
+    """The share of the batch's images that may fail before it fails."""
+    limit = record.max_failed_fraction
+    return float(config.max_failed_fraction if limit is None else limit)
+
+
+def too_many_failed(counts: dict[str, Any], limit: float) -> str:
+    """Why a batch failed when more of its images failed than it allows."""
+    failed, total = int(counts.get("failed", 0)), int(counts.get("total", 0))
+    share = f" ({failed / total:.0%})" if total else ""
+    return (
+        f"{failed} of {total} images failed{share}, more than the {limit:.0%} this batch allows"
+        " (max_failed_fraction); each error is a row of the results"
+    )
 
 
 GATEWAY = "kubeclassify-gateway"
@@ -292,7 +309,7 @@ def schedule_resource(schedule: Any, config: Any) -> dict[str, Any]:
         },
         "output": {"uri": join(config.batches_uri, schedule.owner, schedule.name) + "/{date}/results.csv"},
         "mode": "remote",
-        "maxFailedFraction": 1.0,
+        "maxFailedFraction": config.max_failed_fraction,
     }
     return {
         "apiVersion": c.API_VERSION,

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-from kubeclassify.core.resources.classification_batch import ManifestInput
+from kubeclassify.core.resources.classification_batch import ClassificationBatchSpec, ManifestInput
 from kubeclassify.core.settings import Settings, development_secret
 from kubeclassify.gateway.security import hash_password
 
@@ -86,6 +86,13 @@ class GatewayConfig(BaseModel):
     )
     local_batch_concurrency: int = Field(2, ge=1, le=64, description="Local backend: batches run at once.")
     max_csv_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="The largest batch CSV accepted.")
+    max_failed_fraction: float = Field(
+        ClassificationBatchSpec.model_fields["max_failed_fraction"].default,
+        ge=0,
+        le=1,
+        description="The share of a batch's images that may fail before the batch fails (a request may"
+        " ask for another); the results with each error are published either way.",
+    )
     max_batch_rows: int = Field(10_000, ge=1, le=10_000_000, description="The most images in one batch.")
     metrics_port: int | None = Field(
         None,

@@ -58,7 +58,11 @@ class ImageRecord:
     content_type: str
 
     def public(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "uri"}  # where it is stored is ours to know
+        """The record as its owner sees it: where it is stored is ours to know, but its `path` (the
+        object's name under the owner's images, `<uid>.<ext>`) is what a batch CSV's path column takes."""
+        out = {k: v for k, v in vars(self).items() if k != "uri"}
+        out["path"] = self.uri.rsplit("/", 1)[-1]
+        return out
 
 
 # A record, its four index entries and its category count in one atomic step (one command to send

@@ -19,7 +19,14 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from kubeclassify.gateway.batches import Batches, BatchRecord, finish, spec_of
+from kubeclassify.gateway.batches import (
+    Batches,
+    BatchRecord,
+    failed_fraction_allowed,
+    finish,
+    spec_of,
+    too_many_failed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +143,8 @@ class LocalBatches:
         if summary.get("error"):
             state, message = "Failed", str(summary["error"])
         elif summary.get("failed_fraction_exceeded"):
-            state, message = "Failed", "too many images could not be read"
+            limit = failed_fraction_allowed(record, self.config)
+            state, message = "Failed", too_many_failed(summary.get("counts") or {}, limit)
         else:
             state, message = "Succeeded", ""
         await finish(self.batches, self.config, record, state, message, summary.get("counts") or {})

@@ -79,6 +79,12 @@ def register_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--root", help="CSV: what relative paths are relative to (default: the CSV's folder)")
     p.add_argument("--class-names", help="IDX: comma-separated names for labels 0, 1, ..., or fashion-mnist")
     p.add_argument("--limit", type=int, help="train on a random sample of this many images")
+    p.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=0.8,
+        help="warn when the held-out test accuracy is below this (default: %(default)s)",
+    )
     p.set_defaults(func=_train)
 
 
@@ -174,7 +180,14 @@ def _train(args: argparse.Namespace) -> int:
     )
     for cls, acc in card.metrics.per_class_accuracy.items():
         print(f"  {cls:<{width}}  {acc:.3f}")
-    print(f"Exported {card.name} version {card.version} to {destination}")
+    accuracy = card.metrics.test_accuracy
+    print(f"Exported {card.name} version {card.version} to {destination}: test accuracy {accuracy:.1%}")
+    if accuracy < args.min_accuracy:
+        print(
+            f"kubeclassify train: warning: the test accuracy {accuracy:.1%} is below --min-accuracy"
+            f" {args.min_accuracy:.0%}; more epochs (--epochs), more data or another --architecture may help",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -160,7 +160,11 @@ class ClassificationBatchSpec(Model):
         None, ge=60, description="Fail a run that takes longer than this (activeDeadlineSeconds)."
     )
     max_failed_fraction: float = Field(
-        0.05, ge=0, le=1, description="The share of unreadable images above which the batch fails."
+        0.05,
+        ge=0,
+        le=1,
+        description="The share of images that may fail (unreadable, missing, refused by the model) before"
+        " the run fails; their rows are published either way.",
     )
     webhook: WebhookSpec | None = Field(None, description="Notify a URL when the batch finishes.")
 

@@ -106,6 +106,15 @@ async def create_batch(
     webhook_url: Annotated[
         str | None, Form(max_length=2048, description="POSTed a signed JSON summary when the batch ends.")
     ] = None,
+    max_failed_fraction: Annotated[
+        float | None,
+        Form(
+            ge=0,
+            le=1,
+            description="The share of images that may fail (unreadable, missing, refused) before the batch"
+            " fails (default: the gateway's MAX_FAILED_FRACTION); the results list every error either way.",
+        ),
+    ] = None,
 ) -> Any:
     if (file is None) == (date is None):
         raise HTTPException(422, "send exactly one of file and date")
@@ -153,6 +162,7 @@ async def create_batch(
         reserved=cost,
         webhook_url=webhook_url or None,
         date=date.isoformat() if date is not None else None,
+        max_failed_fraction=max_failed_fraction,
     )
     await batches.add(record)
     try:

@@ -7,7 +7,7 @@ import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
@@ -30,6 +30,9 @@ class ImageInfo(BaseModel):
     time: float
     filename: str
     content_type: str
+    path: str = Field(
+        description="The image's name under my images (<uid>.<ext>): a batch CSV's path column."
+    )
 
 
 class ImagePage(BaseModel):

@@ -192,9 +192,7 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
 def _progress(job: BatchJob, counts: Counts, rate: float) -> None:
     """A live line in a terminal; a structured log line otherwise (the input is streamed: no total)."""
     if sys.stderr.isatty():
-        sys.stderr.write(
-            f"\rshard {job.shard}: {counts.total} images, {counts.failed} unreadable, {rate:.1f}/s "
-        )
+        sys.stderr.write(f"\rshard {job.shard}: {counts.total} images, {counts.failed} failed, {rate:.1f}/s ")
         sys.stderr.flush()
     else:
         log.info(

@@ -158,7 +158,7 @@ class ImageClassifier(Model):
                 batch = parse_v2(payload, self.spec.input)
                 k = int((payload.parameters or {}).get("top_k", self.top_k))
             else:
-                batch = parse_v1(payload)
+                batch = parse_v1(payload, (headers or {}).get("content-type"))
                 k = self.top_k
             if not len(batch):
                 raise InvalidInput("no images in the request")

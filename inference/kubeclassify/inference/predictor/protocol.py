@@ -46,9 +46,20 @@ def _b64(value: Any, where: str) -> bytes:
         raise InvalidInput(f"{where}: not valid base64 ({e})") from e
 
 
-def parse_v1(payload: dict[str, Any] | bytes) -> Batch:
-    """A V1 request: the raw image body, or instances of base64 images."""
+ACCEPTED_V1 = (
+    'application/json with {"instances": [{"b64": "<base64 image>"}]},'
+    " or the raw image as image/jpeg, image/png, image/webp, image/gif, image/bmp, image/tiff"
+    " (or application/octet-stream)"
+)
+
+
+def parse_v1(payload: dict[str, Any] | bytes, content_type: str | None = None) -> Batch:
+    """A V1 request: the raw image body (an image Content-Type), or instances of base64 images (JSON).
+    KServe hands over the body undecoded whenever its Content-Type is not JSON."""
     if isinstance(payload, bytes):
+        media = (content_type or "").split(";")[0].strip().lower()
+        if not (media.startswith("image/") or media == "application/octet-stream"):
+            raise InvalidInput(f"Content-Type {media or '(none)'} is not accepted: send {ACCEPTED_V1}")
         return Batch(blobs=[payload])
     instances = payload.get("instances") if isinstance(payload, dict) else None
     if not isinstance(instances, list) or not instances:

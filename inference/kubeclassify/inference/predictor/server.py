@@ -3,7 +3,8 @@
 The ModelDeployment comes from `--spec FILE` (a whole resource or its spec, YAML or JSON) or from
 the environment variable KUBECLASSIFY_MODEL_DEPLOYMENT (JSON), as the operator sets it. The model
 is read from `--model_dir` (default /mnt/models, where KServe's storage initializer puts it) when
-that folder has files, else fetched from spec.model.uri (s3:// or file://).
+that folder has files, else fetched from spec.model.uri (s3:// or file://). It exits 2, with one
+line that says why, when the spec or the model cannot be read.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     from kserve.model_server import ModelServer
 
     parser = argparse.ArgumentParser(
-        prog=prog,
+        prog=prog or "python -m kubeclassify.inference.predictor",
         parents=[model_server.parser],
         conflict_handler="resolve",
         description=__doc__,
@@ -207,14 +208,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         help="largest request body (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    spec, resource_name = read_spec(args.spec)
-    name = resource_name if args.model_name in (None, "model") and resource_name else args.model_name
-    from kubeclassify.inference.predictor.model import ImageClassifier
+    from kubeclassify.inference.predictor.model import ImageClassifier, ModelMissingError
 
-    model = ImageClassifier(
-        name, spec, model_dir=args.model_dir, store=ObjectStore(Settings().s3), top_k=args.top_k
-    )
-    model.load()
+    try:
+        spec, resource_name = read_spec(args.spec)
+        name = resource_name if args.model_name in (None, "model") and resource_name else args.model_name
+        model = ImageClassifier(
+            name, spec, model_dir=args.model_dir, store=ObjectStore(Settings().s3), top_k=args.top_k
+        )
+        model.load()
+    except (OSError, ValueError, yaml.YAMLError, ModelMissingError) as e:  # ValueError: pydantic's too
+        parser.exit(2, f"{parser.prog}: cannot serve: {e}\n")
     _describe(model_server.app, model)
     model_server.app.add_middleware(BinaryBytesCheck)
     BodyLimit.install(model_server.app, args.max_body_bytes)  # last: the outermost middleware
