@@ -17,6 +17,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from harness.readme import commands
 from harness.schemas import ROOT, load_crds, schema_errors, strict
 
 from kubeclassify.gateway.config import GatewaySettings
@@ -436,6 +437,139 @@ def test_default_deny_and_only_what_the_platform_needs(default: list[dict[str, A
         batch["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "batch"
         and "ingress" not in batch
     )
+
+
+def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels and Exists only: what the chart writes) against labels."""
+    if selector is None:
+        return True
+    wanted = selector.get("matchLabels") or {}
+    exists = [e["key"] for e in selector.get("matchExpressions") or [] if e["operator"] == "Exists"]
+    return all(labels.get(k) == v for k, v in wanted.items()) and all(k in labels for k in exists)
+
+
+def allows_egress(
+    docs: list[dict[str, Any]], pod: dict[str, str], namespace: str, to: dict[str, Any], port: int
+) -> bool:
+    """Whether the NetworkPolicies of `namespace` let a pod with labels `pod` reach `to` (a peer:
+    {"namespace", "labels"} for a pod, {"ip"} for an address) on TCP `port`, as Kubernetes decides:
+    allowed when any policy selecting the pod has an egress rule that matches."""
+    import ipaddress
+
+    def peer_matches(peer: dict[str, Any]) -> bool:
+        if "ipBlock" in peer:
+            if "ip" not in to:
+                return False
+            ip = ipaddress.ip_address(to["ip"])
+            block = peer["ipBlock"]
+            inside = ip.version == ipaddress.ip_network(block["cidr"]).version and ip in ipaddress.ip_network(
+                block["cidr"]
+            )
+            return inside and not any(
+                ip.version == ipaddress.ip_network(e).version and ip in ipaddress.ip_network(e)
+                for e in block.get("except", [])
+            )
+        if "ip" in to:
+            return False
+        ns_ok = (
+            _matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": to["namespace"]})
+            if "namespaceSelector" in peer
+            else to["namespace"] == namespace
+        )
+        return ns_ok and _matches(peer.get("podSelector"), to.get("labels", {}))
+
+    policies = [
+        d["spec"]
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and d["metadata"].get("namespace", NAMESPACE) == namespace
+        and _matches(d["spec"]["podSelector"], pod)
+        and "Egress" in d["spec"]["policyTypes"]
+    ]
+    assert policies, f"no policy selects {pod}"
+    return any(
+        any(p.get("port") == port for p in rule.get("ports", [{"port": port}]))
+        and any(peer_matches(peer) for peer in rule.get("to", [{}]))
+        for spec in policies
+        for rule in spec.get("egress") or []
+    )
+
+
+def test_the_readme_install_reaches_every_peer_it_configures(helm: str, chart: Path) -> None:
+    """The README's install command (S3 in the cluster, in namespace storage): the gateway and the
+    batch pods may reach it, the gateway its Redis, and neither anything else private."""
+    command = next(
+        c.line
+        for c in commands()
+        if c.readme == "README.md" and c.line.startswith("helm install kubeclassify ")
+    )
+    flags = re.findall(r"--set (\S+)", command)
+    assert "s3.endpointUrl=http://minio.storage.svc:9000" in flags
+    docs = render(helm, chart, *[a for f in flags for a in ("--set", f)])
+    release = {"app.kubernetes.io/instance": "kc", "app.kubernetes.io/part-of": "kubeclassify"}
+    gateway = {**release, "app.kubernetes.io/name": "kubeclassify", "app.kubernetes.io/component": "gateway"}
+    batch = {"app.kubernetes.io/part-of": "kubeclassify", "app.kubernetes.io/component": "batch"}
+    minio = {"namespace": "storage", "labels": {"app": "minio"}}
+    redis = {"namespace": NAMESPACE, "labels": {**gateway, "app.kubernetes.io/component": "redis"}}
+    for pod in (gateway, batch):
+        assert allows_egress(docs, pod, NAMESPACE, minio, 9000), pod
+        assert not allows_egress(docs, pod, NAMESPACE, minio, 9001)
+        assert not allows_egress(docs, pod, NAMESPACE, {"namespace": "other", "labels": {}}, 9000)
+        # private addresses stay closed (on 80: the gateway's rule for the Kubernetes API opens 443 and
+        # 6443 to any address unless networkPolicy.kubeApi.cidrs names the API server's)
+        assert not allows_egress(docs, pod, NAMESPACE, {"ip": "10.1.2.3"}, 80)
+        assert allows_egress(docs, pod, NAMESPACE, {"ip": "93.184.216.34"}, 443)  # image URLs
+    assert allows_egress(docs, gateway, NAMESPACE, redis, 6379)
+    assert not allows_egress(docs, batch, NAMESPACE, redis, 6379)
+
+
+def test_an_external_redis_and_s3_elsewhere_are_reachable_as_configured(helm: str, chart: Path) -> None:
+    gateway = {"app.kubernetes.io/instance": "kc", "app.kubernetes.io/component": "gateway"}
+    gateway |= {"app.kubernetes.io/name": "kubeclassify", "app.kubernetes.io/part-of": "kubeclassify"}
+    external = ["--set", "redis.enabled=false", "--set", "redis.external.existingSecret=redis-url"]
+    cases = [  # (extra values, a peer the gateway must reach, its port)
+        (["--set", "redis.external.address=redis.data.svc.cluster.local:6380"],
+         {"namespace": "data", "labels": {}}, 6380),
+        (["--set", "redis.external.address=10.9.8.7:6379"], {"ip": "10.9.8.7"}, 6379),
+        (["--set", "redis.external.address=redis:6379"], {"namespace": NAMESPACE, "labels": {}}, 6379),
+        (["--set", "s3.endpointUrl=https://s3.example.com:9443"], {"ip": "93.184.216.34"}, 9443),
+        (["--set", "s3.endpointUrl=http://10.0.0.5:8333"], {"ip": "10.0.0.5"}, 8333),
+    ]  # fmt: skip
+    for values, peer, port in cases:
+        docs = render(helm, chart, *external, *values)
+        assert allows_egress(docs, gateway, NAMESPACE, peer, port), values
+        assert not allows_egress(docs, gateway, NAMESPACE, peer, port + 1), values
+    installed = subprocess.run(
+        [helm, "install", "kc", str(chart), "-n", NAMESPACE, "--dry-run=client", *external],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "redis.external.address is empty" in installed.stdout, installed.stdout[-2000:]
+
+
+def test_the_pdb_only_with_two_replicas_redis_memory_and_pinned_images(helm: str, chart: Path) -> None:
+    assert "PodDisruptionBudget" not in kinds(render(helm, chart, "--set", "gateway.replicas=1"))
+    assert "PodDisruptionBudget" in kinds(render(helm, chart, "--set", "gateway.replicas=2"))
+    digest = "sha256:" + "ab" * 32
+    docs = render(
+        helm, chart, "--set", f"gateway.image.digest={digest}", "--set", "redis.resources.limits.memory=1Gi"
+    )
+    image = one(docs, "Deployment", "kc-kubeclassify-gateway")["spec"]["template"]["spec"]["containers"][0]
+    assert image["image"] == f"ghcr.io/kubeclassify/gateway@{digest}"
+    redis = one(docs, "StatefulSet", "kc-kubeclassify-redis")["spec"]["template"]["spec"]["containers"][0]
+    assert "--maxmemory 805306368 --maxmemory-policy noeviction" in redis["args"][0]  # 75% of 1 GiB
+    assert "digest" in refused(helm, chart, "--set", "gateway.image.digest=latest")
+    ingress = one(
+        render(helm, chart, "--set", "gateway.ingress.enabled=true"), "Ingress", "kc-kubeclassify-gateway"
+    )
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "12m"
+    account = one(
+        render(
+            helm, chart, "--set", "gateway.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:x"
+        ),
+        "ServiceAccount",
+        "kc-kubeclassify-gateway",
+    )
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:x"}
 
 
 # -- defaults, monitoring, notes -------------------------------------------------------------------

@@ -9,7 +9,9 @@ stack that `kubeclassify up` started (tests/integration/test_local_stack.py)."""
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -51,6 +53,27 @@ def examples_applied(kube_api: Any) -> None:
     """The examples the READMEs' kubectl lines act on, so that each line can run alone."""
     for example in ("modeldeployment-digits.yaml", "batch-daily.yaml"):
         assert kubectl(kube_api, "kubeclassify", "apply", "-f", f"examples/{example}").returncode == 0
+
+
+def test_the_cluster_walk_through_is_one_story(kube_api: Any) -> None:
+    """The README's kubectl lines applied in order to an empty namespace: each ClassificationBatch names
+    a ModelDeployment applied before it, and any Secret it names exists (none: the webhook is optional)."""
+    namespace = f"walk-{secrets.token_hex(3)}"
+    applied: dict[str, set[str]] = {"ModelDeployment": set(), "ClassificationBatch": set()}
+    for found in commands():
+        words = shlex.split(inner(found.line))
+        if found.readme != "README.md" or words[:1] != ["kubectl"] or "apply" not in words:
+            continue
+        path = ROOT / words[words.index("-f") + 1]
+        done = kubectl(kube_api, namespace, "apply", "-f", str(path))
+        assert done.returncode == 0, done.stderr
+        for doc in yaml.safe_load_all(path.read_text()):
+            spec = doc["spec"]
+            if doc["kind"] == "ClassificationBatch":
+                assert spec["modelRef"]["name"] in applied["ModelDeployment"], (path.name, applied)
+                assert "webhook" not in spec or "secretName" not in spec["webhook"], path.name
+            applied[doc["kind"]].add(doc["metadata"]["name"])
+    assert applied["ModelDeployment"] and applied["ClassificationBatch"]
 
 
 def test_the_readmes_have_commands() -> None:
@@ -109,7 +132,7 @@ def _helm(args: list[str], helm: str, chart: Path) -> None:
     if args[:2] == ["dependency", "build"]:
         assert (ROOT / args[2] / "Chart.yaml").exists()  # the `chart` fixture ran this very command
         return
-    assert args[0] == "install", args
+    assert args[0] in ("install", "template"), args
     name, path, *flags = args[1:]
     local = chart if path.rstrip("/") == "charts/kubeclassify" else ROOT / path
     flags = [f for f in flags if f != "--create-namespace"]
@@ -117,7 +140,10 @@ def _helm(args: list[str], helm: str, chart: Path) -> None:
         [helm, "template", name, str(local), *flags], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert list(yaml.safe_load_all(done.stdout))
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    assert docs
+    if any(f.startswith("gateway.tokenSecret.existingSecret=") for f in flags):  # the GitOps render
+        assert not [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"], "no Secret is generated"
 
 
 def _rendered(helm: str, chart: Path) -> list[dict[str, Any]]:
@@ -155,6 +181,14 @@ def _kubectl(args: list[str], kube_api: Any, helm: str, chart: Path) -> None:
         target = args[1] if verb == "port-forward" else f"secret/{args[2]}"
         kind, name = target.split("/")
         assert f"{ {'svc': 'Service', 'secret': 'Secret'}[kind] }/{name}" in names, (target, sorted(names))
+        return
+    if args[:2] == ["create", "secret"]:  # kubectl sends Secrets as protobuf, which the emulator cannot
+        done = kubectl(kube_api, namespace, *args, "--dry-run=client", "-o", "json")  # read: built here
+        assert done.returncode == 0, done.stderr
+        secret = json.loads(done.stdout)
+        assert secret["kind"] == "Secret" and secret["data"], secret
+        # the keys the chart reads from such a Secret
+        assert set(secret["data"]) <= {"token-secret", "password", "password-hash", "url", "secret"}, secret
         return
     if verb == "apply":
         for doc in yaml.safe_load_all((ROOT / args[args.index("-f") + 1]).read_text()):

@@ -44,7 +44,7 @@ def test_submit_status_and_results_of_a_resource(
     submitted = cli(kube_api, namespace, "submit", "--resource", "examples/batch-one-date.yaml", "-o", "json")
     assert submitted.returncode == 0, submitted.stderr
     info = json.loads(submitted.stdout)
-    assert (info["name"], info["state"]) == ("products-2026-11-20", "Pending")
+    assert (info["name"], info["state"]) == ("digits-2026-11-20", "Pending")
 
     early = tmp_path / "results.csv"
     pending = cli(kube_api, namespace, "results", info["name"], "--file", str(early))

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -15,7 +16,7 @@ from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from kubeclassify.core.local import RedisServer
+from kubeclassify.core.local import RedisServer, start_redis
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.app import create_app
@@ -230,3 +231,28 @@ def test_the_development_token_secret_is_refused_outside_development() -> None:
     with pytest.raises(ValueError, match="TOKEN_SECRET"):
         GatewaySettings(environment="production")
     assert GatewaySettings(environment="development").gateway.token_secret.get_secret_value()
+
+
+def test_a_full_redis_is_a_503_to_retry_not_a_500(tmp_path: Path) -> None:
+    """The chart runs Redis with maxmemory and noeviction: full, it refuses writes."""
+    import redis
+
+    server = start_redis(tmp_path / "data", tmp_path / "logs")
+    try:
+        with TestClient(create_app(settings(server))) as client:
+            sign_up(client)
+            admin = redis.Redis.from_url(server.url)
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", 1)  # below what is used: every write is refused
+            bob = {"username": "bob", "password": "a long enough password"}
+            full = client.post("/v1/accounts", json=bob)
+            assert full.status_code == 503, full.text
+            assert (
+                full.headers["retry-after"] == "5"
+                and full.headers["content-type"] == "application/problem+json"
+            )
+            admin.config_set("maxmemory", 0)
+            assert client.post("/v1/accounts", json=bob).status_code == 201
+            admin.close()
+    finally:
+        server.stop()

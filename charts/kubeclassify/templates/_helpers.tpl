@@ -39,10 +39,25 @@ app.kubernetes.io/managed-by: {{ $.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" $.Chart.Name $.Chart.Version }}
 {{- end -}}
 
-{{/* Images: repository:tag, the tag defaulting to the chart's appVersion. Call with (list $ .Values.x.image). */}}
+{{/* Images: repository@digest when a digest is given, else repository:tag, the tag defaulting to the
+chart's appVersion. Call with (list $ .Values.x.image). */}}
 {{- define "kubeclassify.image" -}}
 {{- $image := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" $image.repository (default (index . 0).Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A Kubernetes memory quantity (512Mi, 1Gi, 500M, 1073741824) in bytes. */}}
+{{- define "kubeclassify.bytes" -}}
+{{- $q := toString . -}}
+{{- $units := dict "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "K" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $unit := regexFind "[A-Za-z]+$" $q -}}
+{{- $number := trimSuffix $unit $q | float64 -}}
+{{- if and $unit (not (hasKey $units $unit)) }}{{ fail (printf "cannot read the memory quantity %q" $q) }}{{ end -}}
+{{- mulf $number (ternary (index $units $unit) 1 (ne $unit "")) | int64 -}}
 {{- end -}}
 
 {{/* Security: the `restricted` Pod Security profile ---------------------------------------------- */}}
@@ -119,4 +134,49 @@ is one, a new random one at the first install. Call with (dict "ctx" $ "secret" 
       name: {{ required "redis.external.existingSecret is needed when redis.enabled is false" .Values.redis.external.existingSecret }}
       key: {{ .Values.redis.external.key }}
 {{- end }}
+{{- end -}}
+
+{{/*
+Egress to a service named by a URL (http://minio.storage.svc:9000) or a host:port, as a list of zero
+or one NetworkPolicy egress rules (JSON). Call with (list $ ADDRESS DEFAULT_PORT). An in-cluster name
+(<service>, <service>.<namespace>.svc[.cluster.local]) opens that port to its namespace; an IP address
+opens that port to it alone; any other host opens that port to public addresses only. Empty: none.
+*/}}
+{{- define "kubeclassify.egressTo" -}}
+{{- $root := index . 0 -}}
+{{- $address := index . 1 | default "" -}}
+{{- $rules := list -}}
+{{- if $address -}}
+{{- $url := urlParse (ternary $address (printf "tcp://%s" $address) (contains "://" $address)) -}}
+{{- $host := $url.hostname -}}
+{{- $port := index . 2 -}}
+{{- if eq $url.scheme "https" }}{{ $port = 443 }}{{ else if eq $url.scheme "http" }}{{ $port = 80 }}{{ end -}}
+{{- with regexFind ":[0-9]+$" $url.host }}{{ $port = trimPrefix ":" . | atoi }}{{ end -}}
+{{- $ports := list (dict "protocol" "TCP" "port" $port) -}}
+{{- $labels := splitList "." $host -}}
+{{- if regexMatch "^[0-9.]+$" $host -}}
+{{- $rules = list (dict "to" (list (dict "ipBlock" (dict "cidr" (printf "%s/32" $host)))) "ports" $ports) -}}
+{{- else if contains ":" $host -}}
+{{- $rules = list (dict "to" (list (dict "ipBlock" (dict "cidr" (printf "%s/128" $host)))) "ports" $ports) -}}
+{{- else if or (eq (len $labels) 1) (and (ge (len $labels) 3) (eq (index $labels 2) "svc")) -}}
+{{- $namespace := $root.Release.Namespace -}}
+{{- if gt (len $labels) 1 }}{{ $namespace = index $labels 1 }}{{ end -}}
+{{- $peer := dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" $namespace)) -}}
+{{- $rules = list (dict "to" (list $peer) "ports" $ports) -}}
+{{- else -}}
+{{- $publicPorts := list -}}
+{{- range $root.Values.networkPolicy.publicPorts }}{{ $publicPorts = append $publicPorts (int .) }}{{ end -}}
+{{- if not (has $port $publicPorts) -}}
+{{- $rules = list (dict "to" (fromJsonArray (include "kubeclassify.publicPeers" $root)) "ports" $ports) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $rules -}}
+{{- end -}}
+
+{{/* Public addresses only (JSON peers): image URLs and webhooks must never reach the cluster's own network. */}}
+{{- define "kubeclassify.publicPeers" -}}
+{{- toJson (list
+      (dict "ipBlock" (dict "cidr" "0.0.0.0/0" "except" (list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" "100.64.0.0/10" "169.254.0.0/16" "127.0.0.0/8")))
+      (dict "ipBlock" (dict "cidr" "::/0" "except" (list "fc00::/7" "fe80::/10" "::1/128")))) -}}
 {{- end -}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -9,7 +10,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 
@@ -55,6 +59,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RedisError)
+    async def store_error(request: Request, exc: RedisError) -> JSONResponse:
+        # Redis away, or full (maxmemory with noeviction refuses writes): a 503 to retry, not a 500
+        log.warning("redis error", extra={"error": type(exc).__name__, "route": request.url.path})
+        return problem(503, "the accounts store cannot take this now; try again later", {"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
