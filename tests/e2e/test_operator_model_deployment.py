@@ -105,9 +105,12 @@ def test_a_model_deployment_is_served_then_canaried_and_promoted(
     assert served_uris(isvc) == ["s3://models/digits/v1/"], "the first model has no canary to share with"
     assert phase(cluster, "digits", "Pending")["status"]["inferenceService"] == "digits"
 
-    cluster.kserve_reports("digits", **ready("http://digits.ns.example.com"))
+    cluster.kserve_reports(
+        "digits", **ready("http://digits.ns.example.com", address={"url": "http://digits.ns.svc.cluster.local"})
+    )
     md = phase(cluster, "digits", "Ready")
-    assert md["status"]["url"] == "http://digits.ns.example.com"
+    assert md["status"]["url"] == "http://digits.ns.svc.cluster.local"
+    assert md["status"]["externalUrl"] == "http://digits.ns.example.com"
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
     assert ("Normal", "InferenceServiceReady") in wait_for(lambda: cluster.events("digits"))
 

@@ -163,7 +163,13 @@ def isvc(status: dict[str, Any] | None, generation: int = 1) -> dict[str, Any]:
 
 
 def ready(url: str = "http://digits.ml.example.com", **extra: Any) -> dict[str, Any]:
-    return {"url": url, "observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}], **extra}
+    return {
+        "url": url,
+        "address": {"url": "http://digits.ml.svc.cluster.local"},
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True"}],
+        **extra,
+    }
 
 
 def test_status_follows_the_inference_service() -> None:
@@ -184,8 +190,10 @@ def test_status_follows_the_inference_service() -> None:
     )
     assert (progressing.phase, progressing.conditions[0].reason) == ("Progressing", "RevisionMissing")
     up = serving_status(progressing.conditions, 3, isvc(ready()), Rollout(NEW), NOW)
-    assert (up.phase, up.url, up.observed_generation, up.stable_version) == (
+    # the gateway and batches call the cluster-local address, never KServe's external URL
+    assert (up.phase, up.url, up.external_url, up.observed_generation, up.stable_version) == (
         "Ready",
+        "http://digits.ml.svc.cluster.local",
         "http://digits.ml.example.com",
         3,
         "v2",

@@ -179,7 +179,16 @@ class ModelDeploymentStatus(Model):
     phase: ModelDeploymentPhase | None = Field(None, description="A one-word summary.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready and related conditions.")
     observed_generation: int | None = Field(None, description="The generation last reconciled.")
-    url: str | None = Field(None, description="Where the predictor answers.")
+    url: str | None = Field(
+        None,
+        description="Where the predictor answers inside the cluster (the InferenceService's"
+        " status.address.url): what the gateway and remote batches call.",
+    )
+    external_url: str | None = Field(
+        None,
+        description="Where it answers from outside, through KServe's ingress (the InferenceService's"
+        " status.url, under its ingress domain), when KServe gives one.",
+    )
     inference_service: str | None = Field(None, description="The owned InferenceService's name.")
     ready_replicas: int | None = Field(None, ge=0, description="Predictor replicas that are ready.")
     stable_version: str | None = Field(None, description="The model version serving most traffic.")

@@ -74,7 +74,10 @@ def serving_status(
         phase=phase,
         conditions=conditions,
         observed_generation=generation,
-        url=observed.get("url") or (observed.get("address") or {}).get("url"),
+        # KServe's status.url is the external one, under its ingress domain (http://name-ns.example.com
+        # on a stock install, not resolvable in the cluster); address.url is the cluster-local one.
+        url=(observed.get("address") or {}).get("url") or observed.get("url"),
+        external_url=observed.get("url"),
         inference_service=(isvc or {}).get("metadata", {}).get("name"),
         ready_replicas=_ready_copies(observed),
         stable_version=version_of(rollout.stable),
