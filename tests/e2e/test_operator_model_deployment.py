@@ -106,7 +106,8 @@ def test_a_model_deployment_is_served_then_canaried_and_promoted(
     assert phase(cluster, "digits", "Pending")["status"]["inferenceService"] == "digits"
 
     cluster.kserve_reports(
-        "digits", **ready("http://digits.ns.example.com", address={"url": "http://digits.ns.svc.cluster.local"})
+        "digits",
+        **ready("http://digits.ns.example.com", address={"url": "http://digits.ns.svc.cluster.local"}),
     )
     md = phase(cluster, "digits", "Ready")
     assert md["status"]["url"] == "http://digits.ns.svc.cluster.local"

@@ -245,3 +245,30 @@ def test_a_failed_run_says_why() -> None:
     assert (bad_input.reason, bad_input.message) == ("PodFailurePolicy", "manifest has no column 'filepath'")
     crashed = job_outcome(failed, [pod(0, "Failed", "Traceback ...\nMemoryError\n")])
     assert "MemoryError" in crashed.message
+
+
+def test_pods_without_resources_get_the_operators_defaults() -> None:
+    """Every batch and predictor pod has requests and a memory limit, the resource's or the defaults
+    the chart gives the operator (operator.podDefaults)."""
+    from kubeclassify.operator.builders.inference_service import Rollout, inference_service
+
+    config = CONFIG.model_copy(update={"default_cpu": "500m", "default_memory": "1Gi"})
+    worker = batch_job(batch(date="2026-11-21"), model(), STABLE, config, dt.date(2026, 11, 21), RUN_TIME)
+    predictor = inference_service(model(), config, Rollout(stable=STABLE))["spec"]["predictor"]
+    for container in (worker["spec"]["template"]["spec"]["containers"][0], predictor["containers"][0]):
+        assert container["resources"] == {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"memory": "1Gi"},
+        }
+    own = batch_job(
+        batch(date="2026-11-21", resources={"cpu": "3"}),
+        model(),
+        STABLE,
+        config,
+        dt.date(2026, 11, 21),
+        RUN_TIME,
+    )
+    assert own["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "3",
+        "memory": "1Gi",
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from kubeclassify.core.resources.common import Toleration
+from kubeclassify.core.resources.common import Quantity, Toleration
 from kubeclassify.core.resources.model_deployment import DeploymentMode
 from kubeclassify.core.settings import Settings
 
@@ -37,6 +37,14 @@ class OperatorConfig(BaseModel):
     recent_runs: int = Field(7, ge=1, le=50, description="Runs a scheduled batch's status keeps.")
     default_deployment_mode: DeploymentMode = Field(
         "Standard", description="KServe's mode for ModelDeployments that do not set one."
+    )
+    default_cpu: Quantity = Field(
+        "1", description="CPU request of a predictor or batch pod whose resource sets no spec.resources.cpu."
+    )
+    default_memory: Quantity = Field(
+        "2Gi",
+        description="Memory request and limit of a predictor or batch pod whose resource sets no"
+        " spec.resources.memory.",
     )
     gpu_node_selector: dict[str, str] = Field(
         default_factory=lambda: {"nvidia.com/gpu.present": "true"},

@@ -111,9 +111,7 @@ def batch_job(
     }
     if storage is not None and storage.secret_name:
         container["envFrom"] = [{"secretRef": {"name": storage.secret_name}}]
-    resources = container_resources(spec.resources)
-    if resources:
-        container["resources"] = resources
+    container["resources"] = container_resources(spec.resources, config)
     pod_labels = {**labels("batch", c.LABEL_CLASSIFICATION_BATCH, name)}
     if date is not None:
         pod_labels[LABEL_DATE] = date.isoformat()

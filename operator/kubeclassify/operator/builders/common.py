@@ -35,22 +35,12 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 }
 
 
-def container_resources(spec: ResourcesSpec) -> dict[str, Any]:
-    """Requests and limits: memory is both (no overcommit surprises), GPUs are limits."""
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if spec.cpu:
-        requests["cpu"] = str(spec.cpu)
-    if spec.memory:
-        requests["memory"] = limits["memory"] = str(spec.memory)
-    if spec.gpu:
-        limits["nvidia.com/gpu"] = str(spec.gpu)
-    out: dict[str, Any] = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
+def container_resources(spec: ResourcesSpec, config: OperatorConfig) -> dict[str, Any]:
+    """Requests and limits, the resource's own or else the operator's defaults, so that every pod has
+    both: memory is both (no overcommit surprises), CPU a request, GPUs limits."""
+    memory = str(spec.memory or config.default_memory)
+    limits = {"memory": memory, **({"nvidia.com/gpu": str(spec.gpu)} if spec.gpu else {})}
+    return {"requests": {"cpu": str(spec.cpu or config.default_cpu), "memory": memory}, "limits": limits}
 
 
 def placement(spec: ResourcesSpec, config: OperatorConfig) -> dict[str, Any]:

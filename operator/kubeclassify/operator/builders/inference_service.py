@@ -150,9 +150,7 @@ def _predictor(md: ModelDeployment, model: ModelSpec, config: OperatorConfig) ->
         container["env"] += storage_env(storage.endpoint, storage.region)
         if storage.secret_name:
             container["envFrom"] = [{"secretRef": {"name": storage.secret_name}}]
-    resources = container_resources(spec.resources)
-    if resources:
-        container["resources"] = resources
+    container["resources"] = container_resources(spec.resources, config)
     predictor: dict[str, Any] = {
         "minReplicas": spec.replicas.min,
         "maxReplicas": spec.replicas.max,
