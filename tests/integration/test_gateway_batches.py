@@ -257,7 +257,7 @@ def test_a_date_batch_classifies_that_days_images_in_the_manifest(
         done = wait_done(client, token, created.json()["name"])
         assert done["state"] == "Succeeded" and done["counts"]["classified"] == 2
         rows = client.get(f"/v1/batches/{done['name']}/results", headers=auth(token)).json()["rows"]
-        assert sorted((r["label"], r["date"], r["camera"]) for r in rows) == sorted(
+        assert sorted((r["label"], r["date"], r["extra"]["camera"]) for r in rows) == sorted(
             (predicted_label(digits_predictor, digit_png(i)[0]), DAY3, f"cam{i % 2}") for i in (1791, 1792)
         )
         nothing = client.post("/v1/batches", data={"date": "2026-01-01"}, headers=auth(token))

@@ -134,11 +134,17 @@ def sign_up_in(browser: webdriver.Chrome, url: str, username: str) -> None:
     WebDriverWait(browser, 30).until(visible.visibility_of_element_located((By.ID, "batch-section")))
 
 
-def finished_row(browser: webdriver.Chrome) -> tuple[str, str] | bool:
-    """(name, text) of a Succeeded batch's row, once the table shows one."""
+def finished_row(browser: webdriver.Chrome) -> tuple[str, str, str, str] | bool:
+    """(name, state, text, the state's tooltip) of a finished batch's row, once the table shows one."""
     for row in browser.find_elements(By.CSS_SELECTOR, "#batches tbody tr"):
-        if row.get_attribute("data-state") == "Succeeded":
-            return row.get_attribute("data-name") or "", row.text
+        if row.get_attribute("data-state") in ("Succeeded", "Failed"):
+            state = row.find_elements(By.TAG_NAME, "td")[1]
+            return (
+                row.get_attribute("data-name") or "",
+                state.text,
+                row.text,
+                state.get_attribute("title") or "",
+            )
     return False
 
 
@@ -153,8 +159,12 @@ def test_start_a_batch_watch_it_and_download_the_results(
         browser.find_element(By.ID, "csv").send_keys(str(sheet))
         browser.find_element(By.CSS_SELECTOR, "#batch button[type=submit]").click()
         stale = [StaleElementReferenceException]  # the table is redrawn while the batch runs
-        name, text = WebDriverWait(browser, 120, ignored_exceptions=stale).until(finished_row)  # type: ignore[misc]
+        found = WebDriverWait(browser, 120, ignored_exceptions=stale).until(finished_row)
+        name, state, text, why = found  # type: ignore[misc]
         assert name.startswith("batcher-") and "3/3 (1 failed)" in text
+        # one image of three failed: more than the 5% a batch allows, so it failed, and says why;
+        # its results are there all the same
+        assert state == "Failed" and why.startswith("1 of 3 images failed (33%)"), (state, why)
         browser.save_screenshot(str(tmp_path / "batches.png"))
         button = f'#batches tr[data-name="{name}"] button.download'
         WebDriverWait(browser, 30, ignored_exceptions=stale).until(

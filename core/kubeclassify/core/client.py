@@ -141,9 +141,9 @@ class Gateway:
                 self._send("GET", f"/v1/batches/{name}/results.csv")  # raises with the gateway's message
             yield from resp.iter_bytes()
 
-    def results(self, name: str, limit: int = 1000) -> list[dict[str, str]]:
-        """Every result row (paged through)."""
-        rows: list[dict[str, str]] = []
+    def results(self, name: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every result row (paged through), typed as the gateway gives them."""
+        rows: list[dict[str, Any]] = []
         while True:
             page = self._call(
                 "GET", f"/v1/batches/{name}/results", params={"offset": len(rows), "limit": limit}

@@ -84,7 +84,7 @@ def _walk_through(running: stack.Stack, per_date: int, say: Callable[[str], None
 
 def _report(
     info: dict[str, Any],
-    rows: list[dict[str, str]],
+    rows: list[dict[str, Any]],
     labels: dict[str, str | None],
     on_day: list[str],
     url: str,
@@ -93,8 +93,9 @@ def _report(
     name, counts = info["name"], info["counts"]
     say(f"   {info['state']}: {counts['classified']} classified, {counts['failed']} failed, {len(rows)} rows")
     say(f"   results: {url}/v1/batches/{name}/results.csv  (or: kubeclassify batch results {name})")
-    for row in rows:
+    for row in rows:  # the typed rows of GET /v1/batches/{name}/results
         row["path"] = row["source"].removeprefix(ROOT)
+        row["input_label"] = row["extra"].get("input_label")
     say("\n   The first rows:")
     table(rows[:5], ["path", "label", "score", "input_label", "error"], indent="   ")
     truth = {r["path"]: labels.get(r["path"]) for r in rows}

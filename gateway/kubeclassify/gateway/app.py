@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -40,6 +41,14 @@ from kubeclassify.gateway.schedules import Scheduler
 from kubeclassify.gateway.security import VerifiedTokens
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = """Image classification: accounts and sign-in, usage credits, single images, CSV and daily
+batches, schedules, webhooks, and the images and categories each user has.
+
+Sign in with `POST /v1/auth/token` (the OAuth2 password form) and send `Authorization: Bearer
+<token>`, or send an API key (`POST /v1/keys`) as `X-API-Key`, or use HTTP Basic. Errors are
+`application/problem+json` documents (RFC 9457) whose `detail` says what to do; each operation lists
+the statuses it answers with. Times are RFC 3339, in UTC."""
 
 
 def _catalog(config: GatewayConfig, http: aiohttp.ClientSession) -> Catalog:
@@ -130,7 +139,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await app.state.http.close()
             await redis.aclose()
 
-    app = FastAPI(title="KubeClassify", version="0.1.0", lifespan=lifespan, docs_url="/docs")
+    # /docs and /redoc load their scripts from this gateway (fastapi-offline ships them), never from a
+    # CDN: they work on an air-gapped cluster, and under the same-origin policy of the web page
+    app = FastAPIOffline(
+        title="KubeClassify",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        static_url="/docs-assets",
+    )
     app.state.config = config
     errors.install(app)
     form = 64 * 1024  # what a form adds around the file

@@ -33,13 +33,41 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(None, description="Each invalid field (422 only).")
 
 
-def problems(*statuses: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for errors answered as problem documents: "4XX", "503"..."""
+# What each error status means here: the description each operation documents it with.
+MEANINGS = {
+    400: "It cannot be done as sent, e.g. an image URL that is not allowed (the detail says why).",
+    401: "Not signed in, or the token, API key or password is wrong or has expired.",
+    402: "Not enough credits: nothing was done and nothing was taken.",
+    403: "Signed in, but this needs an admin.",
+    404: "There is no such thing, or it is another user's.",
+    409: "Not in the state it is in now (the detail says why and what to do).",
+    413: "The body is larger than the limit (the detail names it); the rest was not read.",
+    415: "Not an image this service takes: send a JPEG, PNG, GIF, BMP, TIFF or WebP.",
+    422: "Invalid input: `errors` names each field and what is wrong with it.",
+    429: "Too many requests, or too many failed sign-ins: wait the seconds Retry-After gives.",
+    503: "Something it needs (Redis, S3, the model, the Kubernetes API) cannot answer now; try again.",
+}
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for errors answered as problem documents, each with what it means here."""
     schema = {"$ref": "#/components/schemas/Problem"}
     return {
-        status: {"model": Problem, "description": "An error.", "content": {PROBLEM: {"schema": schema}}}
+        status: {
+            "model": Problem,
+            "description": MEANINGS[status],
+            "content": {PROBLEM: {"schema": schema}},
+            **({"headers": RETRY_AFTER} if status == 429 else {}),
+        }
         for status in statuses
     }
+
+
+# Every operation behind sign-in may answer these (sign-in, validation, the rate limit, Redis away).
+SIGNED_IN = problems(401, 422, 429, 503)
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
+import json
 import logging
 from typing import IO, Annotated, Any
 
@@ -15,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kubeclassify.core.fetch import FetchError, FetchPolicy, target
-from kubeclassify.core.sources import InputError
+from kubeclassify.core.sources import OUTPUT_COLUMNS, InputError
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.batches import (
@@ -31,11 +32,12 @@ from kubeclassify.gateway.batches import (
 )
 from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
-from kubeclassify.gateway.errors import problems
+from kubeclassify.gateway.errors import SIGNED_IN, problems
+from kubeclassify.gateway.routes.classify import LabelScore
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["batches"], responses=problems("4XX"))
+router = APIRouter(prefix="/v1", tags=["batches"], responses=SIGNED_IN)
 
 
 class Counts(BaseModel):
@@ -54,8 +56,8 @@ class BatchInfo(BaseModel):
     message: str
     counts: Counts
     reserved: int = Field(description="Credits taken at creation; what was not used is given back.")
-    created: float
-    finished: float | None
+    created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
+    finished: dt.datetime | None = Field(description="When it ended, in RFC 3339 (UTC).")
     webhook_delivered: bool | None
 
 
@@ -66,8 +68,43 @@ class BatchPage(BaseModel):
     limit: int
 
 
+class ResultRow(BaseModel):
+    """One input image's result, as the batch worker wrote it, with typed fields."""
+
+    id: int = Field(description="Its position in the input.")
+    source: str = Field(description="The image: a URL, or the object it was read from.")
+    date: str | None = Field(description="The date it belongs to (date batches).")
+    label: str | None = Field(description="The top label; none when the image failed.")
+    score: float | None = Field(description="The top label's probability.")
+    top_k: list[LabelScore] = Field(description="The best labels with their probabilities, best first.")
+    model_name: str
+    model_version: str
+    error: str | None = Field(description="Why the image could not be classified; none when it was.")
+    time: dt.datetime | None = Field(description="When the batch ran, in RFC 3339.")
+    extra: dict[str, str] = Field(
+        description="The input's other columns, carried to the results (input_<name> where a name clashes)."
+    )
+
+
+def typed_row(row: dict[str, str]) -> dict[str, Any]:
+    """A results CSV row as a ResultRow: numbers as numbers, the top k as a list, empty as none."""
+    return {
+        "id": int(row["id"]),
+        "source": row["source"],
+        "date": row.get("date") or None,
+        "label": row.get("label") or None,
+        "score": float(row["score"]) if row.get("score") else None,
+        "top_k": json.loads(row["top_k"]) if row.get("top_k") else [],
+        "model_name": row.get("model_name", ""),
+        "model_version": row.get("model_version", ""),
+        "error": row.get("error") or None,
+        "time": row.get("time") or None,
+        "extra": {k: v for k, v in row.items() if k not in OUTPUT_COLUMNS},
+    }
+
+
 class ResultPage(BaseModel):
-    rows: list[dict[str, str]]
+    rows: list[ResultRow]
     offset: int
     limit: int
     more: bool
@@ -88,8 +125,8 @@ async def _mine(name: str, user: User, batches: Batches) -> BatchRecord:
     "/batches",
     status_code=201,
     response_model=BatchInfo,
-    responses=problems("503"),
     summary="Start a batch from a CSV of image URLs (url) or paths under your images (path)",
+    responses=problems(402, 404, 409, 413),
 )
 async def create_batch(
     request: Request,
@@ -116,6 +153,10 @@ async def create_batch(
         ),
     ] = None,
 ) -> Any:
+    """Start a batch from a CSV (a `url` column of image URLs, or a `path` column of my images'
+    `path`s) or from a `date` of the configured daily manifest. The images are counted and paid for
+    now; what is not classified is given back when the batch ends. It fails when more than
+    `max_failed_fraction` of its images fail; its results list every error either way."""
     if (file is None) == (date is None):
         raise HTTPException(422, "send exactly one of file and date")
     name_of_model = model or config.default_model
@@ -207,12 +248,16 @@ async def list_batches(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
+    """My batches, newest first, paged."""
     records, total = await Batches(accounts.redis).of(user.username, offset, limit)
     return {"items": [r.public() for r in records], "total": total, "offset": offset, "limit": limit}
 
 
-@router.get("/batches/{name}", response_model=BatchInfo, summary="A batch's state and counts")
+@router.get(
+    "/batches/{name}", response_model=BatchInfo, summary="A batch's state and counts", responses=problems(404)
+)
 async def get_batch(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+    """A batch's state (Pending, Running, Succeeded, Failed), message, counts and times."""
     return (await _mine(name, user, Batches(accounts.redis))).public()
 
 
@@ -230,7 +275,12 @@ async def _results(request: Request, record: BatchRecord, binary: bool = False) 
     return opened
 
 
-@router.get("/batches/{name}/results", response_model=ResultPage, summary="Result rows as JSON, paged")
+@router.get(
+    "/batches/{name}/results",
+    response_model=ResultPage,
+    summary="Result rows as JSON, paged",
+    responses=problems(404, 409),
+)
 async def result_rows(
     name: str,
     request: Request,
@@ -239,6 +289,8 @@ async def result_rows(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
+    """A finished batch's result rows, typed, paged: one row per input image, with its label, score,
+    top k, or its error; the input's other columns under `extra`."""
     record = await _mine(name, user, Batches(accounts.redis))
     text = await _results(request, record)
 
@@ -250,7 +302,7 @@ async def result_rows(
                     more = True
                     break
                 if i >= offset:
-                    rows.append(row)
+                    rows.append(typed_row(row))
             return rows, more
 
     rows, more = await asyncio.to_thread(page)
@@ -260,10 +312,11 @@ async def result_rows(
 @router.get(
     "/batches/{name}/results.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "The results CSV."}},
+    responses={200: {"content": {"text/csv": {}}, "description": "The results CSV."}, **problems(404, 409)},
     summary="The results CSV, streamed",
 )
 async def result_csv(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+    """A finished batch's results as the CSV the worker wrote, streamed."""
     record = await _mine(name, user, Batches(accounts.redis))
     stream = await _results(request, record, binary=True)
 
@@ -277,7 +330,12 @@ async def result_csv(name: str, request: Request, user: CurrentUser, accounts: A
 
 
 @router.post(
-    "/webhook-secret", response_model=WebhookSecret, summary="Make (or replace) my webhook signing secret"
+    "/webhook-secret",
+    response_model=WebhookSecret,
+    summary="Make (or replace) my webhook signing secret",
+    responses=problems(413),
 )
 async def rotate_webhook_secret(user: CurrentUser, accounts: AccountsDep) -> Any:
+    """Make (or replace) my webhook signing secret, shown in this answer only. Batch and schedule
+    notifications carry `X-KubeClassify-Signature: t=...,v1=HMAC-SHA256(secret, t.body)`."""
     return {"secret": await Batches(accounts.redis).rotate_webhook_secret(user.username)}

@@ -18,10 +18,10 @@ from kubeclassify.core.storage import ObjectStore, StorageError, join
 from kubeclassify.gateway import metrics
 from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
-from kubeclassify.gateway.errors import problems
+from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, image_type, now
 
-router = APIRouter(prefix="/v1", tags=["classify"], responses=problems("4XX"))
+router = APIRouter(prefix="/v1", tags=["classify"], responses=SIGNED_IN)
 
 
 class LabelScore(BaseModel):
@@ -41,8 +41,8 @@ class Prediction(BaseModel):
 @router.post(
     "/classify",
     response_model=Prediction,
-    responses=problems("503"),
     summary="Classify one image (upload or URL)",
+    responses=problems(400, 402, 404, 413, 415),
 )
 async def classify(
     request: Request,
@@ -55,6 +55,9 @@ async def classify(
         str | None, Form(max_length=63, description="A model's name (default: the default).")
     ] = None,
 ) -> Any:
+    """Classify one image: an upload (`file`) or an http(s) `url` the gateway fetches (private
+    addresses are refused). The credits are taken first and given back if anything fails; the
+    original is kept under my images and the record is listed under /v1/images."""
     if (file is None) == (url is None):
         raise HTTPException(422, "send exactly one of file and url")
     name = model or config.default_model

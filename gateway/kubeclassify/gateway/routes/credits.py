@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from kubeclassify.gateway.deps import AccountsDep, AdminUser, ConfigDep, CurrentUser
-from kubeclassify.gateway.errors import problems
+from kubeclassify.gateway.errors import SIGNED_IN, problems
 
-router = APIRouter(prefix="/v1", tags=["credits"], responses=problems("4XX"))
+router = APIRouter(prefix="/v1", tags=["credits"], responses=SIGNED_IN)
 
 
 class Balance(BaseModel):
@@ -26,13 +26,20 @@ class Refill(BaseModel):
 
 @router.get("/credits", response_model=Balance, summary="My credits")
 async def my_credits(user: CurrentUser) -> Any:
+    """My credits: what my account can still spend on images."""
     return {"username": user.username, "credits": user.credits}
 
 
-@router.post("/admin/credits/{username}", response_model=Balance, summary="Refill an account (admin)")
+@router.post(
+    "/admin/credits/{username}",
+    response_model=Balance,
+    summary="Refill an account (admin)",
+    responses=problems(403, 404, 413),
+)
 async def refill(
     username: str, body: Refill, admin: AdminUser, accounts: AccountsDep, config: ConfigDep
 ) -> Any:
+    """Add credits to an account (admin): `amount`, or REFILL_AMOUNT."""
     if await accounts.user(username) is None:
         raise HTTPException(404, f"no account {username!r}")
     return {
@@ -41,6 +48,9 @@ async def refill(
     }
 
 
-@router.get("/admin/credits", response_model=list[Balance], summary="Every balance (admin)")
+@router.get(
+    "/admin/credits", response_model=list[Balance], summary="Every balance (admin)", responses=problems(403)
+)
 async def balances(admin: AdminUser, accounts: AccountsDep) -> Any:
+    """Every account's credits (admin)."""
     return [{"username": u, "credits": c} for u, c in (await accounts.balances()).items()]

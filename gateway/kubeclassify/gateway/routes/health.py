@@ -13,13 +13,13 @@ from redis.exceptions import RedisError
 
 from kubeclassify.core.storage import StorageError
 from kubeclassify.gateway.deps import ensure_admin
-from kubeclassify.gateway.errors import problems
 
-router = APIRouter(tags=["health"], responses=problems("4XX"))
+router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is up")
 async def healthz() -> dict[str, str]:
+    """The process is up (for liveness probes)."""
     return {"status": "ok"}
 
 
@@ -37,6 +37,8 @@ class Readiness(BaseModel):
     summary="Redis, the images bucket, and the Kubernetes API when models come from it, answer",
 )
 async def readyz(request: Request) -> Any:
+    """Ready to serve: Redis, the images bucket and, when models come from it, the Kubernetes API
+    answer (never a predictor: a model outage must not take sign-in down)."""
     try:
         await request.app.state.accounts.redis.ping()
         await ensure_admin(request.app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -12,11 +13,11 @@ from pydantic import BaseModel, Field
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.deps import AccountsDep, CurrentUser
-from kubeclassify.gateway.errors import problems
+from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.images import ImageRecord, Images, categories, page, remove
 from kubeclassify.gateway.routes.classify import LabelScore
 
-router = APIRouter(prefix="/v1", tags=["images"], responses=problems("4XX"))
+router = APIRouter(prefix="/v1", tags=["images"], responses=SIGNED_IN)
 
 
 class ImageInfo(BaseModel):
@@ -27,7 +28,7 @@ class ImageInfo(BaseModel):
     top_k: list[LabelScore]
     model_name: str
     model_version: str
-    time: float
+    time: dt.datetime = Field(description="When it was classified, in RFC 3339 (UTC).")
     filename: str
     content_type: str
     path: str = Field(
@@ -58,18 +59,24 @@ async def list_images(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     category: Annotated[str | None, Query(max_length=256, description="Only this label.")] = None,
 ) -> Any:
+    """My classified images, newest first, paged; `category` keeps one label. Admins see everyone's."""
     owner = None if user.is_admin else user.username
     records, total = await page(Images(accounts.redis), owner, offset, limit, category)
     return {"items": [r.public() for r in records], "total": total, "offset": offset, "limit": limit}
 
 
-@router.get("/images/{uid}", response_model=ImageInfo, summary="One image's record")
+@router.get("/images/{uid}", response_model=ImageInfo, summary="One image's record", responses=problems(404))
 async def get_image(uid: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+    """One image's record: label, score, top k, model, time, file name and its `path` for a batch
+    CSV."""
     return (await _mine(uid, user, Images(accounts.redis))).public()
 
 
-@router.get("/images/{uid}/content", summary="The original image", response_class=Response)
+@router.get(
+    "/images/{uid}/content", summary="The original image", response_class=Response, responses=problems(404)
+)
 async def download(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Response:
+    """The original image as it was uploaded or fetched."""
     record = await _mine(uid, user, Images(accounts.redis))
     store: ObjectStore = request.app.state.store
     try:
@@ -82,8 +89,11 @@ async def download(uid: str, request: Request, user: CurrentUser, accounts: Acco
     return Response(data, media_type=record.content_type, headers=headers)
 
 
-@router.delete("/images/{uid}", status_code=204, summary="Delete an image and its record")
+@router.delete(
+    "/images/{uid}", status_code=204, summary="Delete an image and its record", responses=problems(404)
+)
 async def delete_image(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> None:
+    """Delete an image: the original and its record."""
     images = Images(accounts.redis)
     record = await _mine(uid, user, images)
     store: ObjectStore = request.app.state.store
@@ -94,4 +104,5 @@ async def delete_image(uid: str, request: Request, user: CurrentUser, accounts: 
 
 @router.get("/categories", response_model=dict[str, int], summary="My images per label")
 async def count_categories(user: CurrentUser, accounts: AccountsDep) -> Any:
+    """How many of my images have each label."""
     return await categories(Images(accounts.redis), user.username)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from kubeclassify.gateway.deps import ConfigDep, CurrentUser
-from kubeclassify.gateway.errors import problems
+from kubeclassify.gateway.errors import SIGNED_IN
 
-router = APIRouter(prefix="/v1", tags=["models"], responses=problems("4XX"))
+router = APIRouter(prefix="/v1", tags=["models"], responses=SIGNED_IN)
 
 
 class ModelInfo(BaseModel):
@@ -24,5 +24,7 @@ class ModelInfo(BaseModel):
 
 @router.get("/models", response_model=list[ModelInfo], summary="Models, and whether each serves now")
 async def list_models(request: Request, user: CurrentUser, config: ConfigDep) -> Any:
+    """The models this gateway serves, whether each serves now, its version, labels and description,
+    and which is the default."""
     models = await request.app.state.catalog.describe()
     return [{**m, "default": m["name"] == config.default_model} for m in models]

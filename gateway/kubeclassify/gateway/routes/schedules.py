@@ -17,13 +17,13 @@ from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
-from kubeclassify.gateway.errors import problems
+from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.routes.batches import check_webhook_url, model_exists
 from kubeclassify.gateway.schedules import OutOfCredits, ScheduleRecord, Schedules, new_schedule_name
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1", tags=["schedules"], responses=problems("4XX"))
+router = APIRouter(prefix="/v1", tags=["schedules"], responses=SIGNED_IN)
 
 
 class ScheduleRequest(BaseModel):
@@ -47,8 +47,10 @@ class ScheduleInfo(BaseModel):
     reason: str = Field(description="Why the schedule is paused, when it is.")
     last_date: str | None = Field(description="The last date processed (or skipped: no images).")
     next_date: str = Field(description="The date the next run processes.")
-    next_run: str | None = Field(description="When the next run starts (none while paused).")
-    created: float
+    next_run: dt.datetime | None = Field(
+        description="When the next run starts, RFC 3339 (none while paused)."
+    )
+    created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
 
 
 def _backend(request: Request) -> Any:
@@ -68,10 +70,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@router.post("/schedules", status_code=201, response_model=ScheduleInfo, summary="Create a daily schedule")
+@router.post(
+    "/schedules",
+    status_code=201,
+    response_model=ScheduleInfo,
+    summary="Create a daily schedule",
+    responses=problems(404, 409, 413),
+)
 async def create_schedule(
     body: ScheduleRequest, request: Request, user: CurrentUser, accounts: AccountsDep, config: ConfigDep
 ) -> Any:
+    """Make a daily schedule over the configured manifest: a cron and time zone, an optional start
+    date and catch-up, a model. Each run classifies the next date (yesterday in the schedule's zone,
+    or day by day with catch_up), skips a day without images, and is paid for when it starts."""
     backend = _backend(request)
     try:
         ScheduleSpec(
@@ -106,12 +117,14 @@ async def create_schedule(
 
 @router.get("/schedules", response_model=list[ScheduleInfo], summary="My schedules")
 async def list_schedules(user: CurrentUser, accounts: AccountsDep) -> Any:
+    """My schedules, each with its last and next date and its next run."""
     now = _now()
     return [s.public(now) for s in await Schedules(accounts.redis).of(user.username)]
 
 
-@router.get("/schedules/{name}", response_model=ScheduleInfo, summary="A schedule")
+@router.get("/schedules/{name}", response_model=ScheduleInfo, summary="A schedule", responses=problems(404))
 async def get_schedule(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+    """A schedule, with its last and next date and next run."""
     return (await _mine(name, user, Schedules(accounts.redis))).public(_now())
 
 
@@ -121,13 +134,25 @@ async def _set_paused(name: str, request: Request, user: User, accounts: Any, pa
     return record.public(_now())
 
 
-@router.post("/schedules/{name}/pause", response_model=ScheduleInfo, summary="Pause a schedule")
+@router.post(
+    "/schedules/{name}/pause",
+    response_model=ScheduleInfo,
+    summary="Pause a schedule",
+    responses=problems(404, 413),
+)
 async def pause(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+    """Pause a schedule: no run starts until it is resumed."""
     return await _set_paused(name, request, user, accounts, True)
 
 
-@router.post("/schedules/{name}/resume", response_model=ScheduleInfo, summary="Resume a schedule")
+@router.post(
+    "/schedules/{name}/resume",
+    response_model=ScheduleInfo,
+    summary="Resume a schedule",
+    responses=problems(404, 413),
+)
 async def resume(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+    """Resume a paused schedule."""
     return await _set_paused(name, request, user, accounts, False)
 
 
@@ -142,6 +167,7 @@ class RunInfo(BaseModel):
     status_code=202,
     response_model=RunInfo,
     summary="Run the schedule for one date now",
+    responses=problems(402, 404, 409, 413),
 )
 async def run_now(
     name: str,
@@ -150,6 +176,7 @@ async def run_now(
     accounts: AccountsDep,
     date: Annotated[dt.date, Body(embed=True, description="The date to process.")],
 ) -> Any:
+    """Run a schedule for one date now (`{"date": "YYYY-MM-DD"}`), as a batch."""
     backend = _backend(request)
     record = await _mine(name, user, Schedules(accounts.redis))
     try:
@@ -164,10 +191,14 @@ async def run_now(
 @router.get(
     "/schedules/{name}/results.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "Every finished run's rows."}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "Every finished run's rows."},
+        **problems(404, 409),
+    },
     summary="All results of a schedule as one CSV, oldest run first",
 )
 async def schedule_results(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+    """Every finished run of a schedule as one CSV, oldest first, streamed."""
     record = await _mine(name, user, Schedules(accounts.redis))
     outputs = await _backend(request).outputs(record)
     store: ObjectStore = request.app.state.store
