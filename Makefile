@@ -38,12 +38,12 @@ $(BIN)/helm $(BIN)/kubectl: scripts/install_tools.py | $(STAMP)
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-tools: $(BIN)/helm $(BIN)/kubectl browser  ## helm and kubectl into .venv/bin; Debian's chromium for the web page test
+tools: $(BIN)/helm $(BIN)/kubectl browser  ## helm and kubectl into .venv/bin; Debian's chromium and curl for the tests
 
-browser:  ## Debian's chromium and chromedriver (apt), for the web page test
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+browser:  ## Debian's chromium and chromedriver (the web page test) and curl (the README's commands), with apt
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v curl >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver curl ca-certificates; }
 
 lint: install  ## ruff, mypy, and the CRDs in step with the models
 	$(BIN)/ruff check .

@@ -23,7 +23,7 @@ import yaml
 from harness.readme import Command, commands, inner
 from harness.schemas import ROOT, load_crds, schema_errors
 
-KSERVE_PATHS = [r"/v1/models/[\w-]+:predict", r"/v2/models/[\w-]+/infer"]
+KSERVE_PATHS = [r"/v1/models/(?:[\w-]+|\$MODEL):predict", r"/v2/models/(?:[\w-]+|\$MODEL)/infer"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ READMES = ["README.md", "charts/kubeclassify/README.md", "charts/kubeclassify-cr
 
 # A block that uses the local stack's variables (from `. .local/stack/env.sh`) runs, line by line,
 # against a live stack (tests/integration/test_local_stack.py).
-STACK_VARIABLES = ("$GATEWAY", "$PREDICTOR", "$SAMPLE", "$DAY", ".local/stack/env.sh")
+STACK_VARIABLES = ("$GATEWAY", "$PREDICTOR", "$MODEL", "$SAMPLE", "$DAY", ".local/stack/env.sh")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ def commands() -> list[Command]:
 
 
 def inner(command: str) -> str:
-    """The command inside `NAME=$(...)`, or the command without leading variable assignments."""
+    """The command inside `NAME=$(...)`, or the command without leading variable assignments, and
+    without a redirection of its output (`> file`)."""
+    command = re.split(r"\s+>\s+", command)[0]
     wrapped = re.fullmatch(r"[A-Z_]+=\$\((.*)\)", command)
     if wrapped:
         return wrapped.group(1).split(" | ")[0]

@@ -11,26 +11,31 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from harness import clock
 from harness.readme import commands
 
 from kubeclassify.core import stack
+from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.resources import ImageInputSpec, ModelDeployment
 
 # Fewer epochs; 80 images a day, so that the first day's four broken files stay under the 5% of
 # failures a batch allows by default.
 SHORT = ["--images-per-day", "80", "--epochs", "3"]
 
 
-def kubeclassify(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def kubeclassify(home: Path | None, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The CLI as a person runs it (with `--home` when given), none of this process's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECLASSIFY_") or k == clock.ENV}
     return subprocess.run(
-        [sys.executable, "-m", "kubeclassify.core.cli", *args, "--home", str(home)],
+        [sys.executable, "-m", "kubeclassify.core.cli", *args, *(["--home", str(home)] if home else [])],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -196,3 +201,38 @@ def _manifest_paths(home: Path) -> list[str]:
     assert recorded is not None
     text = ObjectStore(recorded.s3_settings()).read(stack.MANIFEST["uri"]).decode()
     return [r["filepath"] for r in csv.DictReader(io.StringIO(text))]
+
+
+def test_a_trained_model_is_served_and_described_without_copying_by_hand(
+    demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    home, _ = demo
+    model = tmp_path / "digits-v2"  # the demo's export under another name, as a second training would be
+    shutil.copytree(home / "models" / "digits", model)
+    card = json.loads((model / "model-card.json").read_text())
+    (model / "model-card.json").write_text(json.dumps({**card, "name": "digits-v2"}))
+
+    printed = kubeclassify(None, "model", "deployment", str(model), "--uri", "s3://models/digits-v2/")
+    assert printed.returncode == 0, printed.stderr
+    resource = yaml.safe_load(printed.stdout)
+    ModelDeployment.model_validate(resource)
+    assert resource["metadata"]["name"] == "digits-v2"
+    assert resource["spec"]["model"] == {**resource["spec"]["model"], "uri": "s3://models/digits-v2/"}
+    assert resource["spec"]["model"]["version"] == card["version"]
+    assert ImageInputSpec.model_validate(resource["spec"]["input"]) == ModelCard.model_validate(card).input
+    missing = kubeclassify(None, "model", "deployment", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "no model card" in missing.stderr and "Traceback" not in missing.stderr
+
+    other = tmp_path / "home"
+    up = kubeclassify(other, "up", "--model", str(model), timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "\nMODEL=digits-v2\n" in up.stdout
+        models = json.loads(kubeclassify(other, "models", "-o", "json").stdout)
+        assert [(m["name"], m["default"], m["ready"]) for m in models] == [("digits-v2", True, True)]
+        sample = next((other / stack.SAMPLES).glob("*.png"))
+        classified = kubeclassify(other, "classify", str(sample), "-o", "json")
+        assert classified.returncode == 0 and json.loads(classified.stdout)["model_name"] == "digits-v2"
+    finally:
+        kubeclassify(other, "down")
+    assert kubeclassify(other, "up", "--model", str(tmp_path / "nothing")).returncode == 2

@@ -137,3 +137,70 @@ def test_gateway_run_stops_when_its_metrics_port_is_taken(
         monkeypatch.setenv("KUBECLASSIFY_GATEWAY__METRICS_PORT", str(port))
         assert cli.main(["gateway", "run", "--port", "0"]) == 2  # before the API is served
     assert f"cannot serve /metrics on port {port}" in capsys.readouterr().err
+
+
+def test_every_command_says_what_it_does_in_its_help() -> None:
+    import argparse
+
+    def commands(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.ArgumentParser]]:
+        found = [(path, parser)]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += commands(sub, f"{path} {name}")
+        return found
+
+    every = commands(cli.build_parser(), "kubeclassify")
+    assert len(every) > 20
+    missing = [path for path, parser in every if not (parser.description or "").strip()]
+    assert missing == []
+
+
+def test_a_table_shows_nothing_for_a_missing_value(capsys: pytest.CaptureFixture[str]) -> None:
+    from kubeclassify.core.console import table
+
+    table([{"name": "digits", "description": None}], ["name", "description"])
+    assert "None" not in capsys.readouterr().out
+
+
+UNREACHABLE = ["--gateway", "http://127.0.0.1:9", "--api-key", "kc_x"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["classify", "/nonexistent.png", *UNREACHABLE], 2, "No such file"),
+        (["batch", "status", "x", *UNREACHABLE], 4, "cannot reach the gateway"),
+        (["batch", "submit", "--csv", "/nonexistent.csv", *UNREACHABLE], 2, "No such file"),
+        (["credits", *UNREACHABLE], 4, "cannot reach the gateway"),
+        (
+            ["token", "--gateway", "http://127.0.0.1:9", "--username", "a", "--password", "b"],
+            4,
+            "cannot reach",
+        ),
+        (["token", *UNREACHABLE], 2, "an API key is used as it is"),
+        (
+            ["batch", "results", "x", "--kubeconfig", "/nonexistent"],
+            4,
+            "cannot use the kubeconfig /nonexistent",
+        ),
+        (
+            ["batch", "submit", "--resource", "examples/batch-one-date.yaml"],
+            2,
+            "--resource goes with --kubeconfig",
+        ),
+        (["model", "deployment", "/nonexistent"], 2, "no model card"),
+        (["up", "--model", "/nonexistent", "--home", "/nonexistent-home"], 2, "is not an exported model"),
+        (["batch", "run", "--batch", "/nonexistent.yaml"], 2, "cannot read the ClassificationBatch"),
+        (["operator", "tick", "daily"], 2, "no namespace"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_a_failing_command_says_why_in_one_line_with_its_exit_code(
+    args: list[str], code: int, says: str
+) -> None:
+    """The exit codes the README gives: 2 refused or bad input, 4 cannot reach (or the service failed)."""
+    done = run(*args)
+    assert done.returncode == code, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("kubeclassify") and says in done.stderr, done.stderr

@@ -55,11 +55,27 @@ def register_stack(subparsers: Parsers) -> None:
     )
     _home(up)
     up.add_argument("--gateway-port", type=int, help="the gateway's port (default: 8000 when free)")
+    up.add_argument(
+        "--model",
+        type=Path,
+        help="serve this exported model (the folder `kubeclassify train --output` wrote) instead of the"
+        " digits model; its card gives the name, input and labels",
+    )
     up.set_defaults(func=_up)
-    down = subparsers.add_parser("down", help="stop the local stack")
+    down = subparsers.add_parser(
+        "down",
+        help="stop the local stack",
+        description="Stop every process that `kubeclassify up` started (by PID, the gateway first); the"
+        " data stays in the home folder for the next `up`.",
+    )
     _home(down)
     down.set_defaults(func=_down)
-    status = subparsers.add_parser("status", help="show the local stack's processes and whether each answers")
+    status = subparsers.add_parser(
+        "status",
+        help="show the local stack's processes and whether each answers",
+        description="Show each process of the local stack (S3, Redis, the predictor, the gateway): its PID,"
+        " where it answers, and whether it does. Exits 0 when every one answers, 1 otherwise.",
+    )
     _home(status)
     _output(status)
     status.set_defaults(func=_status)
@@ -98,7 +114,13 @@ def _up(args: argparse.Namespace) -> int:
     from kubeclassify.core import stack
 
     home = _home_of(args)
-    running = stack.up(home, args.gateway_port)
+    if args.model is not None:
+        try:
+            stack.read_card(args.model)
+        except ValueError as e:  # pydantic's ValidationError too: a card that is not one
+            print(f"kubeclassify: {e}", file=sys.stderr)
+            return 2
+    running = stack.up(home, args.gateway_port, model_dir=args.model)
     samples = stack.prepare_samples(running)
     url = running.gateway_url
     print(f"The local stack is up (data and logs in {home}):")
@@ -167,6 +189,57 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(_home_of(args), args.keep, args.images_per_day, args.gateway_port, train_args)
 
 
+# -- models ----------------------------------------------------------------------------------------
+
+
+def register_model(subparsers: Parsers) -> None:
+    """`kubeclassify model deployment`."""
+    p = subparsers.add_parser(
+        "model",
+        help="work with exported models",
+        description="Work with the models `kubeclassify train` exports.",
+    )
+    commands = p.add_subparsers(title="model commands", metavar="COMMAND")
+    d = commands.add_parser(
+        "deployment",
+        help="print the ModelDeployment that serves an exported model",
+        description="Print, as YAML, the ModelDeployment that serves an exported model: its input spec,"
+        " version and description come from the model card, so nothing is copied by hand. Exit 2 when"
+        " SOURCE holds no model card.",
+    )
+    d.add_argument("source", help="the exported model: a folder, or s3://bucket/prefix/ (KUBECLASSIFY_S3__*)")
+    d.add_argument("--uri", help="where the cluster reads the model (default: SOURCE as a URI)")
+    d.add_argument("--name", help="the ModelDeployment's name (default: the card's)")
+    d.set_defaults(func=_model_deployment)
+
+
+def _model_deployment(args: argparse.Namespace) -> int:
+    import yaml
+    from pydantic import ValidationError
+
+    from kubeclassify.core.model_card import CARD_FILE, ModelCard, model_deployment
+    from kubeclassify.core.settings import Settings
+    from kubeclassify.core.storage import ObjectStore, StorageError
+
+    source = args.source if "://" in args.source else "file://" + str(Path(args.source).resolve())
+    source = source.rstrip("/") + "/"
+    try:
+        card = ModelCard.model_validate_json(ObjectStore(Settings().s3).read(source + CARD_FILE))
+    except (StorageError, OSError, ValidationError) as e:
+        print(
+            f"kubeclassify: no model card at {source}{CARD_FILE}: {str(e).splitlines()[0]}", file=sys.stderr
+        )
+        return 2
+    try:
+        resource = model_deployment(card, args.uri or source, args.name)
+    except ValueError as e:  # a --name or --uri that a ModelDeployment cannot have
+        print(f"kubeclassify: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    print(f"# From {source}{CARD_FILE} (test accuracy {card.metrics.test_accuracy:.1%})")
+    print(yaml.safe_dump(resource, sort_keys=False), end="")
+    return 0
+
+
 class UsageError(ValueError):
     """Options that do not go together."""
 
@@ -217,7 +290,12 @@ def register_client(subparsers: Parsers) -> None:
 
 def register_batch(subparsers: Parsers) -> None:
     """`kubeclassify batch`: `submit`, `status` and `results` here; `run` from the inference component."""
-    p = subparsers.add_parser("batch", help="classify many images: here, or through the gateway")
+    p = subparsers.add_parser(
+        "batch",
+        help="classify many images: here, or through the gateway",
+        description="Classify many images: run a ClassificationBatch's shard here (run), or start one"
+        " through the gateway or as a resource with --kubeconfig (submit) and follow it (status, results).",
+    )
     commands = p.add_subparsers(title="batch commands", metavar="COMMAND")
     for ep in sorted(entry_points(group="kubeclassify.batch_commands"), key=lambda e: e.name):
         ep.load()(commands)

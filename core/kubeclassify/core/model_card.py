@@ -4,6 +4,8 @@ predictor and the batch worker read to know the model's labels, input and versio
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import Any
 
 from pydantic import Field
 
@@ -62,3 +64,32 @@ class ModelCard(Model):
     training: TrainingInfo = Field(description="The training run.")
     metrics: Metrics = Field(description="Held-out accuracy.")
     tensorflow_version: str = Field(description="The TensorFlow that trained it.")
+
+
+def model_deployment(card: ModelCard, uri: str, name: str | None = None) -> dict[str, Any]:
+    """The ModelDeployment that serves the model `card` describes from `uri`: its input spec, labels
+    (from the labels.json beside it), description and version all come from the card, so nothing is
+    copied by hand. Checked against the ModelDeployment model before it is returned."""
+    from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
+    from kubeclassify.core.resources.model_deployment import ModelDeployment
+
+    name = name or card.name
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", name):
+        raise ValueError(f"{name!r} cannot name a ModelDeployment: lower-case letters, digits and dashes")
+    accuracy = f"{card.metrics.test_accuracy:.1%}"
+    resource = {
+        "apiVersion": API_VERSION,
+        "kind": MODEL_DEPLOYMENT,
+        "metadata": {"name": name},
+        "spec": {
+            "model": {
+                "uri": uri,
+                "version": card.version,
+                "description": f"{card.training.architecture} trained on {card.dataset.source}"
+                f" ({len(card.labels)} classes, {accuracy} held-out accuracy), {card.created:%Y-%m-%d}",
+            },
+            "input": card.input.to_k8s(),
+        },
+    }
+    ModelDeployment.model_validate(resource)
+    return resource

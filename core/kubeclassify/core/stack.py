@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
 from kubeclassify.core.local import (
     LocalProcess,
     free_port,
@@ -38,15 +37,14 @@ from kubeclassify.core.local import (
     start_redis,
     start_seaweedfs,
 )
-from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.model_card import CARD_FILE, ModelCard, model_deployment
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 
-MODEL = "digits"
+MODEL = "digits"  # the model the stack trains and serves unless `up --model DIR` names another
 SAMPLES = "samples"  # <home>/samples: a few of the daily images as files, for trying the CLI and curl
 ENV_FILE = "env.sh"  # <home>/env.sh: the shell variables `up` prints
 BUCKETS = ("models", "kubeclassify", "incoming")
-MODEL_URI = f"s3://models/{MODEL}/"
 MANIFEST = {"uri": "s3://incoming/metadata.csv", "root": "s3://incoming/"}
 ADMIN = "admin"
 
@@ -79,6 +77,8 @@ class Stack:
     token_secret: str
     admin_password: str
     services: dict[str, Service] = field(default_factory=dict)
+    model: str = MODEL  # the model it serves, by name
+    model_dir: str = ""  # the exported model `up --model` named; empty: the digits model it trains
 
     @property
     def gateway_url(self) -> str:
@@ -129,17 +129,26 @@ def healthy(name: str, service: Service) -> bool:
     return port_open(where.hostname or "127.0.0.1", where.port or 80)
 
 
+def model_uri(name: str) -> str:
+    """Where the stack's S3 keeps a served model."""
+    return f"s3://models/{name}/"
+
+
 def up(
     home: Path,
     gateway_port: int | None = None,
     say: Callable[[str], None] = print,
     train_args: tuple[str, ...] = (),
+    model_dir: Path | None = None,
 ) -> Stack:
-    """Start whatever of the stack is not running yet; returns it once every part answers."""
+    """Start whatever of the stack is not running yet; returns it once every part answers. With
+    `model_dir`, an exported model (`kubeclassify train`'s folder) is served instead of the digits."""
     home.mkdir(parents=True, exist_ok=True)
     logs = home / "logs"
     stack = Stack.load(home)
-    if stack is not None and all(healthy(n, s) for n, s in stack.services.items()) and stack.services:
+    wanted = str(model_dir.resolve()) if model_dir is not None else None
+    running = stack is not None and stack.services and all(healthy(n, s) for n, s in stack.services.items())
+    if stack is not None and running and (wanted is None or wanted == stack.model_dir):
         return stack
     if stack is not None:
         down(home, say=lambda _: None)
@@ -150,6 +159,9 @@ def up(
         token_secret=secrets.token_urlsafe(48),
         admin_password=secrets.token_urlsafe(12),
     )
+    if wanted is not None:
+        stack.model_dir = wanted
+        stack.model = read_card(Path(wanted)).name
     stack.services = {}
     started: list[LocalProcess] = []
     try:
@@ -164,17 +176,12 @@ def up(
         store = ObjectStore(stack.s3_settings())
         for bucket in BUCKETS:
             store.create_bucket(bucket)
-        card = publish_model(home, store, say, train_args)
+        card = publish_model(home, store, say, train_args, Path(stack.model_dir) if stack.model_dir else None)
 
-        say("starting the predictor")
-        spec = {
-            "apiVersion": API_VERSION,
-            "kind": MODEL_DEPLOYMENT,
-            "metadata": {"name": MODEL},
-            "spec": {"model": {"uri": MODEL_URI}, "input": card.input.to_k8s()},
-        }
-        (home / f"{MODEL}.yaml").write_text(yaml.safe_dump(spec))
-        predictor = start_predictor(home / f"{MODEL}.yaml", logs, MODEL, env=stack.s3_settings().to_env())
+        say(f"starting the predictor ({stack.model})")
+        spec_file = home / f"{stack.model}.yaml"
+        spec_file.write_text(yaml.safe_dump(model_deployment(card, model_uri(stack.model), stack.model)))
+        predictor = start_predictor(spec_file, logs, stack.model, env=stack.s3_settings().to_env())
         started.append(predictor.process)
 
         say("starting the gateway")
@@ -236,6 +243,7 @@ def shell_variables(running: Stack, dates: list[dt.date], sample: Path) -> str:
     values = {
         "GATEWAY": running.gateway_url,
         "PREDICTOR": running.services["predictor"].url,
+        "MODEL": running.model,
         "PASSWORD": running.admin_password,
         "SAMPLE": str(sample),
         **{f"DAY{n}": day.isoformat() for n, day in enumerate(dates, 1)},
@@ -260,8 +268,8 @@ def gateway_settings(stack: Stack, predictor_url: str) -> dict[str, str]:
         "STARTING_CREDITS": "1000",
         "IMAGES_URI": "s3://kubeclassify/images",
         "BATCHES_URI": "s3://kubeclassify/batches",
-        "PREDICTORS": json.dumps({MODEL: predictor_url}),
-        "DEFAULT_MODEL": MODEL,
+        "PREDICTORS": json.dumps({stack.model: predictor_url}),
+        "DEFAULT_MODEL": stack.model,
         "MANIFEST": json.dumps(MANIFEST),
         "BATCH_BACKEND": "local",
         "BATCH_POLL_SECONDS": "1",
@@ -273,12 +281,42 @@ def gateway_settings(stack: Stack, predictor_url: str) -> dict[str, str]:
     }
 
 
+def read_card(export: Path) -> ModelCard:
+    """The card of an exported model; ValueError says what is missing."""
+    path = export / CARD_FILE
+    if not path.is_file():
+        raise ValueError(
+            f"{export} is not an exported model: it has no {CARD_FILE} (`kubeclassify train` writes one)"
+        )
+    return ModelCard.model_validate_json(path.read_text())
+
+
 def publish_model(
-    home: Path, store: ObjectStore, say: Callable[[str], None], train_args: tuple[str, ...] = ()
+    home: Path,
+    store: ObjectStore,
+    say: Callable[[str], None],
+    train_args: tuple[str, ...] = (),
+    export: Path | None = None,
 ) -> ModelCard:
-    """The digits model in S3: trained first (on digits the demo never shows it) when none is exported."""
-    export = home / "models" / MODEL
-    if not (export / "model-card.json").exists():
+    """The served model in S3, uploaded when S3 has another (or none): `export`, or the digits model,
+    trained first (on digits the demo never shows it) when none is exported yet."""
+    if export is None:
+        export = home / "models" / MODEL
+        train_digits(home, export, say, train_args)
+    card = read_card(export)
+    uri = model_uri(card.name)
+    if (
+        not store.exists(uri + CARD_FILE)
+        or ModelCard.model_validate_json(store.read(uri + CARD_FILE)) != card
+    ):
+        for path in sorted(p for p in export.rglob("*") if p.is_file()):
+            store.write(uri + path.relative_to(export).as_posix(), path.read_bytes())
+    return card
+
+
+def train_digits(home: Path, export: Path, say: Callable[[str], None], train_args: tuple[str, ...]) -> None:
+    """Train the digits model into `export`, unless it is there already."""
+    if not (export / CARD_FILE).exists():
         from kubeclassify.core import sample_data
 
         train_dir = sample_data.write_training_set(home / "data" / "train")
@@ -297,10 +335,6 @@ def publish_model(
             done = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"training failed (exit {done.returncode}); see {home / 'logs' / 'train.log'}")
-    if not store.exists(MODEL_URI + "model-card.json"):
-        for path in sorted(p for p in export.rglob("*") if p.is_file()):
-            store.write(MODEL_URI + path.relative_to(export).as_posix(), path.read_bytes())
-    return ModelCard.model_validate_json((export / "model-card.json").read_text())
 
 
 def down(home: Path, say: Callable[[str], None] = print) -> list[str]:

@@ -35,7 +35,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--namespace", "-n", default=os.environ.get("NAMESPACE"), help="its namespace (default: $NAMESPACE)"
     )
     tick.set_defaults(func=_tick)
-    rbac = sub.add_parser("rbac", help="print the RBAC rules the operator needs, as YAML")
+    rbac = sub.add_parser(
+        "rbac",
+        help="print the RBAC rules the operator needs, as YAML",
+        description="Print the RBAC rules the operator needs, as YAML: exactly the verbs its code sends,"
+        " for a Role in each watched namespace or the ClusterRole for watching every namespace.",
+    )
     rbac.add_argument(
         "--scope",
         choices=("namespaced", "cluster"),
@@ -82,7 +87,7 @@ def _tick(args: argparse.Namespace) -> int:
     from kubeclassify.operator.kube import Kube
 
     if not args.namespace:
-        print("no namespace: pass --namespace or set NAMESPACE", file=sys.stderr)
+        print("kubeclassify operator tick: no namespace: pass --namespace or set NAMESPACE", file=sys.stderr)
         return 2
     try:
         kubernetes.config.load_incluster_config()

@@ -69,7 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _resource(path: str | None, env: str, what: str) -> tuple[dict[str, Any], str | None]:
     if path:
-        raw = yaml.safe_load(Path(path).read_text())
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as e:  # exit 2 with the reason, as for any unusable input
+            raise ValueError(f"cannot read the {what} in {path}: {e}") from e
     elif os.environ.get(env):
         raw = json.loads(os.environ[env])
     else:
