@@ -163,7 +163,7 @@ def test_batches_become_classification_batches_and_settle_once(
         batch = ClassificationBatch.model_validate(body)  # what the operator reads
         assert batch.spec.model_ref.name == "digits" and batch.spec.input.urls is not None
         assert batch.spec.output.uri == f"s3://{bucket}/batches/alice/{name}/results.csv"
-        assert batch.spec.max_failed_fraction == 0.05  # the gateway's MAX_FAILED_FRACTION, as a batch's default
+        assert batch.spec.max_failed_fraction == 0.05  # the gateway's MAX_FAILED_FRACTION: 5%
         assert gw.get("/v1/credits", headers=auth).json()["credits"] == 8
 
         status = {
