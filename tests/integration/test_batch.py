@@ -163,6 +163,31 @@ def test_shards_and_a_rerun_publish_exactly_what_one_shard_does(
     assert rerun.already_published and rerun.counts.total == 104
 
 
+def test_the_model_sees_one_shape_so_an_image_scores_the_same_bits_in_any_shard(
+    store: ObjectStore, dataset: dict[str, Any], digits_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU a batch of 4 and a batch of 16 round differently; a shard's last batch is padded."""
+    from kubeclassify.inference import artifacts
+
+    load = artifacts.load_for_deployment
+    sizes: list[int] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        loaded, labels, version = load(*args, **kwargs)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            sizes.append(len(x))
+            return loaded.predict(x)
+
+        return dataclasses.replace(loaded, predict=predict), labels, version
+
+    monkeypatch.setattr(artifacts, "load_for_deployment", recorded)
+    bucket = dataset["bucket"]
+    for shard in range(3):  # 100 readable images: shards of about 33, none a multiple of 16
+        run(job(batch_spec(bucket, "thirds", parallelism=3), digits_model, shard=shard, shards=3), store)
+    assert sizes and set(sizes) == {16}
+
+
 def test_concurrent_model_calls_give_the_rows_of_one_call_at_a_time(
     store: ObjectStore, dataset: dict[str, Any], digits_model: Path
 ) -> None:

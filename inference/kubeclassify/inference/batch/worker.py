@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -39,7 +39,7 @@ from kubeclassify.inference.batch.output import (
     publish_if_complete,
     published,
 )
-from kubeclassify.inference.predictor.batching import DynamicBatcher
+from kubeclassify.inference.predictor.batching import run_padded
 from kubeclassify.inference.predictor.protocol import top_k
 from kubeclassify.inference.preprocess import ImageError, decode, prepare, scale_pixels
 
@@ -119,9 +119,8 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
         streams = threads.model_streams(job.model_streams)
         threads.configure(streams)
         loaded, labels, version = artifacts.load_for_deployment(job.model.model, store)
-        batcher = DynamicBatcher(loaded.predict, job.model.batching.max_batch_size, 0.0)
         results = _ranked(
-            _classified(job, store, mine, batcher, copies, streams), labels, job.spec.output.top_k
+            _classified(job, store, mine, loaded.predict, copies, streams), labels, job.spec.output.top_k
         )
     counts = Counts()
     part = PartWriter()
@@ -302,7 +301,7 @@ def _classified(
     job: BatchJob,
     store: ObjectStore,
     todo: Iterator[Item],
-    batcher: DynamicBatcher,
+    predict: Callable[[np.ndarray], np.ndarray],
     copies: dict[int, str],
     streams: int,
 ) -> Iterator[Ready]:
@@ -319,7 +318,7 @@ def _classified(
             copies[item.seq] = _write_copy(store, image, copy, copy_prefix, item)
         return prepare(image, spec)
 
-    batch_size = batcher.max_batch_size
+    batch_size = job.model.batching.max_batch_size
     window: deque[tuple[Item, concurrent.futures.Future[np.ndarray]]] = deque()
     # Batches handed to the model threads: one running per stream and one queued, so the model
     # never waits while this thread collects the next batch and the caller writes the rows.
@@ -347,23 +346,29 @@ def _classified(
             except (ImageError, StorageError, FetchError, OSError) as e:
                 ready.append((item, None, str(e)))
             if decoded >= batch_size:
-                inflight.append((ready, model.submit(_predict, ready, batcher, spec)))
+                inflight.append((ready, model.submit(_predict, ready, predict, batch_size, spec)))
                 ready, decoded = [], 0
                 if len(inflight) > streams + 1:
                     yield from _joined(*inflight.popleft())
         if ready:
-            inflight.append((ready, model.submit(_predict, ready, batcher, spec)))
+            inflight.append((ready, model.submit(_predict, ready, predict, batch_size, spec)))
         while inflight:
             yield from _joined(*inflight.popleft())
 
 
-def _predict(ready: list[Ready], batcher: DynamicBatcher, spec: Any) -> list[np.ndarray]:
-    """Probabilities for the decoded images among `ready`, in their order."""
+def _predict(
+    ready: list[Ready], predict: Callable[[np.ndarray], np.ndarray], batch_size: int, spec: Any
+) -> list[np.ndarray]:
+    """Probabilities for the decoded images among `ready`, in their order.
+
+    Every call is padded to the full batch size, so the model sees one shape and an image scores
+    the same bits whichever shard and batch it falls in (a shard's last batch costs a few rows).
+    """
     images = [r[1] for r in ready if r[2] is None]
     if not images:
         return []
     tensor = scale_pixels(np.stack(images).astype(np.float32), spec).astype(np.float32)  # type: ignore[arg-type]
-    return list(batcher.run_padded(tensor))
+    return list(run_padded(predict, tensor, batch_size))
 
 
 def _joined(
