@@ -98,6 +98,20 @@ def test_remote_mode_passes_the_predictor_url() -> None:
     assert job["metadata"]["name"] == "daily"
 
 
+def test_a_gateway_users_batch_tells_its_worker_whose_images_it_may_read() -> None:
+    """The worker refuses rows outside the owner's images; the owner comes from the resource's label."""
+    cb = batch(mode="remote", output={"uri": "s3://results/all.csv"})
+    cb.metadata["labels"] = {c.LABEL_OWNER: "alice"}
+    config = CONFIG.model_copy(update={"gateway_images_uri": "s3://kc/images"})
+    job = valid(batch_job(cb, model(), STABLE, config, None, RUN_TIME, "http://digits.ml.svc"))
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--owner-prefix", "s3://kc/images/alice/"]
+    unowned = valid(
+        batch_job(batch(date="2026-11-21"), model(), STABLE, config, dt.date(2026, 11, 21), RUN_TIME)
+    )
+    assert "--owner-prefix" not in unowned["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_a_replacing_run_has_its_own_job_and_says_so_to_the_worker() -> None:
     cb = batch(schedule={"cron": "@daily"})
     job = valid(batch_job(cb, model(), STABLE, CONFIG, dt.date(2026, 11, 20), RUN_TIME, rerun="r1122013000"))

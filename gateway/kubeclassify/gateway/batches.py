@@ -11,20 +11,18 @@ several gateway replicas seeing the same completion refund once).
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
 import io
 import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
-from posixpath import normpath
 from typing import Any
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.resources.classification_batch import ClassificationBatchSpec, ManifestInput
-from kubeclassify.core.sources import items
+from kubeclassify.core.sources import InputError, items, owner_source, read_table
 from kubeclassify.core.storage import join
 from kubeclassify.core.webhooks import deliver
 
@@ -55,49 +53,57 @@ class CheckedCsv:
 
 
 def check_csv(data: bytes, max_rows: int) -> CheckedCsv:
-    """Check an uploaded batch CSV before anything starts: text, one known column, rows, no formulas."""
+    """Check an uploaded batch CSV before anything starts: text, one known column, rows, no formulas.
+
+    It is read by `core`'s reader, the one the batch worker reads it with, and each image is
+    resolved as the worker resolves it (`owner_source`), so what passes here is what is read there.
+    """
     if b"\x00" in data:
         raise CsvError("this is not a CSV: it has binary content")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise CsvError(f"this is not a UTF-8 CSV (byte {e.start})") from e
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    found = [c for c in COLUMNS if c in header]
+    try:
+        table = read_table(io.StringIO(text, newline=""), "the CSV")
+    except InputError as e:
+        if "is empty" in str(e):
+            raise CsvError(
+                f"the CSV needs exactly one of the columns {' or '.join(COLUMNS)}; it has none"
+            ) from e
+        raise CsvError(str(e)) from e
+    found = [c for c in COLUMNS if c in table.columns]
     if len(found) != 1:
         raise CsvError(
             f"the CSV needs exactly one of the columns {' or '.join(COLUMNS)};"
-            f" it has {', '.join(header) or 'none'}"
+            f" it has {', '.join(table.columns) or 'none'}"
         )
     column = found[0]
-    index = header.index(column)
     rows = 0
-    for line, row in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in row):
+    for line, row in table.rows:
+        if not any(cell.strip() for cell in row.values()):
             continue
         rows += 1
         if rows > max_rows:
             raise CsvError(f"the CSV has more than {max_rows} rows; split it")
-        for name, cell in zip(header, row, strict=False):
+        for name, cell in row.items():
             if cell.startswith(FORMULA_START):
                 raise CsvError(f"row {line}, column {name!r} starts with {cell[0]!r}: formulas are refused")
-        value = row[index].strip() if index < len(row) else ""
+        value = row[column].strip()
         if not value:
             raise CsvError(f"row {line} has no {column}")
-        if column == "path":
-            _check_path(value, line)
-        elif not value.startswith(("http://", "https://")):
+        is_url = value.startswith(("http://", "https://"))
+        if column == "url" and not is_url:
             raise CsvError(f"row {line}: {value[:80]!r} is not an http(s) URL")
+        if column == "path" and is_url:
+            raise CsvError(f"row {line}: {value[:80]!r} is outside your images; give paths relative to them")
+        try:
+            owner_source("s3://owner/", value)
+        except InputError as e:
+            raise CsvError(f"row {line}: {e}") from e
     if rows == 0:
         raise CsvError("the CSV has a header but no rows")
     return CheckedCsv(column, rows, data)
-
-
-def _check_path(path: str, line: int) -> None:
-    """A path under the owner's own images: relative, and never climbing out of it."""
-    if "://" in path or path.startswith("/") or normpath(path).startswith(".."):
-        raise CsvError(f"row {line}: {path[:80]!r} is outside your images; give paths relative to them")
 
 
 @dataclass
@@ -235,9 +241,8 @@ def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:
         source: dict[str, Any] = {"urls": {"uri": record.input_uri, "column": "url"}}
     elif record.column == "manifest":
         source = {"manifest": config.manifest.to_k8s()}
-    else:
-        root = config.images_uri.rstrip("/") + f"/{record.owner}/"
-        source = {"manifest": {"uri": record.input_uri, "root": root, "pathColumn": "path"}}
+    else:  # paths under the owner's images (core's owner_prefix): the worker resolves each one
+        source = {"urls": {"uri": record.input_uri, "column": "path"}}
     return {
         "modelRef": {"name": record.model},
         "input": source,

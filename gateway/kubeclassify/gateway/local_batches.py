@@ -14,11 +14,14 @@ import os
 import secrets
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
 
+from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.sources import owner_prefix
 from kubeclassify.gateway.batches import (
     Batches,
     BatchRecord,
@@ -30,8 +33,26 @@ from kubeclassify.gateway.batches import (
 
 log = logging.getLogger(__name__)
 
+# What the worker may inherit from the gateway's environment: how to run Python and reach S3, never
+# the gateway's own settings (its token secret, admin password and Redis URL stay with it).
+INHERITED = ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR")
+INHERITED_PREFIXES = ("LC_", "PYTHON", "AWS_", "TF_", "OMP_")
+PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")  # in either case
+SETTINGS = ("KUBECLASSIFY_ENVIRONMENT", "KUBECLASSIFY_LOG_LEVEL")  # the worker's own
+
 LEASE = "kc:local-batches:lease"
 LEASE_SECONDS = 30
+
+
+def worker_env(environ: Mapping[str, str], s3: S3Settings) -> dict[str, str]:
+    """The environment of a batch worker process, which decodes untrusted images: the basics of
+    `environ` and the S3 settings, nothing else."""
+    kept = {
+        k: v
+        for k, v in environ.items()
+        if k in INHERITED or k in SETTINGS or k.startswith(INHERITED_PREFIXES) or k.upper() in PROXIES
+    }
+    return {**kept, **s3.to_env(), "KUBECLASSIFY_LOG_FORMAT": "json"}
 
 
 class SecondReplica(RuntimeError):
@@ -119,11 +140,15 @@ class LocalBatches:
             "--termination-log",
             str(summary_file),
         ]
+        if record.column == "url" or record.column == "path":  # the owner's CSV: their rows, their images
+            argv += ["--owner-prefix", owner_prefix(self.config.images_uri, record.owner)]
         for network in self.config.fetch_allowed_networks:
             argv += ["--allow-network", network]
-        env = {**os.environ, **self.state.s3_settings.to_env(), "KUBECLASSIFY_LOG_FORMAT": "json"}
         proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+            *argv,
+            env=worker_env(os.environ, self.state.s3_settings),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
         )
         try:
             code = await proc.wait()

@@ -30,6 +30,11 @@ class OperatorConfig(BaseModel):
     starting_deadline_seconds: int = Field(
         3600, ge=10, description="How late a missed daily tick may still start."
     )
+    gateway_images_uri: str = Field(
+        "s3://kubeclassify/images",
+        description="The gateway's images (its imagesUri). A batch labelled with a gateway owner reads"
+        " by path only under <gatewayImagesUri>/<owner>/, and by URL only http(s), checked by its worker.",
+    )
     webhook_allowed_networks: list[str] = Field(
         default_factory=list,
         description="Networks webhooks may also reach besides public addresses (CIDRs); none by default.",

@@ -14,7 +14,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from pydantic import BaseModel
 
 from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, fetch
-from kubeclassify.core.storage import ObjectStore, StorageError, join
+from kubeclassify.core.sources import owner_prefix
+from kubeclassify.core.storage import ObjectStore, StorageError
 from kubeclassify.gateway import metrics
 from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
@@ -76,7 +77,7 @@ async def classify(
     if await accounts.debit(user.username, config.image_cost) is None:
         raise HTTPException(402, f"not enough credits: an image costs {config.image_cost}")
     uid = secrets.token_hex(12)
-    uri = join(config.images_uri, user.username, uid + EXTENSIONS[media_type])
+    uri = owner_prefix(config.images_uri, user.username) + uid + EXTENSIONS[media_type]
     store: ObjectStore = request.app.state.store
     client: aiohttp.ClientSession = request.app.state.http
     predicted, stored = await asyncio.gather(

@@ -61,6 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also fetch URLs in this network (e.g. 127.0.0.0/8 for a local server)",
     )
     p.add_argument(
+        "--owner-prefix",
+        metavar="URI",
+        help="a gateway batch: its rows may name only http(s) URLs and paths under this prefix"
+        " (the owner's images)",
+    )
+    p.add_argument(
         "--termination-log",
         type=Path,
         help=f"where the summary goes (default: {TERMINATION_LOG} when it exists)",
@@ -134,6 +140,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             fetch_policy=FetchPolicy.allowing(*args.allow_network),
             predictor_url=args.predictor_url,
             rerun=args.rerun,
+            owner_prefix=args.owner_prefix,
         )
         if args.run_time:
             job.run_time = dt.datetime.fromisoformat(args.run_time)

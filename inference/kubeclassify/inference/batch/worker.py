@@ -68,6 +68,7 @@ class BatchJob:
     predictor_url: str | None = None  # mode remote: the ModelDeployment's predictor
     rerun: str | None = None  # classify again and replace published results, as this run
     remote_version: str = ""  # mode remote: the model version the predictor reports
+    owner_prefix: str | None = None  # a gateway batch: its rows may name only URLs and paths under it
 
 
 @dataclass
@@ -109,7 +110,11 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
 
     extra = (["copy"] if job.spec.output.copy_images else []) + extra_columns(job.spec, store)
     copies: dict[int, str] = {}
-    mine = (it for it in items(job.spec, store, job.date) if shard_of(it.source, job.shards) == job.shard)
+    mine = (
+        it
+        for it in items(job.spec, store, job.date, job.owner_prefix)
+        if shard_of(it.source, job.shards) == job.shard
+    )
     if job.spec.mode == "remote":
         version = ""
         results: Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]] = _remote(job, store, mine)
@@ -206,6 +211,8 @@ def _progress(job: BatchJob, counts: Counts, rate: float) -> None:
 
 
 def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:
+    if item.refused:
+        raise ImageError(item.refused)
     if not item.source:
         raise ImageError("empty path")
     if item.source.startswith(("http://", "https://")):

@@ -16,6 +16,7 @@ from typing import Any
 from kubeclassify.core import constants as c
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
+from kubeclassify.core.sources import owner_prefix
 from kubeclassify.operator.builders.common import (
     CONTAINER_SECURITY_CONTEXT,
     POD_SECURITY_CONTEXT,
@@ -85,6 +86,9 @@ def batch_job(
         args = ["--date", date.isoformat(), *args]
     if rerun is not None:
         args += ["--rerun", rerun]
+    owner = (cb.metadata.get("labels") or {}).get(c.LABEL_OWNER)
+    if owner:  # a gateway user's batch: the worker keeps its rows to the owner's images
+        args += ["--owner-prefix", owner_prefix(config.gateway_images_uri, owner)]
     env = [
         {
             "name": "KUBECLASSIFY_BATCH",
