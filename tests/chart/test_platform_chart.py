@@ -448,51 +448,105 @@ def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items()) and all(k in labels for k in exists)
 
 
-def allows_egress(
-    docs: list[dict[str, Any]], pod: dict[str, str], namespace: str, to: dict[str, Any], port: int
-) -> bool:
-    """Whether the NetworkPolicies of `namespace` let a pod with labels `pod` reach `to` (a peer:
-    {"namespace", "labels"} for a pod, {"ip"} for an address) on TCP `port`, as Kubernetes decides:
-    allowed when any policy selecting the pod has an egress rule that matches."""
+def _peer_matches(peer: dict[str, Any], other: dict[str, Any], namespace: str) -> bool:
+    """Whether a NetworkPolicy peer of a policy in `namespace` matches `other` ({"namespace",
+    "labels"} for a pod, {"ip"} for an address)."""
     import ipaddress
 
-    def peer_matches(peer: dict[str, Any]) -> bool:
-        if "ipBlock" in peer:
-            if "ip" not in to:
-                return False
-            ip = ipaddress.ip_address(to["ip"])
-            block = peer["ipBlock"]
-            inside = ip.version == ipaddress.ip_network(block["cidr"]).version and ip in ipaddress.ip_network(
-                block["cidr"]
-            )
-            return inside and not any(
-                ip.version == ipaddress.ip_network(e).version and ip in ipaddress.ip_network(e)
-                for e in block.get("except", [])
-            )
-        if "ip" in to:
+    if "ipBlock" in peer:
+        if "ip" not in other:
             return False
-        ns_ok = (
-            _matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": to["namespace"]})
-            if "namespaceSelector" in peer
-            else to["namespace"] == namespace
-        )
-        return ns_ok and _matches(peer.get("podSelector"), to.get("labels", {}))
+        ip = ipaddress.ip_address(other["ip"])
 
+        def inside(cidr: str) -> bool:
+            net = ipaddress.ip_network(cidr)
+            return ip.version == net.version and ip in net
+
+        block = peer["ipBlock"]
+        return inside(block["cidr"]) and not any(inside(e) for e in block.get("except", []))
+    if "ip" in other:
+        return False
+    ns_ok = (
+        _matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": other["namespace"]})
+        if "namespaceSelector" in peer
+        else other["namespace"] == namespace
+    )
+    return ns_ok and _matches(peer.get("podSelector"), other.get("labels", {}))
+
+
+def _allows(
+    docs: list[dict[str, Any]],
+    pod: dict[str, str],
+    namespace: str,
+    other: dict[str, Any],
+    port: int,
+    way: str,
+) -> bool:
+    """Whether the NetworkPolicies of `namespace` let traffic between a pod with labels `pod` and
+    `other` on TCP `port` through, `way` "Egress" (the pod sends) or "Ingress" (it receives), as
+    Kubernetes decides: allowed when any policy selecting the pod for that way has a matching rule."""
     policies = [
         d["spec"]
         for d in docs
         if d["kind"] == "NetworkPolicy"
         and d["metadata"].get("namespace", NAMESPACE) == namespace
         and _matches(d["spec"]["podSelector"], pod)
-        and "Egress" in d["spec"]["policyTypes"]
+        and way in d["spec"]["policyTypes"]
     ]
     assert policies, f"no policy selects {pod}"
+    peers = "to" if way == "Egress" else "from"
     return any(
         any(p.get("port") == port for p in rule.get("ports", [{"port": port}]))
-        and any(peer_matches(peer) for peer in rule.get("to", [{}]))
+        and any(_peer_matches(peer, other, namespace) for peer in rule.get(peers, [{}]))
         for spec in policies
-        for rule in spec.get("egress") or []
+        for rule in spec.get(way.lower()) or []
     )
+
+
+def allows_egress(
+    docs: list[dict[str, Any]], pod: dict[str, str], namespace: str, to: dict[str, Any], port: int
+) -> bool:
+    """Whether a pod with labels `pod` in `namespace` may reach `to` on TCP `port`."""
+    return _allows(docs, pod, namespace, to, port, "Egress")
+
+
+def allows_ingress(
+    docs: list[dict[str, Any]], pod: dict[str, str], namespace: str, source: dict[str, Any], port: int
+) -> bool:
+    """Whether `source` may reach a pod with labels `pod` in `namespace` on TCP `port`."""
+    return _allows(docs, pod, namespace, source, port, "Ingress")
+
+
+def test_only_the_gateway_batch_pods_and_the_serving_ingress_reach_predictors(
+    default: list[dict[str, Any]],
+) -> None:
+    """Predictors have no auth: any other pod that reaches them classifies without paying."""
+    predictor = {"app.kubernetes.io/part-of": "kubeclassify", "app.kubernetes.io/component": "predictor"}
+    gateway = {
+        "namespace": NAMESPACE,
+        "labels": {
+            "app.kubernetes.io/name": "kubeclassify",
+            "app.kubernetes.io/instance": "kc",
+            "app.kubernetes.io/component": "gateway",
+        },
+    }
+    batch = {
+        "namespace": NAMESPACE,
+        "labels": {"app.kubernetes.io/part-of": "kubeclassify", "app.kubernetes.io/component": "batch"},
+    }
+    activator = {"namespace": "knative-serving", "labels": {"app": "activator"}}
+    for source in (gateway, batch, activator):
+        assert allows_ingress(default, predictor, NAMESPACE, source, 8080), source
+    assert allows_ingress(default, predictor, NAMESPACE, activator, 8012), "Knative's queue-proxy"
+    for stranger in (
+        {"namespace": NAMESPACE, "labels": {"app": "curious"}},
+        {
+            "namespace": "team-b",
+            "labels": {"app.kubernetes.io/part-of": "kubeclassify", "app.kubernetes.io/component": "batch"},
+        },
+        {"namespace": "team-b", "labels": {"app.kubernetes.io/component": "gateway"}},
+    ):
+        assert not allows_ingress(default, predictor, NAMESPACE, stranger, 8080), stranger
 
 
 def test_the_readme_install_reaches_every_peer_it_configures(helm: str, chart: Path) -> None:

@@ -152,6 +152,9 @@ def _predictor(md: ModelDeployment, model: ModelSpec, config: OperatorConfig) ->
             container["envFrom"] = [{"secretRef": {"name": storage.secret_name}}]
     container["resources"] = container_resources(spec.resources, config)
     predictor: dict[str, Any] = {
+        # On the pods too: the chart's NetworkPolicy admits only the gateway, batch pods and the
+        # serving ingress to them (predictors have no auth of their own).
+        "labels": labels("predictor", c.LABEL_MODEL_DEPLOYMENT, md.metadata["name"]),
         "minReplicas": spec.replicas.min,
         "maxReplicas": spec.replicas.max,
         "containers": [container],
