@@ -23,6 +23,10 @@ import yaml
 from harness.readme import Command, commands, inner
 from harness.schemas import ROOT, load_crds, schema_errors
 
+from kubeclassify.core.policy import Policy, batch_denials, model_denials
+from kubeclassify.core.resources.classification_batch import ClassificationBatch
+from kubeclassify.core.resources.model_deployment import ModelDeployment
+
 KSERVE_PATHS = [r"/v1/models/(?:[\w-]+|\$MODEL):predict", r"/v2/models/(?:[\w-]+|\$MODEL)/infer"]
 
 
@@ -210,3 +214,47 @@ def _curl(line: str, openapi: dict[str, Any]) -> None:
         if re.fullmatch(re.sub(r"\{[^}]+\}", r"[^/]+", template), path) and method in operations:
             return
     pytest.fail(f"the gateway has no {method.upper()} {path}")
+
+
+def test_the_readme_install_lets_its_own_walk_through_pass_its_policy(helm: str, chart: Path) -> None:
+    """The operator's policy, as the README's `helm install` renders it, admits every resource the
+    README applies in its namespace, and the same resources in a namespace it does not list are denied."""
+    install = next(
+        shlex.split(inner(c.line))
+        for c in commands()
+        if c.readme == "README.md"
+        and inner(c.line).startswith("helm install kubeclassify charts/kubeclassify")
+    )
+    flags = [f for f in install[4:] if f != "--create-namespace"]
+    done = subprocess.run(
+        [helm, "template", "kubeclassify", str(chart), *flags], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    config = next(
+        d
+        for d in yaml.safe_load_all(done.stdout)
+        if d and d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-operator")
+    )
+    policy = Policy.model_validate_json(config["data"]["KUBECLASSIFY_OPERATOR__POLICY"])
+    applied = [
+        doc
+        for found in commands()
+        if found.readme == "README.md"
+        and (words := shlex.split(inner(found.line)))[:1] == ["kubectl"]
+        and "apply" in words
+        for doc in yaml.safe_load_all((ROOT / words[words.index("-f") + 1]).read_text())
+    ]
+    models = {
+        d["metadata"]["name"]: ModelDeployment.model_validate(d).spec
+        for d in applied
+        if d["kind"] == "ModelDeployment"
+    }
+    assert models
+    for namespace, allowed in (("kubeclassify", True), ("elsewhere", False)):
+        for doc in applied:
+            if doc["kind"] == "ModelDeployment":
+                denials = model_denials(policy, namespace, models[doc["metadata"]["name"]])
+            else:
+                cb = ClassificationBatch.model_validate(doc)
+                denials = batch_denials(policy, namespace, cb.spec, None, models[cb.spec.model_ref.name])
+            assert (denials == []) == allowed, (namespace, doc["metadata"]["name"], denials)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -39,6 +40,21 @@ class Operator:
     log: Path
 
 
+# What the tests' resources may name unless a test sets its own policy: any bucket, Secret and
+# ServiceAccount, and files (these tests' models are local folders).
+OPEN_POLICY = json.dumps(
+    {
+        "default": {
+            "read": ["s3://", "pvc://", "file:///"],
+            "write": ["s3://", "file:///"],
+            "secrets": ["*"],
+            "serviceAccounts": ["*"],
+        },
+        "allowFile": True,
+    }
+)
+
+
 def start_operator(kubeconfig: Path, log_dir: Path, **settings: str) -> Operator:
     """Start the real operator process; ready once its watches on both kinds are running."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +67,7 @@ def start_operator(kubeconfig: Path, log_dir: Path, **settings: str) -> Operator
         KUBECLASSIFY_OPERATOR__LIVENESS_PORT=str(liveness_port),
         KUBECLASSIFY_OPERATOR__RETRY_DELAY="2",
         KUBECLASSIFY_OPERATOR__INFERENCE_IMAGE="registry.example/kubeclassify/inference:test",
-        **{f"KUBECLASSIFY_OPERATOR__{k.upper()}": v for k, v in settings.items()},
+        **{f"KUBECLASSIFY_OPERATOR__{k.upper()}": v for k, v in {"policy": OPEN_POLICY, **settings}.items()},
     )
     log = log_dir / "operator.log"
 

@@ -100,9 +100,10 @@ class Cluster:
         items = self.api.sanitize_for_serialization(self.batch.list_namespaced_job(self.ns))["items"]
         return [j for j in items if j["metadata"]["labels"].get(c.LABEL_COMPONENT) == "batch"]
 
-    def secret(self, name: str, data: dict[str, bytes]) -> None:
+    def secret(self, name: str, data: dict[str, bytes], labels: dict[str, str] | None = None) -> None:
         encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
-        self.core.create_namespaced_secret(self.ns, {"metadata": {"name": name}, "data": encoded})
+        metadata = {"name": name, "labels": labels or {}}
+        self.core.create_namespaced_secret(self.ns, {"metadata": metadata, "data": encoded})
 
     def events(self, name: str) -> list[tuple[str, str]]:
         return [
@@ -223,7 +224,7 @@ def stage(
             "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key.encode(),
         },
     )
-    cluster.secret("hook", {"secret": HOOK_SECRET})
+    cluster.secret("hook", {"secret": HOOK_SECRET}, {c.LABEL_WEBHOOK_SECRET: "true"})
     card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
     md = {
         "apiVersion": f"{GROUP}/{VERSION}",

@@ -19,9 +19,10 @@ from pydantic import SecretStr
 
 from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.policy import Policy
 from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
 from kubeclassify.core.settings import S3Settings
-from kubeclassify.core.sources import owner_prefix
+from kubeclassify.core.sources import InputError, owner_prefix
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
@@ -238,3 +239,58 @@ def test_the_worker_process_gets_none_of_the_gateways_secrets() -> None:
     assert not [k for k in env if k.startswith("KUBECLASSIFY_GATEWAY__")]
     assert env["PATH"] == "/usr/bin" and env["KUBECLASSIFY_S3__ENDPOINT_URL"] == "http://s3:8333"
     assert json.dumps(env).count("redis://") == 0
+
+
+def test_a_manifest_row_cannot_reach_past_the_namespaces_policy(
+    s3_settings: S3Settings, store: ObjectStore, bucket: str, digits_model: Path, tmp_path: Path
+) -> None:
+    """The operator checks the URIs a ClassificationBatch names; a manifest's rows may name any URI,
+    so the worker checks each one against its namespace's policy (the copy the operator gives it)."""
+    png = digit_png(1770)[0]
+    store.write(f"s3://{bucket}/team/data/mine.png", png)
+    store.write(f"s3://{bucket}/gateway/images/alice/hers.png", png)
+    store.write(f"s3://{bucket}/elsewhere/theirs.png", png)
+    rows = [
+        "mine.png",
+        f"s3://{bucket}/elsewhere/theirs.png",
+        f"s3://{bucket}/gateway/images/alice/hers.png",
+        f"s3://{bucket}/team/data/../../elsewhere/theirs.png",
+        f"file://{tmp_path}/x.png",
+    ]
+    manifest = f"s3://{bucket}/team/data/manifest.csv"
+    store.write(manifest, ("filepath\n" + "".join(f"{r}\n" for r in rows)).encode())
+    policy = Policy.model_validate(
+        {
+            "default": {"read": [f"s3://{bucket}/team/data/"], "write": [f"s3://{bucket}/team/results/"]},
+            "reserved": [f"s3://{bucket}/gateway/images/"],
+        }
+    )
+    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+    spec = ClassificationBatchSpec.model_validate(
+        {
+            "modelRef": {"name": "digits"},
+            "input": {"manifest": {"uri": manifest}},
+            "output": {"uri": f"s3://{bucket}/team/results/out.csv"},
+            "maxFailedFraction": 1.0,
+        }
+    )
+    model = ModelDeploymentSpec.model_validate(
+        {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()}
+    )
+    recording = RecordingStore(s3_settings)
+    job = BatchJob(name="team", spec=spec, model_name="digits", model=model, policy=policy)
+    with pytest.raises(InputError, match="policy refuses this batch: spec.modelRef"):
+        run(job, recording)  # its model, a local folder, is outside the policy: refused before any row
+    job.policy = policy.model_copy(update={"allow_file": True})
+    job.policy.default.read.append(f"file://{digits_model}/")
+    summary = run(job, recording)
+    assert summary.counts.classified == 1 and summary.counts.failed == len(rows) - 1
+    results = list(csv.DictReader(io.StringIO(store.read(summary.output).decode())))
+    assert [r["error"] for r in results][0] == ""
+    for row in results[1:]:
+        assert (
+            "is outside what this namespace may use" in row["error"]
+            or "gateway" in row["error"]
+            or ("'..'" in row["error"])
+        ), row
+    assert not [u for u in recording.asked if "/elsewhere/" in u or "/gateway/" in u or u.endswith("x.png")]

@@ -180,3 +180,40 @@ opens that port to it alone; any other host opens that port to public addresses 
       (dict "ipBlock" (dict "cidr" "0.0.0.0/0" "except" (list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16" "100.64.0.0/10" "169.254.0.0/16" "127.0.0.0/8")))
       (dict "ipBlock" (dict "cidr" "::/0" "except" (list "fc00::/7" "fe80::/10" "::1/128")))) -}}
 {{- end -}}
+
+{{/*
+The operator's policy (JSON): policy.namespaces and policy.default as given, the release namespace's
+entry extended with what the gateway there needs, and the gateway's prefixes reserved to its users.
+*/}}
+{{- define "kubeclassify.policy" -}}
+{{- $namespaces := deepCopy (.Values.policy.namespaces | default dict) -}}
+{{- $own := deepCopy (get $namespaces .Release.Namespace | default dict) -}}
+{{- $read := $own.read | default list -}}
+{{- $write := $own.write | default list -}}
+{{- $secrets := $own.secrets | default list -}}
+{{- $reserved := list -}}
+{{- $shared := list -}}
+{{- if .Values.gateway.enabled -}}
+{{- $s := .Values.gateway.settings -}}
+{{- $reserved = list $s.imagesUri $s.batchesUri -}}
+{{- $read = concat $read (list $s.imagesUri $s.batchesUri) -}}
+{{- $write = append $write $s.batchesUri -}}
+{{- with $s.manifest -}}
+{{- range $key := list "uri" "root" -}}
+{{- with get $.Values.gateway.settings.manifest $key -}}
+{{- $read = append $read . -}}
+{{- $shared = append $shared . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.s3.existingSecret -}}
+{{- $secrets = append $secrets . -}}
+{{- end -}}
+{{- $_ := set $own "read" (uniq $read) -}}
+{{- $_ := set $own "write" (uniq $write) -}}
+{{- $_ := set $own "secrets" (uniq $secrets) -}}
+{{- $_ := set $own "serviceAccounts" ($own.serviceAccounts | default list) -}}
+{{- $_ := set $namespaces .Release.Namespace $own -}}
+{{- toJson (dict "namespaces" $namespaces "default" .Values.policy.default "reserved" $reserved "shared" $shared "allowFile" false) -}}
+{{- end -}}

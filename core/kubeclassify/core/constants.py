@@ -19,6 +19,8 @@ LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MODEL_DEPLOYMENT = f"{GROUP}/modeldeployment"
 LABEL_CLASSIFICATION_BATCH = f"{GROUP}/classificationbatch"
 LABEL_OWNER = f"{GROUP}/owner"
+# A Secret a ClassificationBatch's webhook may sign with carries this label, set to "true".
+LABEL_WEBHOOK_SECRET = f"{GROUP}/webhook-secret"
 
 # Kopf keeps its progress and diff-base in annotations under this prefix, so our status
 # schema stays strict (a structural schema would otherwise prune Kopf's status fields). It is a

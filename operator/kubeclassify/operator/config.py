@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from kubeclassify.core.policy import Policy
 from kubeclassify.core.resources.common import Quantity, Toleration
 from kubeclassify.core.resources.model_deployment import DeploymentMode
 from kubeclassify.core.settings import Settings
@@ -34,6 +35,11 @@ class OperatorConfig(BaseModel):
         "s3://kubeclassify/images",
         description="The gateway's images (its imagesUri). A batch labelled with a gateway owner reads"
         " by path only under <gatewayImagesUri>/<owner>/, and by URL only http(s), checked by its worker.",
+    )
+    policy: Policy = Field(
+        default_factory=Policy,
+        description="What each namespace's resources may name (buckets and prefixes, Secrets,"
+        " ServiceAccounts), as JSON; a namespace not listed gets `default`, which names nothing.",
     )
     webhook_allowed_networks: list[str] = Field(
         default_factory=list,

@@ -222,6 +222,14 @@ class Kube:
         return base64.b64decode(secret.data[key])
 
     @uses("", "secrets", "get")
+    def secret_labels(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The labels of a Secret (None when it does not exist); its contents are not read."""
+        found = _none_if_missing(
+            lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
+        )
+        return None if found is None else dict(found.metadata.labels or {})
+
+    @uses("", "secrets", "get")
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether the Secret exists; its contents are never read into logs or status."""
         found = _none_if_missing(

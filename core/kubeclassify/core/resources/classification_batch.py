@@ -198,7 +198,7 @@ class WebhookDelivery(Model):
     """The outcome of the last webhook call."""
 
     time: dt.datetime = Field(description="When the last attempt finished.")
-    attempts: int = Field(ge=1, description="Attempts made.")
+    attempts: int = Field(ge=0, description="Attempts made (0: refused before any).")
     status_code: int | None = Field(None, description="The receiver's HTTP status.")
     delivered: bool = Field(description="Whether the receiver answered 2xx.")
     error: str | None = Field(None, description="Why delivery failed.")

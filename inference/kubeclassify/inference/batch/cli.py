@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _resource(path: str | None, env: str, what: str) -> tuple[dict[str, Any], str | None]:
+def _resource(path: str | None, env: str, what: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if path:
         try:
             raw = yaml.safe_load(Path(path).read_text())
@@ -84,8 +84,8 @@ def _resource(path: str | None, env: str, what: str) -> tuple[dict[str, Any], st
     else:
         raise ValueError(f"no {what}: pass a file or set {env}")
     if isinstance(raw, dict) and "spec" in raw:
-        return raw["spec"], (raw.get("metadata") or {}).get("name")
-    return raw, None
+        return raw["spec"], raw.get("metadata") or {}
+    return raw, {}
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -98,6 +98,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from kubeclassify.core.fetch import FetchPolicy
+    from kubeclassify.core.policy import ENV_POLICY, Policy, owner_of
     from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
     from kubeclassify.core.resources.common import has_placeholder
     from kubeclassify.core.sources import InputError
@@ -106,12 +107,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     from kubeclassify.inference.batch.worker import EXIT_TOO_MANY_FAILED, BatchJob, PredictorUnavailable, run
 
     try:
-        raw_batch, batch_name = _resource(args.batch, ENV_BATCH, "ClassificationBatch")
+        raw_batch, batch_meta = _resource(args.batch, ENV_BATCH, "ClassificationBatch")
         spec = ClassificationBatchSpec.model_validate(raw_batch)
         model, model_name = None, None
         if spec.mode != "remote" or args.model_deployment or os.environ.get(ENV_MODEL):
-            raw_model, model_name = _resource(args.model_deployment, ENV_MODEL, "ModelDeployment")
-            model = ModelDeploymentSpec.model_validate(raw_model)
+            raw_model, model_meta = _resource(args.model_deployment, ENV_MODEL, "ModelDeployment")
+            model, model_name = ModelDeploymentSpec.model_validate(raw_model), model_meta.get("name")
+        policy = Policy.model_validate_json(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
         date = dt.date.fromisoformat(args.date) if args.date else spec.date
         if date is None and (
             has_placeholder(spec.output.uri, "date")
@@ -128,7 +130,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         if not 0 <= shard < shards:
             raise InputError(f"shard {shard} is outside 0..{shards - 1}")
         job = BatchJob(
-            name=batch_name or "batch",
+            name=batch_meta.get("name") or "batch",
             spec=spec,
             model_name=args.model_name or model_name or spec.model_ref.name,
             model=model,
@@ -141,6 +143,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             predictor_url=args.predictor_url,
             rerun=args.rerun,
             owner_prefix=args.owner_prefix,
+            owner=owner_of(batch_meta.get("labels")),
+            policy=policy,
         )
         if args.run_time:
             job.run_time = dt.datetime.fromisoformat(args.run_time)

@@ -20,14 +20,16 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from kubeclassify.core.constants import LABEL_OWNER
 from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
+from kubeclassify.core.policy import Policy, batch_denials, describe, uri_problem
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageCopySpec, ModelDeploymentSpec
 from kubeclassify.core.sources import InputError, Item, extra_columns, items, shard_of
 from kubeclassify.core.storage import ObjectStore, StorageError, join
@@ -69,6 +71,8 @@ class BatchJob:
     rerun: str | None = None  # classify again and replace published results, as this run
     remote_version: str = ""  # mode remote: the model version the predictor reports
     owner_prefix: str | None = None  # a gateway batch: its rows may name only URLs and paths under it
+    owner: str | None = None  # the gateway user the batch is labelled with
+    policy: Policy | None = None  # the namespace's policy (the operator's copy): checked again here
 
 
 @dataclass
@@ -108,13 +112,15 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             job.name, date, job.shard, job.shards, Counts(**done["counts"]), 0.0, output, True, True
         )
 
+    if job.policy is not None:
+        owned = {LABEL_OWNER: job.owner} if job.owner else None
+        denials = batch_denials(job.policy, "", job.spec, owned, job.model)
+        if denials:
+            raise InputError(f"the platform's policy refuses this batch: {describe(denials)}")
     extra = (["copy"] if job.spec.output.copy_images else []) + extra_columns(job.spec, store)
     copies: dict[int, str] = {}
-    mine = (
-        it
-        for it in items(job.spec, store, job.date, job.owner_prefix)
-        if shard_of(it.source, job.shards) == job.shard
-    )
+    every = _permitted(job, items(job.spec, store, job.date, job.owner_prefix))
+    mine = (it for it in every if shard_of(it.source, job.shards) == job.shard)
     if job.spec.mode == "remote":
         version = ""
         results: Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]] = _remote(job, store, mine)
@@ -208,6 +214,16 @@ def _progress(job: BatchJob, counts: Counts, rate: float) -> None:
                 "images_per_second": round(rate, 1),
             },
         )
+
+
+def _permitted(job: BatchJob, todo: Iterator[Item]) -> Iterator[Item]:
+    """Each item, refused when the policy does not let this batch read what it names (a manifest row
+    may name any URI: the operator's check of the spec cannot see it)."""
+    policy = job.policy
+    for item in todo:
+        named = item.source and not item.refused and not item.source.startswith(("http://", "https://"))
+        why = uri_problem(item.source, policy.default.read, policy, job.owner) if policy and named else None
+        yield replace(item, refused=f"{item.source[:80]!r} {why}") if why else item
 
 
 def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.policy import ENV_POLICY, for_worker, owner_of
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
 from kubeclassify.core.sources import owner_prefix
@@ -69,10 +70,11 @@ def batch_job(
     """The Indexed Job that classifies `cb`'s images (for `date`) with `model`, `md`'s stable one;
     a `rerun` classifies them again and replaces the published results."""
     name, spec = cb.metadata["name"], cb.spec
+    owner = owner_of(cb.metadata.get("labels"))
     batch_json = {
         "apiVersion": cb.api_version,
         "kind": cb.kind,
-        "metadata": {"name": name},
+        "metadata": {"name": name, **({"labels": {c.LABEL_OWNER: owner}} if owner else {})},
         "spec": _dump(spec),
     }
     model_json = {
@@ -86,7 +88,6 @@ def batch_job(
         args = ["--date", date.isoformat(), *args]
     if rerun is not None:
         args += ["--rerun", rerun]
-    owner = (cb.metadata.get("labels") or {}).get(c.LABEL_OWNER)
     if owner:  # a gateway user's batch: the worker keeps its rows to the owner's images
         args += ["--owner-prefix", owner_prefix(config.gateway_images_uri, owner)]
     env = [
@@ -101,6 +102,8 @@ def batch_job(
     ]
     if predictor_url:
         env.append({"name": "KUBECLASSIFY_PREDICTOR_URL", "value": predictor_url})
+    worker_policy = for_worker(config.policy, cb.metadata.get("namespace", ""))
+    env.append({"name": ENV_POLICY, "value": worker_policy.model_dump_json(by_alias=True)})
     storage = md.spec.storage
     container: dict[str, Any] = {
         "name": WORKER,

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from kubeclassify.core.constants import ANNOTATION_RERUN_DATE
 from kubeclassify.core.fetch import FetchPolicy
+from kubeclassify.core.policy import Denial, batch_denials, describe, webhook_secret_denial
 from kubeclassify.core.resources.classification_batch import (
     BatchRun,
     ClassificationBatch,
@@ -32,7 +33,7 @@ from kubeclassify.operator.builders.batch_status import RunOutcome, job_outcome
 from kubeclassify.operator.builders.inference_service import name_for, stable_model
 from kubeclassify.operator.config import OperatorConfig
 from kubeclassify.operator.handlers.model_deployment import explain
-from kubeclassify.operator.handlers.status import Problem, as_body, post, write_status
+from kubeclassify.operator.handlers.status import Problem, as_body, post, refuse, write_status
 from kubeclassify.operator.kube import Kube
 
 
@@ -55,6 +56,10 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
     """A one-off batch gets its Job; a scheduled one its CronJob (and the tick's access)."""
     cb = parse(body)
     namespace = body["metadata"]["namespace"]
+    refuse(
+        batch_denials(config.policy, namespace, cb.spec, body["metadata"].get("labels"))
+        + _webhook_denials(cb, kube, namespace)
+    )
     generation = body["metadata"].get("generation")
     status = current_status(body)
     if cb.spec.schedule is not None:
@@ -87,6 +92,7 @@ def start_run(
     """Create the run's Job with the ModelDeployment's stable model; an Event says so."""
     namespace = body["metadata"]["namespace"]
     md, model, url = _model(cb, kube, namespace)
+    refuse(batch_denials(config.policy, namespace, cb.spec, body["metadata"].get("labels"), md.spec))
     job = batch_job(cb, md, model, config, date, now.replace(microsecond=0), url, rerun)
     kopf.adopt(job, owner=as_body(body))
     created = kube.create_job(namespace, job)
@@ -240,6 +246,12 @@ def _send_webhook(
     hook = cb.spec.webhook
     assert hook is not None
     namespace = body["metadata"]["namespace"]
+    refused = _webhook_denials(cb, kube, namespace)
+    if refused:  # relabelled since the batch was admitted: nothing is signed with it
+        post(body, "Warning", "WebhookFailed", describe(refused))
+        return WebhookDelivery(
+            time=dt.datetime.now(dt.UTC), attempts=0, delivered=False, error=describe(refused)
+        )
     secret = kube.secret_value(namespace, hook.secret_name, hook.secret_key) if hook.secret_name else None
     payload = {
         "batch": body["metadata"]["name"],
@@ -263,6 +275,14 @@ def _send_webhook(
         delivered=result.delivered,
         error=result.error,
     )
+
+
+def _webhook_denials(cb: ClassificationBatch, kube: Kube, namespace: str) -> list[Denial]:
+    hook = cb.spec.webhook
+    if hook is None or not hook.secret_name:
+        return []
+    denial = webhook_secret_denial(hook.secret_name, kube.secret_labels(namespace, hook.secret_name))
+    return [denial] if denial else []
 
 
 def _model(

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from kubeclassify.core.policy import model_denials
 from kubeclassify.core.resources.common import parse_resource
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelDeploymentStatus
 from kubeclassify.operator.builders.inference_service import (
@@ -20,7 +21,7 @@ from kubeclassify.operator.builders.inference_service import (
 )
 from kubeclassify.operator.builders.model_deployment_status import failed_status, serving_status
 from kubeclassify.operator.config import OperatorConfig
-from kubeclassify.operator.handlers.status import Problem, as_body, conditions, write_status
+from kubeclassify.operator.handlers.status import Problem, as_body, conditions, refuse, write_status
 from kubeclassify.operator.kube import Kube
 
 
@@ -49,6 +50,7 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig) -> Model
     """Create or update the InferenceService (and the storage ServiceAccount) for `body`."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     md = parse(body)
+    refuse(model_denials(config.policy, namespace, md.spec))
     storage = md.spec.storage
     if storage is not None and storage.secret_name and not kube.secret_exists(namespace, storage.secret_name):
         raise Problem(

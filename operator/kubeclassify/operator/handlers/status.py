@@ -8,6 +8,7 @@ from typing import Any, cast
 import kopf
 from pydantic import BaseModel
 
+from kubeclassify.core.policy import Denial, describe
 from kubeclassify.core.resources.common import Condition
 
 
@@ -20,6 +21,13 @@ class Problem(Exception):
     def __init__(self, reason: str, message: str, permanent: bool = False) -> None:
         super().__init__(message)
         self.reason, self.message, self.permanent = reason, message, permanent
+
+
+def refuse(denials: list[Denial]) -> None:
+    """Stop here when the policy denies what the resource names: Ready False, PolicyDenied, naming
+    each field and the rule; it waits for the resource (or, after a restart, the policy) to change."""
+    if denials:
+        raise Problem("PolicyDenied", describe(denials), permanent=True)
 
 
 def as_body(obj: Mapping[str, Any]) -> kopf.Body:
