@@ -108,6 +108,17 @@ def test_a_declared_length_over_the_limit_is_refused_before_any_reading(make: An
     assert status == 413 and str(LIMIT) in _refusal(answer) and asked == 0
 
 
+@pytest.mark.parametrize("make", [_gateway, _predictor])
+def test_a_declared_length_a_little_over_the_limit_is_read_before_the_refusal(make: Any) -> None:
+    """The server closes the connection after answering; a client still sending a body it was not
+    done with gets a reset instead of the 413 (a broken pipe in urllib). A body of a sane size is
+    read and dropped first, so the client reads the answer."""
+    parts, headers = _form(5)
+    size = sum(map(len, parts))
+    status, answer, asked = _post(make(), parts, {**headers, "content-length": str(size)})
+    assert status == 413 and str(LIMIT) in _refusal(answer) and asked == len(parts)
+
+
 @pytest.mark.parametrize(
     ("path", "headers"),
     [("/doc", {"content-type": "application/json"}), ("/upload", {"inference-header-content-length": "9"})],

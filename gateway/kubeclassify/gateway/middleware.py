@@ -13,7 +13,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kubeclassify.core.asgi import limited_receive
+from kubeclassify.core.asgi import DRAIN_FACTOR, drain, limited_receive
 from kubeclassify.core.logs import request_id
 from kubeclassify.gateway import errors, metrics
 
@@ -51,6 +51,8 @@ class Edge:
         try:
             length = headers.get(b"content-length", b"")
             if length.isdigit() and int(length) > limit:
+                if int(length) <= DRAIN_FACTOR * limit:
+                    await drain(receive, int(length))
                 response: Any = errors.problem(413, refusal)
                 await response(scope, receive, send_with_id)
             else:  # FastAPI raises an HTTPException again from body parsing: a 413 problem

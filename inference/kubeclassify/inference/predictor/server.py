@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kubeclassify.core.asgi import limited_receive
+from kubeclassify.core.asgi import DRAIN_FACTOR, drain, limited_receive
 from kubeclassify.core.resources import ModelDeploymentSpec
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
@@ -88,6 +88,8 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_bytes:
+            if int(length) <= DRAIN_FACTOR * self.max_bytes:
+                await drain(receive, int(length))
             await _refusal(BodyTooLarge(length.decode(), self.max_bytes))(scope, receive, send)
             return
         started = False
