@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -18,6 +19,9 @@ from redis.asyncio import Redis
 
 from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
+
+if TYPE_CHECKING:
+    from kubeclassify.gateway.config import GatewaySettings
 
 TOKEN_SECRET = "a-test-token-secret-of-forty-characters!!"
 PASSWORD = "a long enough password"
@@ -34,6 +38,28 @@ def fresh_redis_url(redis_server: RedisServer, db: int | None = None) -> str:
 
     asyncio.run(flush())
     return url
+
+
+def local_settings(
+    redis_server: RedisServer, s3: S3Settings, bucket: str, predictor: PredictorServer, **config: Any
+) -> GatewaySettings:
+    """A gateway with the local batch backend on a fresh Redis database, its images and batches in
+    `bucket`, serving `predictor` as the default model `digits`; `config` overrides settings."""
+    from pydantic import SecretStr
+
+    from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+
+    gateway = GatewayConfig(
+        redis_url=SecretStr(fresh_redis_url(redis_server)),
+        token_secret=SecretStr(TOKEN_SECRET),
+        starting_credits=20,
+        images_uri=f"s3://{bucket}/images",
+        batches_uri=f"s3://{bucket}/batches",
+        predictors={"digits": predictor.url},
+        default_model="digits",
+        **config,
+    )
+    return GatewaySettings(gateway=gateway, s3=s3)
 
 
 def sign_up(client: TestClient, username: str = "alice", password: str = PASSWORD) -> str:

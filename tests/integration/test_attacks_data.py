@@ -6,7 +6,6 @@ its local batch backend."""
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url, sign_up
+from harness.gateway import digit_png, local_settings, sign_up
 from pydantic import SecretStr
 
 from kubeclassify.core.local import PredictorServer, RedisServer
@@ -25,7 +24,7 @@ from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.sources import InputError, owner_prefix
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app
-from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+from kubeclassify.gateway.config import GatewaySettings
 from kubeclassify.inference.batch.worker import BatchJob, run
 
 
@@ -33,16 +32,7 @@ from kubeclassify.inference.batch.worker import BatchJob, run
 def settings(
     redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
 ) -> GatewaySettings:
-    config = GatewayConfig(
-        redis_url=SecretStr(fresh_redis_url(redis_server)),
-        token_secret=SecretStr(TOKEN_SECRET),
-        starting_credits=20,
-        images_uri=f"s3://{bucket}/images",
-        batches_uri=f"s3://{bucket}/batches",
-        predictors={"digits": digits_predictor.url},
-        default_model="digits",
-    )
-    return GatewaySettings(gateway=config, s3=s3_settings)
+    return local_settings(redis_server, s3_settings, bucket, digits_predictor)
 
 
 def auth(token: str) -> dict[str, str]:
@@ -118,6 +108,18 @@ def test_the_gateway_refuses_a_path_outside_my_images(
         refused_and_nothing_started(client, alice, body, "outside your images")
 
 
+def worker_job(digits_model: Path, name: str, source: dict[str, Any], output: str, **job: Any) -> BatchJob:
+    """A shard of a batch classified in process with the digits model, every failure allowed."""
+    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+    spec = ClassificationBatchSpec.model_validate(
+        {"modelRef": {"name": "digits"}, "input": source, "output": {"uri": output}, "maxFailedFraction": 1.0}
+    )
+    model = ModelDeploymentSpec.model_validate(
+        {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()}
+    )
+    return BatchJob(name=name, spec=spec, model_name="digits", model=model, **job)
+
+
 class RecordingStore(ObjectStore):
     """The real store, remembering every object it was asked for."""
 
@@ -154,25 +156,12 @@ def test_the_worker_keeps_a_gateway_batch_to_its_owners_images_whatever_its_csv_
     ]
     csv_uri = f"s3://{bucket}/batches/alice/attack/input.csv"
     store.write(csv_uri, ("path\nmine.png\n" + "".join(f"{a}\n" for a in attacks)).encode())
-    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
-    spec = ClassificationBatchSpec.model_validate(
-        {
-            "modelRef": {"name": "digits"},
-            "input": {"urls": {"uri": csv_uri, "column": "path"}},
-            "output": {"uri": f"s3://{bucket}/batches/alice/attack/results.csv"},
-            "maxFailedFraction": 1.0,
-        }
-    )
-    model = ModelDeploymentSpec.model_validate(
-        {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()}
-    )
     recording = RecordingStore(s3_settings)
-    job = BatchJob(
-        name="alice-attack",
-        spec=spec,
-        model_name="digits",
-        model=model,
-        run_time=dt.datetime(2026, 11, 21, tzinfo=dt.UTC),
+    job = worker_job(
+        digits_model,
+        "alice-attack",
+        {"urls": {"uri": csv_uri, "column": "path"}},
+        f"s3://{bucket}/batches/alice/attack/results.csv",
         owner_prefix=owner_prefix(images, "alice"),
     )
     summary = run(job, recording)
@@ -192,24 +181,12 @@ def test_a_url_batch_of_the_gateway_reads_only_http_urls(
     """`url,url` got `file://` past the gateway once; the worker alone must stop it too."""
     csv_uri = f"s3://{bucket}/batches/alice/urls/input.csv"
     store.write(csv_uri, f"url\nfile:///etc/hostname\ns3://{bucket}/images/bob/his.png\n".encode())
-    spec = ClassificationBatchSpec.model_validate(
-        {
-            "modelRef": {"name": "digits"},
-            "input": {"urls": {"uri": csv_uri, "column": "url"}},
-            "output": {"uri": f"s3://{bucket}/batches/alice/urls/results.csv"},
-            "maxFailedFraction": 1.0,
-        }
-    )
-    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
-    model = ModelDeploymentSpec.model_validate(
-        {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()}
-    )
     recording = RecordingStore(s3_settings)
-    job = BatchJob(
-        name="alice-urls",
-        spec=spec,
-        model_name="digits",
-        model=model,
+    job = worker_job(
+        digits_model,
+        "alice-urls",
+        {"urls": {"uri": csv_uri, "column": "url"}},
+        f"s3://{bucket}/batches/alice/urls/results.csv",
         owner_prefix=owner_prefix(f"s3://{bucket}/images", "alice"),
     )
     summary = run(job, recording)
@@ -265,20 +242,14 @@ def test_a_manifest_row_cannot_reach_past_the_namespaces_policy(
             "reserved": [f"s3://{bucket}/gateway/images/"],
         }
     )
-    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
-    spec = ClassificationBatchSpec.model_validate(
-        {
-            "modelRef": {"name": "digits"},
-            "input": {"manifest": {"uri": manifest}},
-            "output": {"uri": f"s3://{bucket}/team/results/out.csv"},
-            "maxFailedFraction": 1.0,
-        }
-    )
-    model = ModelDeploymentSpec.model_validate(
-        {"model": {"uri": f"file://{digits_model}"}, "input": card.input.to_k8s()}
-    )
     recording = RecordingStore(s3_settings)
-    job = BatchJob(name="team", spec=spec, model_name="digits", model=model, policy=policy)
+    job = worker_job(
+        digits_model,
+        "team",
+        {"manifest": {"uri": manifest}},
+        f"s3://{bucket}/team/results/out.csv",
+        policy=policy,
+    )
     with pytest.raises(InputError, match="policy refuses this batch: spec.modelRef"):
         run(job, recording)  # its model, a local folder, is outside the policy: refused before any row
     job.policy = policy.model_copy(update={"allow_file": True})

@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from harness.gateway import TOKEN_SECRET, Site, digit_png, fresh_redis_url, predicted_label, sign_up
+from harness.gateway import (
+    Site,
+    digit_png,
+    local_settings,
+    predicted_label,
+    sign_up,
+)
 from harness.wait import wait_for
 from pydantic import SecretStr
 
@@ -25,7 +31,7 @@ from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.core.webhooks import SIGNATURE_HEADER, verify
 from kubeclassify.gateway.app import create_app
-from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+from kubeclassify.gateway.config import GatewaySettings
 from kubeclassify.gateway.local_batches import SecondReplica
 from kubeclassify.gateway.schedules import tick
 from kubeclassify.gateway.security import hash_password
@@ -49,18 +55,14 @@ def site() -> Iterator[Site]:
 def settings(
     redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
 ) -> GatewaySettings:
-    config = GatewayConfig(
-        redis_url=SecretStr(fresh_redis_url(redis_server)),
-        token_secret=SecretStr(TOKEN_SECRET),
-        starting_credits=20,
-        images_uri=f"s3://{bucket}/images",
-        batches_uri=f"s3://{bucket}/batches",
-        predictors={"digits": digits_predictor.url},
-        default_model="digits",
+    return local_settings(
+        redis_server,
+        s3_settings,
+        bucket,
+        digits_predictor,
         fetch_allowed_networks=["127.0.0.0/8"],
         max_batch_rows=12,
     )
-    return GatewaySettings(gateway=config, s3=s3_settings)
 
 
 def auth(token: str) -> dict[str, str]:
