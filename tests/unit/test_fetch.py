@@ -4,7 +4,9 @@ sizes and schemes are limited; public-only is the default."""
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +32,15 @@ from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, fet
         "http://[::ffff:127.0.0.1]/",
         "http://[fe80::1]/",
         "http://224.0.0.1/",
+        # IPv6 forms that embed a private IPv4 address, and deprecated or local-use prefixes
+        "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+        "http://[64:ff9b:1::a00:1]/",  # local-use NAT64 (RFC 8215)
+        "http://[2002:a00:1::1]/",  # 6to4 of 10.0.0.1
+        "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+        "http://[::7f00:1]/",  # IPv4-compatible 127.0.0.1
+        "http://[::a9fe:a9fe]/",  # IPv4-compatible 169.254.169.254
+        "http://[fec0::1]/",  # site-local
     ],
 )
 def test_non_public_targets_are_refused(url: str) -> None:
@@ -50,9 +61,32 @@ def test_credentials_in_urls_are_refused() -> None:
         fetch("http://user:pw@example.com/")
 
 
+TRICKLES = 40  # pieces a trickling route sends, one every 0.1 s: 4 s in all
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
+    finished: dict[str, bool] = {}  # path -> whether a trickle got to its end
+
+    def trickle(self, pieces: list[bytes]) -> None:
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the client hung up
+            self.finished[self.path] = False
+        else:
+            self.finished[self.path] = True
+
     def do_GET(self) -> None:  # noqa: N802
         port = self.server.server_address[1]
+        if self.path == "/trickle-headers":
+            lines = [f"X-Slow-{i}: 1\r\n".encode() for i in range(TRICKLES)]
+            self.trickle([b"HTTP/1.1 200 OK\r\n", *lines, b"Content-Length: 2\r\n\r\nok"])
+            return
+        if self.path == "/trickle-body":
+            self.trickle([b"HTTP/1.1 200 OK\r\nContent-Length: 640\r\n\r\n"] + [b"x" * 16] * TRICKLES)
+            return
         routes = {
             "/image.jpg": (200, {}, b"\xff\xd8 jpeg bytes"),
             "/big": (200, {}, b"x" * 5000),
@@ -104,3 +138,31 @@ def test_limits_and_errors(server: str) -> None:
         fetch(f"{server}/big", FetchPolicy.allowing("127.0.0.0/8", max_bytes=1000))
     with pytest.raises(FetchError, match="HTTP 404"):
         fetch(f"{server}/missing", FetchPolicy.allowing("127.0.0.0/8"))
+
+
+@pytest.mark.parametrize("path", ["/trickle-headers", "/trickle-body"])
+def test_one_deadline_for_the_whole_exchange(server: str, path: str) -> None:
+    """A peer that sends a little at a time never waits out a read timeout: the fetch's own deadline
+    (0.5 s here) ends the exchange, headers or body, long before the peer would finish (4 s)."""
+    with pytest.raises(FetchError, match="took longer than 0.5s"):
+        fetch(f"{server}{path}", FetchPolicy.allowing("127.0.0.0/8", timeout=0.5))
+    deadline = time.monotonic() + 10
+    while path not in _Handler.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _Handler.finished.pop(path) is False, "the client hung up before the trickle ended"
+
+
+@pytest.mark.parametrize(
+    ("address", "permitted"),
+    [
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("64:ff9b::a00:1", False),
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("::ffff:a9fe:a9fe", False),
+        ("fec0::1", False),
+        ("2606:4700:4700::1111", True),
+    ],
+)
+def test_ipv6_is_judged_by_the_ipv4_address_it_carries(address: str, permitted: bool) -> None:
+    assert FetchPolicy().permits(ipaddress.ip_address(address)) is permitted

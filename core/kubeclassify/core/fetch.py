@@ -2,20 +2,24 @@
 
 The host is resolved first and every address it resolves to must be globally routable: loopback,
 private, link-local (the cloud metadata service at 169.254.169.254), carrier-grade NAT, multicast,
-reserved and unspecified addresses are refused, in any spelling (decimal or hex IPv4, IPv6, IPv4
-mapped into IPv6). The connection goes to the address that was checked, so a second DNS answer
-cannot redirect it; redirects are followed by hand and each target is checked again. Bodies are
-capped in size and time. Tests and local stacks may allow named networks explicitly.
+reserved and unspecified addresses are refused, in any spelling (decimal or hex IPv4, IPv6, and
+IPv4 inside IPv6: mapped, compatible, NAT64 and 6to4; site-local and local-use NAT64 prefixes).
+The connection goes to the address that was checked, so a second DNS answer cannot redirect it;
+redirects are followed by hand and each target is checked again. Bodies are capped in size, and
+the whole exchange (connect, headers, body, redirects) in wall-clock time. Tests and local stacks
+may allow named networks explicitly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from threading import Event, Timer
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -47,11 +51,34 @@ class FetchPolicy:
         return cls(allowed_networks=nets, **kwargs)  # type: ignore[arg-type]
 
     def permits(self, address: IPAddress) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address):
+            if address in _LOCAL_NAT64 or address.is_site_local:
+                return any(address in net for net in self.allowed_networks)
+            address = embedded_ipv4(address) or address
         if any(address in net for net in self.allowed_networks):
             return True
         return address.is_global and not address.is_multicast
+
+
+# Translated and tunnelled IPv6 addresses carry an IPv4 address in fixed bits; a gateway that
+# routes them reaches that IPv4 address, so it is the one that is checked.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291's deprecated IPv4-compatible addresses
+# RFC 8215's local-use translation prefix may embed the IPv4 address in any of RFC 6052's layouts,
+# and is never globally routed: refused unless allowed as a network.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address that an IPv4-mapped, IPv4-compatible, NAT64 (64:ff9b::/96) or 6to4
+    (2002::/16) address stands for; None for any other IPv6 address."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or address in _COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def resolve(host: str, port: int, policy: FetchPolicy) -> IPAddress:
@@ -70,22 +97,40 @@ def resolve(host: str, port: int, policy: FetchPolicy) -> IPAddress:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: IPAddress, timeout: float) -> None:
+    def __init__(self, host: str, port: int, address: IPAddress, timeout: float, expired: Event) -> None:
         super().__init__(host, port, timeout=timeout)
         self._address = address
+        self._expired = expired
 
-    def connect(self) -> None:
-        self.sock = socket.create_connection((str(self._address), self.port), self.timeout)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: IPAddress, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self) -> None:
+    def _socket(self) -> socket.socket:
         sock = socket.create_connection((str(self._address), self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+        if self._expired.is_set():  # the deadline passed while connecting: the watchdog saw no socket
+            sock.close()
+            raise TimeoutError("the deadline passed while connecting")
+        return sock
+
+    def connect(self) -> None:
+        self.sock = self._socket()
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: IPAddress, timeout: float, expired: Event) -> None:
+        http.client.HTTPSConnection.__init__(
+            self, host, port, timeout=timeout, context=ssl.create_default_context()
+        )
+        self._address = address
+        self._expired = expired
+
+    def connect(self) -> None:
+        self.sock = self._context.wrap_socket(self._socket(), server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _cut(conn: http.client.HTTPConnection, expired: Event) -> None:
+    """The deadline: mark it, and shut the socket so that a read or write blocked on it returns."""
+    expired.set()
+    if conn.sock is not None:
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)
@@ -126,7 +171,12 @@ def request(
     assert parts.hostname is not None
     remaining = max(deadline - time.monotonic(), 0.1)
     cls = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    conn = cls(parts.hostname, port, address, remaining)
+    expired = Event()
+    conn = cls(parts.hostname, port, address, remaining, expired)
+    # One wall-clock deadline for the whole exchange: socket timeouts apply to each read alone, so a
+    # peer trickling a byte at a time (headers or body) would otherwise hold the fetch for ever.
+    watchdog = Timer(remaining, _cut, (conn, expired))
+    watchdog.start()
     try:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         conn.request(method, path, body=body, headers={"User-Agent": policy.user_agent, **(headers or {})})
@@ -139,13 +189,16 @@ def request(
             size += len(chunk)
             if size > policy.max_bytes:
                 raise FetchError(f"{url} is larger than the limit of {policy.max_bytes} bytes")
-            if time.monotonic() > deadline:
-                raise FetchError(f"{url} took longer than {policy.timeout:.0f}s")
             chunks.append(chunk)
+        if expired.is_set():  # a read the watchdog cut short can look like the end of the body
+            raise FetchError(f"{url} took longer than {policy.timeout:g}s")
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, b"".join(chunks))
     except (OSError, http.client.HTTPException) as e:
+        if expired.is_set():
+            raise FetchError(f"{url} took longer than {policy.timeout:g}s") from e
         raise FetchError(f"{url}: {e}") from e
     finally:
+        watchdog.cancel()
         conn.close()
 
 
