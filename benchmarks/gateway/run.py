@@ -149,6 +149,7 @@ def main() -> int:
                 "KUBECLASSIFY_GATEWAY__PREDICTORS": json.dumps({"digits": predictor.url}),
                 "KUBECLASSIFY_GATEWAY__DEFAULT_MODEL": "digits",
                 "KUBECLASSIFY_GATEWAY__STARTING_CREDITS": str(10**9),
+                "KUBECLASSIFY_GATEWAY__REGISTRATION": "open",
                 "KUBECLASSIFY_GATEWAY__RATE_LIMIT_PER_MINUTE": str(10**9),
             },
         )

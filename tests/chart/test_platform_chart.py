@@ -329,7 +329,8 @@ def test_the_rendered_settings_are_what_the_gateway_reads(
         NAMESPACE,
     )
     assert config.redis_url.get_secret_value() == f"redis://:{'s' * 40}@kc-kubeclassify-redis:6379/0"
-    assert (config.max_csv_bytes, config.starting_credits, config.manifest) == (8388608, 100, None)
+    assert (config.max_csv_bytes, config.starting_credits, config.manifest) == (8388608, 0, None)
+    assert (config.registration, config.trusted_proxies) == ("admin-only", [])  # no ingress, no proxy
     assert config.metrics_port == 9090  # the container's `metrics` port
 
     monkeypatch.delenv("KUBECLASSIFY_GATEWAY__REDIS_URL")
@@ -337,7 +338,8 @@ def test_the_rendered_settings_are_what_the_gateway_reads(
         monkeypatch.setenv(name, value)
     settings = GatewaySettings()
     config = settings.gateway
-    assert config.starting_credits == 0 and config.default_model == "digits"
+    assert config.starting_credits == 10 and config.default_model == "digits"
+    assert (config.registration, config.trusted_proxies) == ("open", ["10.42.0.0/16"])  # the ingress'
     assert config.manifest is not None and config.manifest.uri == "s3://incoming/metadata.csv"
     assert config.cors_origins == ["https://app.example.com"] and config.admin_username == "root"
     assert [str(n) for n in config.fetch_allowed_networks] == ["10.30.0.0/16"]

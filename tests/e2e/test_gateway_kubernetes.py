@@ -53,6 +53,8 @@ def test_models_and_predictors_come_from_model_deployments(
     custom.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, plural, "digits", status)
 
     config = GatewayConfig(
+        registration="open",
+        starting_credits=100,
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         models_source="kubernetes",
@@ -94,6 +96,7 @@ def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
     from kubeclassify.core.local import free_port
 
     config = GatewayConfig(
+        registration="open",
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         models_source="kubernetes",
@@ -122,6 +125,7 @@ def kubernetes_backend(
     }
     custom.create_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], md)
     config = GatewayConfig(
+        registration="open",
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         models_source="kubernetes",

@@ -50,6 +50,7 @@ def local_settings(
     from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 
     gateway = GatewayConfig(
+        registration="open",
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         starting_credits=20,
@@ -108,6 +109,8 @@ def gateway_env(
         "KUBECLASSIFY_GATEWAY__IMAGES_URI": images_uri,
         "KUBECLASSIFY_GATEWAY__PREDICTORS": json.dumps({predictor.name: predictor.url}),
         "KUBECLASSIFY_GATEWAY__DEFAULT_MODEL": predictor.name,
+        "KUBECLASSIFY_GATEWAY__REGISTRATION": "open",
+        "KUBECLASSIFY_GATEWAY__STARTING_CREDITS": "100",
     }
     return env | {f"KUBECLASSIFY_GATEWAY__{k.upper()}": v for k, v in settings.items()}
 
@@ -117,11 +120,13 @@ class Site:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
+        self.gets = 0  # GET requests received
         self.hooks: list[tuple[dict[str, str], bytes]] = []
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                site.gets += 1
                 time.sleep(site.delay)
                 name = self.path.strip("/")
                 if name == "text.png":

@@ -29,6 +29,7 @@ ADMIN_PASSWORD = "correct horse battery staple"
 
 def settings(redis_server: RedisServer, **gateway: object) -> GatewaySettings:
     config = GatewayConfig(
+        registration="open",
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(SECRET),
         admin_password_hash=SecretStr(hash_password(ADMIN_PASSWORD)),

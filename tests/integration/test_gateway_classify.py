@@ -26,6 +26,7 @@ def gateway(
     redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
 ) -> Iterator[tuple[TestClient, str, str]]:
     config = GatewayConfig(
+        registration="open",
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         starting_credits=3,
@@ -106,6 +107,8 @@ def test_private_addresses_are_refused_and_cost_nothing(
     digits_predictor: PredictorServer,
 ) -> None:
     config = GatewayConfig(
+        registration="open",
+        starting_credits=100,
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         predictors={"digits": digits_predictor.url},
@@ -225,6 +228,7 @@ def test_fifty_concurrent_classifications_against_twenty_credits(
     from concurrent.futures import ThreadPoolExecutor
 
     config = GatewayConfig(
+        registration="open",
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         starting_credits=20,
@@ -260,6 +264,7 @@ def test_models_are_listed_with_version_labels_and_readiness(
     from kubeclassify.core.local import free_port
 
     config = GatewayConfig(
+        registration="open",
         redis_url=SecretStr(fresh_redis_url(redis_server)),
         token_secret=SecretStr(TOKEN_SECRET),
         predictors={"digits": digits_predictor.url, "gone": f"http://127.0.0.1:{free_port()}"},

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from kubeclassify.core.fetch import FetchPolicy
-from kubeclassify.core.webhooks import SIGNATURE_HEADER, deliver, signature, verify
+from kubeclassify.core.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, deliver, signature, verify
 
 SECRET = b"s3cret-for-tests"
 LOCAL = FetchPolicy.allowing("127.0.0.0/8")
@@ -62,11 +62,11 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 @pytest.mark.parametrize("receiver", [[503, 500]], indirect=True)
 def test_delivery_retries_5xx_with_backoff_then_succeeds_signed(receiver: Receiver) -> None:
     waits: list[float] = []
-    result = deliver(
-        receiver.url, {"batch": "daily", "counts": {"total": 3}}, SECRET, policy=LOCAL, sleep=waits.append
-    )
+    payload = {"batch": "daily", "counts": {"total": 3}}
+    result = deliver(receiver.url, payload, SECRET, policy=LOCAL, sleep=waits.append, delivery="ns.job-1")
     assert (result.delivered, result.attempts, result.status_code) == (True, 3, 200)
     assert waits == [1.0, 2.0]
+    assert [h[DELIVERY_HEADER] for h, _ in receiver.received] == ["ns.job-1"] * 3  # one id, every try
     headers, body = receiver.received[-1]
     assert json.loads(body) == {"batch": "daily", "counts": {"total": 3}}
     assert verify(SECRET, headers[SIGNATURE_HEADER], body)

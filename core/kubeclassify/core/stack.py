@@ -265,6 +265,9 @@ def gateway_settings(stack: Stack, predictor_url: str) -> dict[str, str]:
         "TOKEN_SECRET": stack.token_secret,
         "ADMIN_USERNAME": ADMIN,
         "ADMIN_PASSWORD": stack.admin_password,
+        # A stack on this machine: anyone here may sign up (a few accounts an hour per address),
+        # and each account has credits to try things with.
+        "REGISTRATION": "open",
         "STARTING_CREDITS": "1000",
         "IMAGES_URI": "s3://kubeclassify/images",
         "BATCHES_URI": "s3://kubeclassify/batches",

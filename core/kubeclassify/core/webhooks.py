@@ -2,7 +2,10 @@
 
 The signature header is `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + raw body>`: the receiver
 recomputes it with the shared secret, compares in constant time, and refuses old timestamps, so a
-captured request cannot be replayed later. The URL goes through the SSRF guard on every attempt.
+captured request cannot be replayed later. `X-KubeClassify-Delivery` names the delivery: the same
+on every try of it, so a receiver that sees one twice (a retry after a lost answer, or a sender that
+died before it recorded the answer) drops the second. The URL goes through the SSRF guard on every
+attempt.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, req
 
 SIGNATURE_HEADER = "X-KubeClassify-Signature"
 EVENT_HEADER = "X-KubeClassify-Event"
+DELIVERY_HEADER = "X-KubeClassify-Delivery"
 TOLERANCE_SECONDS = 300
 
 
@@ -62,14 +66,18 @@ def deliver(
     attempts: int = 5,
     backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    delivery: str | None = None,
 ) -> Delivery:
-    """POST `payload` as JSON, signed when there is a secret; retried with exponential backoff on
-    network errors, 429 and 5xx. A refused address or another 4xx is not retried."""
+    """POST `payload` as JSON, signed when there is a secret and named by `delivery` (the same for
+    every sender of the same event); retried with exponential backoff on network errors, 429 and
+    5xx. A refused address or another 4xx is not retried."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
     status: int | None = None
     error: str | None = None
     for attempt in range(1, attempts + 1):
         headers = {"Content-Type": "application/json", EVENT_HEADER: event}
+        if delivery:
+            headers[DELIVERY_HEADER] = delivery
         if secret:
             headers[SIGNATURE_HEADER] = signature(secret, int(time.time()), body)
         try:

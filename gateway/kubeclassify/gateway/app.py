@@ -16,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
@@ -37,8 +38,11 @@ from kubeclassify.gateway.routes import (
     schedules,
     web,
 )
+from kubeclassify.gateway.routes.classify import UrlFetches
 from kubeclassify.gateway.schedules import Scheduler
-from kubeclassify.gateway.security import VerifiedTokens
+from kubeclassify.gateway.security import PasswordPool, VerifiedTokens
+from kubeclassify.gateway.signin import SignIn
+from kubeclassify.gateway.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +108,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         app.state.accounts = Accounts(redis)
         app.state.tokens = VerifiedTokens(config.token_secret.get_secret_value())
+        app.state.passwords = PasswordPool(config.password_workers)
+        app.state.signin = SignIn(app.state.accounts, config, app.state.passwords)
+        app.state.fetches = UrlFetches(config.fetch_workers, config.fetches_per_account)
         app.state.catalog = _catalog(config, app.state.http)
         app.state.s3_settings = settings.s3
-        app.state.admin_ready = config.admin_password_hash is None and config.admin_password is None
+        app.state.admin_ready = False
         app.state.batch_backend = _batch_backend(config, app.state)
+        webhooks = Webhooks(redis, config)
         scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
         app.state.schedules = scheduler or app.state.batch_backend  # kubernetes: the operator ticks
 
         async def start() -> None:
             await ensure_admin(app)
+            await webhooks.start()
             await app.state.batch_backend.start()
             if scheduler is not None and not scheduler.crons.running:
                 await scheduler.start()
@@ -136,8 +145,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if scheduler is not None and scheduler.crons.running:
                 scheduler.stop()
             await app.state.batch_backend.stop()
+            await webhooks.stop()
             await app.state.http.close()
             await redis.aclose()
+            app.state.passwords.close()
+            app.state.fetches.close()
 
     # /docs and /redoc load their scripts from this gateway (fastapi-offline ships them), never from a
     # CDN: they work on an air-gapped cluster, and under the same-origin policy of the web page
@@ -155,6 +167,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     form = 64 * 1024  # what a form adds around the file
     limits = {"/v1/batches": config.max_csv_bytes + form}
     app.add_middleware(Edge, body_limit=config.max_upload_bytes + form, limits=limits)
+    if config.trusted_proxies:  # the client is who the trusted proxies say it is
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=config.trusted_proxies)
     if config.cors_origins:  # outermost, so errors carry CORS headers too
         app.add_middleware(
             CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["*"], allow_headers=["*"]

@@ -10,7 +10,6 @@ several gateway replicas seeing the same completion refund once).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import io
 import json
@@ -20,17 +19,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.resources.classification_batch import ClassificationBatchSpec, ManifestInput
 from kubeclassify.core.sources import InputError, items, owner_source, read_table
 from kubeclassify.core.storage import join
-from kubeclassify.core.webhooks import deliver
 
 COLUMNS = ("url", "path")
 FORMULA_START = ("=", "+", "-", "@")
 ACTIVE = "kc:batches:active"
 STATES = ("Pending", "Running", "Succeeded", "Failed")
 
+WEBHOOKS = "kc:webhooks"  # the stream of webhooks to deliver (kubeclassify.gateway.webhooks)
+# Announce once: the first caller claims the batch's webhook and queues it, atomically.
+_ANNOUNCE = """
+if redis.call('SET', KEYS[1], '1', 'NX') then
+  redis.call('XADD', KEYS[2], '*', 'batch', ARGV[1])
+  return 1
+end
+return 0
+"""
 # Refund once: the first caller marks the batch settled and credits the refund, atomically.
 _SETTLE = """
 if redis.call('SET', KEYS[1], '1', 'NX') then
@@ -191,6 +197,11 @@ class Batches:
         )
         return bool(done)
 
+    async def announce(self, record: BatchRecord) -> bool:
+        """Queue the batch's webhook, once; True for the call that did."""
+        keys = (f"kc:webhook-claimed:{record.name}", WEBHOOKS)
+        return bool(await self.redis.eval(_ANNOUNCE, 2, *keys, record.name))
+
     async def webhook_secret(self, owner: str) -> str | None:
         secret: str | None = await self.redis.get(f"kc:webhook-secret:{owner}")
         return secret
@@ -204,8 +215,10 @@ class Batches:
 async def finish(
     batches: Batches, config: Any, record: BatchRecord, state: str, message: str, counts: dict[str, Any]
 ) -> None:
-    """Record how a batch ended, give back what was not used, and send its webhook: each once, however
-    many gateways see the end (settlement and the webhook are claimed in Redis)."""
+    """Record how a batch ended, give back what was not used, and queue its webhook: each once,
+    however many gateways see the end (settlement and the webhook are claimed in Redis). The
+    webhook is delivered from its queue (`kubeclassify.gateway.webhooks`), never here: a slow
+    receiver holds up no one's settlement."""
     record.classified = int(counts.get("classified", 0))
     record.failed = int(counts.get("failed", 0))
     record.skipped = int(counts.get("skipped", 0))
@@ -213,26 +226,8 @@ async def finish(
     record.finished = record.finished or time.time()
     await batches.update(record)
     await batches.settle(record, config.image_cost)
-    if record.webhook_url and await batches.redis.set(f"kc:webhook-claimed:{record.name}", "1", nx=True):
-        record.webhook_delivered = await _notify(batches, config, record)
-        await batches.update(record)
-
-
-async def _notify(batches: Batches, config: Any, record: BatchRecord) -> bool:
-    secret = await batches.webhook_secret(record.owner)
-    if secret is None or record.webhook_url is None:
-        return False
-    payload = {
-        "batch": record.name,
-        "state": record.state,
-        "message": record.message,
-        "counts": record.public()["counts"],
-        "results": f"/v1/batches/{record.name}/results.csv",
-        "finished": dt.datetime.fromtimestamp(record.finished or time.time(), dt.UTC).isoformat(),
-    }
-    policy = FetchPolicy.allowing(*config.fetch_allowed_networks, timeout=10.0)
-    delivery = await asyncio.to_thread(deliver, record.webhook_url, payload, secret.encode(), policy=policy)
-    return delivery.delivered
+    if record.webhook_url:
+        await batches.announce(record)
 
 
 def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_config=None,
-        proxy_headers=True,
+        proxy_headers=False,  # the app believes X-Forwarded-For from TRUSTED_PROXIES only
         server_header=False,
     )
     return 0

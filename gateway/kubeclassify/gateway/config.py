@@ -4,13 +4,13 @@ The token signing key has a development default that is refused outside developm
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from kubeclassify.core.resources.classification_batch import ClassificationBatchSpec, ManifestInput
 from kubeclassify.core.settings import Settings, development_secret
-from kubeclassify.gateway.security import hash_password
 
 
 class GatewayConfig(BaseModel):
@@ -37,12 +37,51 @@ class GatewayConfig(BaseModel):
         description="The first admin's password (from a Secret, e.g. one the Helm chart generates), hashed"
         " with argon2id at start-up; ADMIN_PASSWORD_HASH wins when both are set.",
     )
-    starting_credits: int = Field(100, ge=0, description="Credits a new account starts with.")
+    registration: Literal["open", "closed", "admin-only"] = Field(
+        "admin-only",
+        description="Who may make accounts with POST /v1/accounts: anyone (open, SIGNUPS_PER_HOUR per"
+        " client address), admins only (admin-only), or no one (closed).",
+    )
+    signups_per_hour: int = Field(
+        5, ge=1, description="Open registration: accounts one client address may make in an hour."
+    )
+    starting_credits: int = Field(
+        0, ge=0, description="Credits a new account starts with (admins refill: POST /v1/admin/credits)."
+    )
     image_cost: int = Field(1, ge=0, description="Credits one classified image costs.")
     refill_amount: int = Field(100, ge=1, description="Credits an admin refill adds when no amount is given.")
-    rate_limit_per_minute: int = Field(600, ge=1, description="Requests per minute for one user or key.")
-    login_failures: int = Field(5, ge=1, description="Failed logins for a name before it must wait.")
+    rate_limit_per_minute: int = Field(
+        600, ge=1, description="Requests per minute for one account, all its keys and tokens together."
+    )
+    max_api_keys: int = Field(20, ge=1, le=1000, description="API keys one account may have.")
+    login_failures: int = Field(
+        5,
+        ge=1,
+        description="Wrong passwords for a name before it must wait (its keys and tokens still work).",
+    )
     login_lockout_seconds: int = Field(300, ge=1, description="How long it waits.")
+    login_failures_per_address: int = Field(
+        30,
+        ge=1,
+        description="Failed sign-ins (passwords, keys, tokens) a client address may make in a minute.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDRs) of the proxies in front of the gateway (the ingress):"
+        " from them X-Forwarded-For names the client. None by default: the peer is the client.",
+    )
+    password_workers: int = Field(
+        2, ge=1, le=32, description="Threads that hash passwords (argon2id: 64 MiB and tens of ms each)."
+    )
+    fetch_workers: int = Field(
+        16, ge=1, le=256, description="Threads that fetch image URLs: the most fetches at once."
+    )
+    webhook_workers: int = Field(
+        4, ge=1, le=64, description="Threads that send batch webhooks: the most receivers waited on at once."
+    )
+    fetches_per_account: int = Field(
+        4, ge=1, le=256, description="Image URLs one account may have fetched at once."
+    )
     images_uri: str = Field(
         "s3://kubeclassify/images", description="Where uploaded images are kept: <images_uri>/<owner>/<uid>."
     )
@@ -106,13 +145,15 @@ class GatewayConfig(BaseModel):
         default_factory=list, description="Origins allowed by CORS; none by default."
     )
 
-    def admin_hash(self) -> str | None:
-        """The first admin's password hash, from whichever of the two settings is set."""
-        if self.admin_password_hash is not None:
-            return self.admin_password_hash.get_secret_value()
-        if self.admin_password is not None:
-            return hash_password(self.admin_password.get_secret_value())
-        return None
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as e:
+                raise ValueError(f"{entry!r} is not an address or a network (CIDR)") from e
+        return value
 
 
 class GatewaySettings(Settings):

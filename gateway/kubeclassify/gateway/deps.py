@@ -15,7 +15,8 @@ from fastapi.security import (
 
 from kubeclassify.gateway.accounts import Accounts, User
 from kubeclassify.gateway.config import GatewayConfig
-from kubeclassify.gateway.security import API_KEY_PREFIX
+from kubeclassify.gateway.security import API_KEY_PREFIX, verify_password
+from kubeclassify.gateway.signin import UNAUTHORIZED, SignIn
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/token, or an API key.")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from /v1/keys.")
@@ -35,43 +36,60 @@ async def get_accounts(request: Request) -> Accounts:
 ConfigDep = Annotated[GatewayConfig, Depends(get_config)]
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
 
-UNAUTHORIZED = HTTPException(
-    401, "sign in: a Bearer token, an X-API-Key, or Basic credentials", headers={"WWW-Authenticate": "Bearer"}
-)
+
+async def get_signin(request: Request) -> SignIn:
+    signin: SignIn = request.app.state.signin
+    return signin
 
 
-async def current_user(
+SignInDep = Annotated[SignIn, Depends(get_signin)]
+
+
+def client_host(request: Request) -> str | None:
+    """The client's address (behind TRUSTED_PROXIES, the one they forwarded)."""
+    return request.client.host if request.client else None
+
+
+async def optional_user(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-) -> User:
-    """The caller, or 401; then the caller's rate limit (429 with Retry-After)."""
+) -> User | None:
+    """The caller, or None when the request carries no credentials at all; 401 for wrong ones,
+    429 (Retry-After) over the sign-in limits or the account's request rate."""
     # Every request runs this: state is read directly, not through two more dependencies to solve.
     state = request.app.state
-    config: GatewayConfig = state.config
+    signin: SignIn = state.signin
     accounts: Accounts = state.accounts
+    host = client_host(request)
     username: str | None = None
-    subject = ""
+    generation: int | None = None
     if api_key or (bearer and bearer.credentials.startswith(API_KEY_PREFIX)):
-        key = api_key or (bearer.credentials if bearer else "")
-        username = await accounts.key_owner(key)
-        subject = f"key:{key[-8:]}"
+        username = await accounts.key_owner(api_key or (bearer.credentials if bearer else ""))
     elif bearer is not None:
         claims = state.tokens.claims(bearer.credentials)
-        username = claims.username if claims else None
+        username, generation = (claims.username, claims.generation) if claims else (None, None)
     elif basic is not None:
-        known = await accounts.authenticate(basic.username, basic.password)
-        username = known.username if known else None
-    if username is None:
-        raise UNAUTHORIZED
-    user, wait = await accounts.signed_in(
-        username, subject or f"user:{username}", config.rate_limit_per_minute
+        username = (await signin.password(basic.username, basic.password, host, "basic")).username
+    else:
+        return None
+    user, wait = (
+        await accounts.signed_in(username, state.config.rate_limit_per_minute, generation)
+        if username is not None
+        else (None, 0)
     )
     if user is None:
-        raise UNAUTHORIZED
+        raise await signin.refused(host)
     if wait:
         raise HTTPException(429, "too many requests: slow down", headers={"Retry-After": str(wait)})
+    return user
+
+
+async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    """The caller, or 401."""
+    if user is None:
+        raise UNAUTHORIZED
     return user
 
 
@@ -81,13 +99,33 @@ async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
     return user
 
 
+OptionalUser = Annotated[User | None, Depends(optional_user)]
 CurrentUser = Annotated[User, Depends(current_user)]
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
 async def ensure_admin(app: FastAPI) -> None:
-    """Create (or update) the first admin from settings, once Redis answers."""
-    config = app.state.config
-    if not app.state.admin_ready and (password_hash := config.admin_hash()) is not None:
-        await app.state.accounts.ensure_admin(config.admin_username, password_hash, config.starting_credits)
-        app.state.admin_ready = True
+    """Create (or take over, or update) the first admin from settings, once Redis answers."""
+    state = app.state
+    config: GatewayConfig = state.config
+    if state.admin_ready:
+        return
+    if config.admin_password_hash is not None:
+        wanted = config.admin_password_hash.get_secret_value()
+
+        def same(stored: str | None) -> bool:
+            return stored == wanted
+
+        password_hash = wanted
+    elif config.admin_password is not None:
+        plain = config.admin_password.get_secret_value()
+
+        def same(stored: str | None) -> bool:  # each replica hashes with its own salt: compare by verifying
+            return stored is not None and verify_password(plain, stored)
+
+        password_hash = await state.passwords.hash(plain)
+    else:
+        state.admin_ready = True  # no admin from settings
+        return
+    await state.accounts.ensure_admin(config.admin_username, password_hash, config.starting_credits, same)
+    state.admin_ready = True

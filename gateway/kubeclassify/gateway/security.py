@@ -5,9 +5,11 @@ enough to store it and to look it up, and a stolen digest is useless."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jwt
@@ -33,20 +35,49 @@ def verify_password(password: str, stored: str | None) -> bool:
         return False
 
 
+class PasswordPool:
+    """Hashing and verifying passwords on a few threads of their own: argon2id takes 64 MiB and tens
+    of milliseconds by design, so on the event loop a burst of sign-ins would stall every request,
+    and on the default pool it would queue ahead of S3 calls and /readyz. argon2 releases the GIL."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, hash_password, password)
+
+    async def verify(self, password: str, stored: str | None) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, verify_password, password, stored)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass(frozen=True)
 class Claims:
-    """Who a token speaks for."""
+    """Who a token speaks for, and the account's token generation it was issued in: signing out,
+    a password change or disabling the account moves the generation on, and older tokens stop."""
 
     username: str
     role: str
     expires: dt.datetime
+    generation: int = 0
 
 
-def create_token(username: str, role: str, secret: str, ttl_seconds: int) -> tuple[str, dt.datetime]:
+def create_token(
+    username: str, role: str, secret: str, ttl_seconds: int, generation: int = 0
+) -> tuple[str, dt.datetime]:
     """A signed access token and when it expires."""
     now = dt.datetime.now(dt.UTC)
     expires = now + dt.timedelta(seconds=ttl_seconds)
-    payload = {"sub": username, "role": role, "iat": now, "exp": expires, "typ": "access"}
+    payload = {
+        "sub": username,
+        "role": role,
+        "iat": now,
+        "exp": expires,
+        "typ": "access",
+        "gen": generation,
+    }
     return jwt.encode(payload, secret, algorithm=ALGORITHM), expires
 
 
@@ -58,10 +89,16 @@ def decode_token(token: str, secret: str) -> Claims | None:
         )
     except jwt.PyJWTError:
         return None
+    generation = payload.get("gen", 0)
     if payload.get("typ") != "access" or not isinstance(payload.get("sub"), str):
         return None
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        return None
     return Claims(
-        payload["sub"], str(payload.get("role", "user")), dt.datetime.fromtimestamp(payload["exp"], dt.UTC)
+        payload["sub"],
+        str(payload.get("role", "user")),
+        dt.datetime.fromtimestamp(payload["exp"], dt.UTC),
+        generation,
     )
 
 

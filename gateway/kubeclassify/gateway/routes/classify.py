@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import json
 import secrets
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import aiohttp
@@ -18,11 +20,13 @@ from kubeclassify.core.sources import owner_prefix
 from kubeclassify.core.storage import ObjectStore, StorageError
 from kubeclassify.gateway import metrics
 from kubeclassify.gateway.catalog import NotReady
+from kubeclassify.gateway.config import GatewayConfig
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, image_type, now
 
 router = APIRouter(prefix="/v1", tags=["classify"], responses=SIGNED_IN)
+FETCH_SECONDS = 20.0  # the whole exchange with an image URL's server, redirects included
 
 
 class LabelScore(BaseModel):
@@ -70,30 +74,39 @@ async def classify(
         raise HTTPException(503, f"{e}; try again later") from e
     if base is None:
         raise HTTPException(404, f"no model {name!r}")
-    data, filename = await _image(file, url, config.max_upload_bytes, config.fetch_allowed_networks)
-    media_type = image_type(data)
-    if media_type is None:
-        raise HTTPException(415, "not an image: send a JPEG, PNG, GIF, BMP, TIFF or WebP")
+    # Paid first, so that fetching a URL is never free; given back if no prediction comes of it.
     if await accounts.debit(user.username, config.image_cost) is None:
         raise HTTPException(402, f"not enough credits: an image costs {config.image_cost}")
     uid = secrets.token_hex(12)
-    uri = owner_prefix(config.images_uri, user.username) + uid + EXTENSIONS[media_type]
+    stored_at: str | None = None  # the image's object, once it is there to delete
     store: ObjectStore = request.app.state.store
-    client: aiohttp.ClientSession = request.app.state.http
-    predicted, stored = await asyncio.gather(
-        _predict(client, base, name, data, media_type, config.predictor_timeout),
-        asyncio.to_thread(_store, store, uri, data, media_type),
-        return_exceptions=True,
-    )
-    if isinstance(predicted, BaseException) or isinstance(stored, BaseException):
+    try:
+        if file is not None:
+            data, filename = await _upload(file, config.max_upload_bytes)
+        else:
+            assert url is not None
+            data, filename = await _fetched(request.app.state.fetches, user.username, url, config)
+        media_type = image_type(data)
+        if media_type is None:
+            raise HTTPException(415, "not an image: send a JPEG, PNG, GIF, BMP, TIFF or WebP")
+        uri = owner_prefix(config.images_uri, user.username) + uid + EXTENSIONS[media_type]
+        client: aiohttp.ClientSession = request.app.state.http
+        predicted, stored = await asyncio.gather(
+            _predict(client, base, name, data, media_type, config.predictor_timeout),
+            asyncio.to_thread(_store, store, uri, data, media_type),
+            return_exceptions=True,
+        )
+        if isinstance(stored, BaseException):
+            raise HTTPException(503, "the image could not be stored; try again") from stored
+        stored_at = uri
+        if isinstance(predicted, BaseException):
+            raise predicted
+    except Exception:
         await accounts.credit(user.username, config.image_cost)  # nothing was classified
-        if not isinstance(stored, BaseException):
+        if stored_at is not None:
             with contextlib.suppress(StorageError):
-                await asyncio.to_thread(store.delete, uri)
-        failure = predicted if isinstance(predicted, BaseException) else stored
-        if isinstance(failure, HTTPException):
-            raise failure
-        raise HTTPException(503, "the image could not be stored; try again") from failure
+                await asyncio.to_thread(store.delete, stored_at)
+        raise
     answer: dict[str, Any] = predicted
     top = answer["predictions"][0]
     record = ImageRecord(
@@ -115,23 +128,53 @@ async def classify(
     return {k: v for k, v in record.public().items() if k in Prediction.model_fields}
 
 
-async def _image(
-    file: UploadFile | None, url: str | None, limit: int, networks: list[str]
-) -> tuple[bytes, str]:
-    if file is not None:
-        data = await file.read(limit + 1)
-        if len(data) > limit:
-            raise HTTPException(413, f"the image is larger than {limit} bytes")
-        return data, (file.filename or "upload")[:255]
-    assert url is not None
-    policy = FetchPolicy.allowing(*networks, max_bytes=limit, timeout=20.0)
+async def _upload(file: UploadFile, limit: int) -> tuple[bytes, str]:
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"the image is larger than {limit} bytes")
+    return data, (file.filename or "upload")[:255]
+
+
+async def _fetched(fetches: UrlFetches, username: str, url: str, config: GatewayConfig) -> tuple[bytes, str]:
+    policy = FetchPolicy.allowing(
+        *config.fetch_allowed_networks, max_bytes=config.max_upload_bytes, timeout=FETCH_SECONDS
+    )
     try:
-        data = await asyncio.to_thread(fetch, url, policy)
+        data = await fetches.fetch(username, url, policy)
     except BlockedAddress as e:
         raise HTTPException(400, f"that URL is not allowed: {e}") from e
     except FetchError as e:
         raise HTTPException(400, f"the image could not be fetched: {e}") from e
     return data, url.rsplit("/", 1)[-1].split("?", 1)[0][:255] or "image"
+
+
+class UrlFetches:
+    """Image URLs are fetched on a pool of their own (`workers` threads: never the default pool that
+    S3 calls and /readyz share), and one account may have at most `per_account` fetches running in
+    this gateway process at once (429 beyond): a slow server costs its own account, not everyone."""
+
+    def __init__(self, workers: int, per_account: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        self._per_account = per_account
+        self._running: Counter[str] = Counter()
+
+    async def fetch(self, username: str, url: str, policy: FetchPolicy) -> bytes:
+        if self._running[username] >= self._per_account:
+            raise HTTPException(
+                429,
+                f"{self._per_account} of your image URLs are being fetched already: wait for one to finish",
+                headers={"Retry-After": "1"},
+            )
+        self._running[username] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fetch, url, policy)
+        finally:
+            self._running[username] -= 1
+            if not self._running[username]:
+                del self._running[username]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _predict(

@@ -42,10 +42,10 @@ async def refill(
     """Add credits to an account (admin): `amount`, or REFILL_AMOUNT."""
     if await accounts.user(username) is None:
         raise HTTPException(404, f"no account {username!r}")
-    return {
-        "username": username,
-        "credits": await accounts.credit(username, body.amount or config.refill_amount),
-    }
+    amount = body.amount or config.refill_amount
+    credits = await accounts.credit(username, amount)
+    await accounts.audit(username, "refilled", amount=amount, by=admin.username)
+    return {"username": username, "credits": credits}
 
 
 @router.get(

@@ -177,6 +177,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("classify").addEventListener("submit", guarded(() => classify($("file").files[0], $("model").value)));
   $("batch").addEventListener("submit", guarded(() => startBatch($("csv").files[0])));
   $("sign-out").addEventListener("click", () => {
+    // Revokes the account's access tokens on the gateway too, not only this page's copy.
+    fetch("/v1/auth/sign-out", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } });
     state.token = null;
     clearTimeout(state.batchTimer);
     $("batch-section").hidden = true;

@@ -265,7 +265,7 @@ def _send_webhook(
         "message": outcome.message or None,
     }
     policy = FetchPolicy.allowing(*config.webhook_allowed_networks, timeout=10.0, max_bytes=64 * 1024)
-    result = deliver(str(hook.url), payload, secret, policy=policy)
+    result = deliver(str(hook.url), payload, secret, policy=policy, delivery=f"{namespace}.{job}")
     if not result.delivered:
         post(body, "Warning", "WebhookFailed", f"{hook.url}: {result.error}")
     return WebhookDelivery(
