@@ -119,6 +119,32 @@ def test_canary_takes_the_form_of_each_mode() -> None:
     assert "canaryTrafficPercent" not in standard["predictor"]
 
 
+def pod_template(predictor: dict[str, Any]) -> dict[str, Any]:
+    """What of a predictor becomes its pods' template (KServe's replica bounds and scaling do not)."""
+    scaling = ("minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "canaryTrafficPercent")
+    return {k: v for k, v in predictor.items() if k not in scaling}
+
+
+def test_scaling_and_traffic_edits_change_no_pod_template() -> None:
+    """Editing replicas or the canary's traffic must not roll any predictor's pods: the predictor is
+    handed only what it serves (model, input, batching), in each mode."""
+    for mode in ("Standard", "Knative"):
+        rollout = Rollout(stable=OLD, canary=NEW, canary_percent=20)
+        before = inference_service(
+            deployment(deploymentMode=mode, canary={"trafficPercent": 20}), CONFIG, rollout
+        )
+        after = inference_service(
+            deployment(deploymentMode=mode, canary={"trafficPercent": 50}, replicas={"min": 2, "max": 9}),
+            CONFIG,
+            Rollout(stable=OLD, canary=NEW, canary_percent=50),
+        )
+        assert pod_template(after["spec"]["predictor"]) == pod_template(before["spec"]["predictor"]), mode
+        for a, b in zip(after["spec"].get("canary", []), before["spec"].get("canary", []), strict=True):
+            assert pod_template(a["predictor"]) == pod_template(b["predictor"]), mode
+    served = json.loads(predictor_env(before["spec"]["predictor"])["KUBECLASSIFY_MODEL_DEPLOYMENT"])
+    assert sorted(served["spec"]) == ["batching", "input", "model"]
+
+
 def test_the_plan_promotes_rolls_back_or_splits() -> None:
     assert plan(NEW, None, 20) == Rollout(stable=NEW)  # the first model has nothing to share with
     assert plan(NEW, NEW, 20) == Rollout(stable=NEW)  # an unchanged model is no canary

@@ -31,5 +31,11 @@ FINALIZER = f"{GROUP}/finalizer"
 ANNOTATION_TICK = f"{GROUP}/tick"
 ANNOTATION_RERUN_DATE = f"{GROUP}/rerun-date"
 
+# What the operator hands its pods, in their environment: the ModelDeployment (predictors and batch
+# workers), the ClassificationBatch and the predictor's URL (batch workers), as JSON or text.
+ENV_MODEL_DEPLOYMENT = "KUBECLASSIFY_MODEL_DEPLOYMENT"
+ENV_BATCH = "KUBECLASSIFY_BATCH"
+ENV_PREDICTOR_URL = "KUBECLASSIFY_PREDICTOR_URL"
+
 # File extensions taken as images when listing a prefix or a folder (compared lower-cased).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")

@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
-ENV_BATCH = "KUBECLASSIFY_BATCH"
-ENV_MODEL = "KUBECLASSIFY_MODEL_DEPLOYMENT"
+from kubeclassify.core import constants as c
+
+ENV_BATCH, ENV_MODEL = c.ENV_BATCH, c.ENV_MODEL_DEPLOYMENT
 TERMINATION_LOG = Path("/dev/termination-log")
 
 
@@ -50,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--predictor-url",
-        default=os.environ.get("KUBECLASSIFY_PREDICTOR_URL"),
+        default=os.environ.get(c.ENV_PREDICTOR_URL),
         help="mode remote: the ModelDeployment's predictor (default: $KUBECLASSIFY_PREDICTOR_URL)",
     )
     p.add_argument(

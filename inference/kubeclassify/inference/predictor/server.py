@@ -20,13 +20,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kubeclassify.core import constants as c
 from kubeclassify.core.asgi import DRAIN_FACTOR, drain, limited_receive
 from kubeclassify.core.resources import ModelDeploymentSpec
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.inference.preprocess import MAX_BYTES
 
-ENV_SPEC = "KUBECLASSIFY_MODEL_DEPLOYMENT"
+ENV_SPEC = c.ENV_MODEL_DEPLOYMENT
 
 
 def read_spec(path: str | None) -> tuple[ModelDeploymentSpec, str | None]:

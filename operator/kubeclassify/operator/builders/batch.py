@@ -92,16 +92,16 @@ def batch_job(
         args += ["--owner-prefix", owner_prefix(config.gateway_images_uri, owner)]
     env = [
         {
-            "name": "KUBECLASSIFY_BATCH",
+            "name": c.ENV_BATCH,
             "value": json.dumps(batch_json, separators=(",", ":"), sort_keys=True),
         },
         {
-            "name": "KUBECLASSIFY_MODEL_DEPLOYMENT",
+            "name": c.ENV_MODEL_DEPLOYMENT,
             "value": json.dumps(model_json, separators=(",", ":"), sort_keys=True),
         },
     ]
     if predictor_url:
-        env.append({"name": "KUBECLASSIFY_PREDICTOR_URL", "value": predictor_url})
+        env.append({"name": c.ENV_PREDICTOR_URL, "value": predictor_url})
     worker_policy = for_worker(config.policy, cb.metadata.get("namespace", ""))
     env.append({"name": ENV_POLICY, "value": worker_policy.model_dump_json(by_alias=True)})
     storage = md.spec.storage

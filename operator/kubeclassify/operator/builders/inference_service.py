@@ -28,7 +28,7 @@ from kubeclassify.operator.config import OperatorConfig
 ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 ANNOTATION_STABLE_MODEL = f"{c.GROUP}/stable-model"
 ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
-ENV_SPEC = "KUBECLASSIFY_MODEL_DEPLOYMENT"
+SERVED = {"model", "input", "batching"}  # the parts of a ModelDeployment's spec a predictor reads
 PORT = 8080
 
 
@@ -115,15 +115,19 @@ def stable_model(isvc: dict[str, Any] | None) -> ModelSpec | None:
 
 def _predictor(md: ModelDeployment, model: ModelSpec, config: OperatorConfig) -> dict[str, Any]:
     spec = md.spec
+    # Only what the predictor serves: replicas, canary traffic and resources are KServe's business,
+    # and an edit to them must change no pod template (that would roll every predictor pod).
     served = {
         "apiVersion": md.api_version,
         "kind": md.kind,
         "metadata": {"name": md.metadata["name"]},
         "spec": spec.model_copy(update={"model": model}).model_dump(
-            by_alias=True, exclude_none=True, mode="json"
+            by_alias=True, exclude_none=True, mode="json", include=SERVED
         ),
     }
-    env = [{"name": ENV_SPEC, "value": json.dumps(served, separators=(",", ":"), sort_keys=True)}]
+    env = [
+        {"name": c.ENV_MODEL_DEPLOYMENT, "value": json.dumps(served, separators=(",", ":"), sort_keys=True)}
+    ]
     if urlsplit(model.uri).scheme in ("s3", "pvc"):
         env.append({"name": "STORAGE_URI", "value": model.uri})
     container: dict[str, Any] = {
