@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 from e2e.conftest import Operator, start_operator
+from harness.kubeapi_launch import inject_fault
 from harness.wait import wait_for
 from kubernetes import client
 from PIL import Image
@@ -441,3 +442,99 @@ def test_a_restart_creates_no_second_job_and_deleting_the_batch_stops_its_job(
         wait_for(lambda: cluster.jobs() == [], what="the Job gone with its batch")
     finally:
         second.process.stop()
+
+
+def end_job(cluster: Cluster, name: str) -> None:
+    """Mark a Job complete, as the Job controller would (no pods: the run had no images)."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    complete = {"type": "Complete", "status": "True", "lastTransitionTime": now}
+    status = {"startTime": now, "completionTime": now, "conditions": [complete], "succeeded": 1}
+    cluster.batch.patch_namespaced_job_status(name, cluster.ns, {"status": status})
+
+
+def condition_reason(body: dict[str, Any], type_: str) -> str | None:
+    return next((x["reason"] for x in body["status"].get("conditions", []) if x["type"] == type_), None)
+
+
+def test_a_deleted_job_fails_its_run_and_a_rerun_starts_another(
+    operator: Operator, stage: dict[str, Any]
+) -> None:
+    """Deleting a running batch's Job must not leave the batch Running for ever: the run fails with
+    JobDeleted, no Job is made behind the user's back, and the rerun annotation starts one."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    cluster.create(CB, batch("gone", bucket, date=DAY1.isoformat()))
+    job = wait_for(lambda: cluster.jobs(), what="the Job")[0]["metadata"]["name"]
+    wait_for(lambda: cluster.cb("gone")["status"]["phase"] == "Running", what="Running")
+    cluster.batch.delete_namespaced_job(job, cluster.ns, propagation_policy="Background")
+    body = wait_for(lambda: (b := cluster.cb("gone"))["status"]["phase"] == "Failed" and b, what="Failed")
+    assert condition_reason(body, "Succeeded") == "JobDeleted"
+    assert ("Warning", "JobDeleted") in wait_for(lambda: cluster.events("gone"))
+    time.sleep(3)
+    assert cluster.jobs() == [], "the operator does not recreate a Job the user deleted"
+
+    rerun = {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: DAY1.isoformat()}}}
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "gone", rerun)
+    again = wait_for(lambda: cluster.jobs(), what="the rerun's Job")[0]["metadata"]["name"]
+    assert again == f"gone-{DAY1:%Y%m%d}-r1"
+    body = wait_for(lambda: (b := cluster.cb("gone"))["status"]["phase"] == "Running" and b, what="Running")
+    assert body["status"]["jobName"] == again
+
+
+def test_a_job_deleted_while_the_operator_was_away_fails_its_run(
+    kube_api,  # type: ignore[no-untyped-def]
+    stage: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    cluster.create(CB, batch("away", bucket, date=DAY1.isoformat()))
+    first = start_operator(kube_api.kubeconfig, tmp_path / "first", namespaces=json.dumps([cluster.ns]))
+    try:
+        job = wait_for(lambda: cluster.jobs(), what="the Job")[0]["metadata"]["name"]
+        wait_for(lambda: cluster.cb("away")["status"]["phase"] == "Running", what="Running")
+    finally:
+        first.process.stop()
+    cluster.batch.delete_namespaced_job(job, cluster.ns, propagation_policy="Background")
+    second = start_operator(kube_api.kubeconfig, tmp_path / "second", namespaces=json.dumps([cluster.ns]))
+    try:
+        body = wait_for(lambda: (b := cluster.cb("away"))["status"]["phase"] == "Failed" and b, what="Failed")
+        assert condition_reason(body, "Succeeded") == "JobDeleted"
+    finally:
+        second.process.stop()
+
+
+def test_a_failed_status_write_during_a_rerun_makes_no_second_job(
+    kube_api,  # type: ignore[no-untyped-def]
+    operator: Operator,
+    stage: dict[str, Any],
+) -> None:
+    """The API refuses one status write of a rerun: the retry finds the rerun's Job and makes no
+    second one (two Jobs would write the same results). Asking again, with the same date, is a new
+    rerun."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    cluster.create(CB, batch("twice", bucket, date=DAY1.isoformat()))
+    end_job(cluster, wait_for(lambda: cluster.jobs(), what="the Job")[0]["metadata"]["name"])
+    wait_for(lambda: cluster.cb("twice")["status"]["phase"] == "Succeeded", what="Succeeded")
+
+    def rerun_jobs() -> list[str]:
+        return sorted(j["metadata"]["name"] for j in cluster.jobs() if "-r" in j["metadata"]["name"])
+
+    for attempt in (1, 2):
+        inject_fault(kube_api.url, "PATCH", rf"/namespaces/{cluster.ns}/classificationbatches/twice/status$")
+        rerun = {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: DAY1.isoformat()}}}
+        cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "twice", rerun)
+        wait_for(
+            lambda: (
+                not (cluster.cb("twice")["metadata"].get("annotations") or {}).get(c.ANNOTATION_RERUN_DATE)
+            ),
+            timeout=60,
+            what="the rerun taken",
+        )
+        time.sleep(5)  # two retry delays: room for a wrong second Job
+        assert rerun_jobs() == [f"twice-{DAY1:%Y%m%d}-r{n}" for n in range(1, attempt + 1)]
+        body = cluster.cb("twice")
+        assert (body["status"]["phase"], body["status"]["jobName"]) == ("Running", rerun_jobs()[-1])
+        end_job(cluster, rerun_jobs()[-1])
+        wait_for(lambda: cluster.cb("twice")["status"]["phase"] == "Succeeded", what="the rerun done")

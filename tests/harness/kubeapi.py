@@ -16,7 +16,10 @@ Run as a process: `python tests/harness/kubeapi.py --port P --crd FILE...`. What
   (=, ==, !=, in, notin, exists, !exists) on lists and watches;
 - creates answered 201 Created, as the official client expects;
 - deletion: finalizers hold an object with a deletionTimestamp, and deleting an owner deletes
-  its dependents (background propagation, as the garbage collector does).
+  its dependents (background propagation, as the garbage collector does);
+- faults a test asks for: `POST /_faults` with `{"method", "path" (a regex on the URL path),
+  "status", "times"}` answers the next `times` matching requests with `status`, unserved
+  (`harness.kubeapi_launch.inject_fault`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import attrs
 import jsonpatch
 import kmock
 import yaml
+from aiohttp import web
 from kmock._internal import enums, k8s, references, rendering
 
 CORE_RESOURCES: dict[str, dict[str, Any]] = {
@@ -153,6 +157,7 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     # Evolved requests (by id()) and the request each came from, while in flight.
     _origins: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
     verbose: bool = False
+    _faults: list[dict[str, Any]] = attrs.field(factory=list, init=False)
 
     async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
         """A current release (KMock says 1.26), so that charts which require a newer one render."""
@@ -245,6 +250,19 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     async def _serve(self, request: rendering.Request) -> Any:
         if self.verbose:
             print(request.method, request.url.path_qs, flush=True)
+        if request.url.path == "/_faults" and request.method == "POST":
+            self._faults.append(dict(request.data))
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+        for fault in self._faults:
+            if fault["method"] == request.method and re.search(fault["path"], request.url.path):
+                fault["times"] -= 1
+                if fault["times"] <= 0:
+                    self._faults.remove(fault)
+                status = int(fault["status"])
+                body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status}
+                return web.json_response(
+                    {**body, "reason": "InternalError", "message": "a fault asked for"}, status=status
+                )
         if request.resource is None:
             return await super()._handle(request)
         if request.method == "GET" and str(request.params.get("watch", "")).lower() in ("true", "1"):

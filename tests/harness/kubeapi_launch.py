@@ -3,7 +3,9 @@ that points at it (the tests' fixture and the operator benchmark share this)."""
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +59,13 @@ def kubeconfig_for(url: str, path: Path) -> Path:
         )
     )
     return path
+
+
+def inject_fault(url: str, method: str, path: str, status: int = 500, times: int = 1) -> None:
+    """Answer the next `times` requests of `method` whose URL path matches the regex `path` with
+    `status`, as an API server in trouble would; they change nothing."""
+    body = json.dumps({"method": method, "path": path, "status": status, "times": times}).encode()
+    request = urllib.request.Request(f"{url}/_faults", data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        resp.read()

@@ -6,6 +6,7 @@ Appliers are idempotent: an object is created when missing and replaced only whe
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -172,7 +173,10 @@ class Kube:
         )
 
     @uses(c.GROUP, c.PLURALS[c.CLASSIFICATION_BATCH], "patch")
-    def annotate_classification_batch(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+    def annotate_classification_batch(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> None:
+        """Set annotations (None removes one)."""
         self.custom.patch_namespaced_custom_object(
             c.GROUP,
             c.VERSION,

@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 import kubernetes
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
 from kubeclassify.core import constants as c
@@ -121,28 +122,32 @@ def classification_batch_rerun(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
     "batch", "v1", "jobs", labels={c.LABEL_CLASSIFICATION_BATCH: kopf.PRESENT, c.LABEL_COMPONENT: "batch"}
 )
 def batch_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Follow a run's Job into its batch's status; at its end, the Event and the webhook."""
-    if event["type"] == "DELETED":
-        return
+    """Follow a run's Job into its batch's status; at its end, the Event and the webhook. A Job
+    deleted before it finished fails its run (the batch never waits on a Job that is gone)."""
     namespace, owner = body.metadata.namespace, body.metadata.labels[c.LABEL_CLASSIFICATION_BATCH]
     parent = memo.kube.get_classification_batch(namespace, owner)
     if parent is None or parent["metadata"].get("deletionTimestamp"):
         return
     with metrics.reconciling("Job"):
         try:
-            classification_batch.job_changed(parent, body, memo.kube, memo.config, _now())
+            deleted = event["type"] == "DELETED"
+            classification_batch.job_changed(parent, body, memo.kube, memo.config, _now(), deleted=deleted)
         except Problem as problem:  # the next run could not start (e.g. its model is gone)
             classification_batch.write(memo.kube, parent, classification_batch.failed(parent, problem))
 
 
 def _batch_step(step: Callable[..., None], body: kopf.Body, memo: kopf.Memo) -> None:
-    """Run one step for a batch; a problem becomes its status, and Kopf waits or retries."""
+    """Run one step for a batch; a problem becomes its status, and Kopf waits or retries. A call
+    the API refused is retried after RETRY_DELAY: every step is safe to run again."""
     with metrics.reconciling(c.CLASSIFICATION_BATCH):
         try:
             step(body, memo.kube, memo.config, _now())
         except Problem as problem:
             classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
             raise as_kopf_error(problem, memo.config.retry_delay) from None
+        except ApiException as e:
+            message = f"the Kubernetes API answered {e.status} {e.reason}; retrying"
+            raise kopf.TemporaryError(message, delay=memo.config.retry_delay) from e
 
 
 def _now() -> dt.datetime:

@@ -234,6 +234,14 @@ class ClassificationBatchStatus(Model):
         default_factory=list, max_length=20, description="Scheduled: the last few runs, newest first."
     )
     webhook: WebhookDelivery | None = Field(None, description="The last webhook delivery.")
+    reruns: int | None = Field(
+        None, ge=0, description="Reruns taken so far: the Nth one's Job is named <batch>-<date>-rN."
+    )
+    rerun_request: str | None = Field(
+        None,
+        description="The rerun annotation being taken, recorded before its Job is made, so that a"
+        " retry finds that Job instead of making another.",
+    )
 
 
 class ClassificationBatch(CustomResource):

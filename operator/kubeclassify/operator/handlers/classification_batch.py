@@ -26,6 +26,7 @@ from kubeclassify.operator import metrics
 from kubeclassify.operator.builders.batch import (
     ANNOTATION_DATE,
     batch_job,
+    job_name,
     tick_access,
     tick_cronjob,
 )
@@ -62,6 +63,8 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
     )
     generation = body["metadata"].get("generation")
     status = current_status(body)
+    if _run_lost(body, status, kube, config, now):
+        return  # recorded as failed; the next event (or tick) goes on from there
     if cb.spec.schedule is not None:
         for obj in [*tick_access(cb), tick_cronjob(cb, config)]:
             kopf.adopt(obj, owner=as_body(body))
@@ -102,9 +105,18 @@ def start_run(
 
 
 def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
-    """Classify one date again, replacing its results, as the rerun annotation asks."""
+    """Classify one date again, replacing its results, as the rerun annotation asks; the annotation
+    is removed once its run has started, so setting it again (even to the same date) asks again.
+
+    The request is recorded in status before its Job is made, and the Job is named by it
+    (`-r<N>`): a retry after any failure finds that Job and makes no second one."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     raw = (body["metadata"].get("annotations") or {}).get(ANNOTATION_RERUN_DATE)
+    status = current_status(body)
     if not raw:
+        if status.rerun_request:  # the annotation taken is gone: the next one is a new request
+            status.rerun_request = None
+            write(kube, body, status)
         return
     cb = parse(body)
     try:
@@ -120,14 +132,21 @@ def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.d
             f"{ANNOTATION_RERUN_DATE}: this batch processes {cb.spec.date}",
         )
         return
-    status = current_status(body)
+    taken = status.rerun_request == raw
+    if taken and status.job_name == job_name(name, date, f"r{status.reruns}"):
+        kube.annotate_classification_batch(namespace, name, {ANNOTATION_RERUN_DATE: None})
+        return  # started before; only the annotation was left to remove
     if status.phase == "Running":
         raise kopf.TemporaryError("a run is in progress; the rerun starts after it", delay=config.retry_delay)
-    job = start_run(body, cb, kube, config, date, now, rerun=now.strftime("r%m%d%H%M%S"))
+    if not taken:  # intent before the side effect
+        status.reruns, status.rerun_request = (status.reruns or 0) + 1, raw
+        write(kube, body, status)
+    job = start_run(body, cb, kube, config, date, now, rerun=f"r{status.reruns}")
     next_date_before = status.next_date
     status = _started(status, job, date)
     status.next_date = next_date_before if cb.spec.schedule is not None else status.next_date
     write(kube, body, status)
+    kube.annotate_classification_batch(namespace, name, {ANNOTATION_RERUN_DATE: None})
 
 
 def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
@@ -149,16 +168,51 @@ def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.da
     write(kube, body, _started(status, job, due))
 
 
+def _run_lost(
+    body: Mapping[str, Any],
+    status: ClassificationBatchStatus,
+    kube: Kube,
+    config: OperatorConfig,
+    now: dt.datetime,
+) -> bool:
+    """Whether the run in progress has lost its Job (deleted while the operator was away): if so,
+    the run is recorded as failed, as when the deletion is seen (`job_changed`)."""
+    if status.phase not in ("Pending", "Running") or not status.job_name:
+        return False
+    if kube.get_job(body["metadata"]["namespace"], status.job_name) is not None:
+        return False
+    date = status.next_date if parse(body).spec.schedule is not None else None  # the run's, when dated
+    annotations = {ANNOTATION_DATE: date.isoformat()} if date else {}
+    job = {"metadata": {"name": status.job_name, "annotations": annotations}, "status": {}}
+    job_changed(body, job, kube, config, now, deleted=True)
+    return True
+
+
 def job_changed(
-    body: Mapping[str, Any], job: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime
+    body: Mapping[str, Any],
+    job: Mapping[str, Any],
+    kube: Kube,
+    config: OperatorConfig,
+    now: dt.datetime,
+    deleted: bool = False,
 ) -> None:
-    """Follow the current run's Job: Running, then its end (status, Event, webhook, next run)."""
+    """Follow the current run's Job: Running, then its end (status, Event, webhook, next run). A Job
+    deleted before it finished ends its run as failed (`JobDeleted`); a Job removed after its end
+    (its TTL) changes nothing."""
     status = current_status(body)
     name = job["metadata"]["name"]
     if status.job_name != name or status.phase not in ("Pending", "Running"):
         return  # an earlier run's Job, or this run is already recorded
     cb = parse(body)
     outcome = job_outcome(dict(job), kube.job_pods(body["metadata"]["namespace"], name))
+    if deleted and not outcome.finished:
+        outcome.phase, outcome.reason = "Failed", "JobDeleted"
+        outcome.message = (
+            f"its Job {name} was deleted before it finished; set the annotation {ANNOTATION_RERUN_DATE}"
+            " to run it again"
+            if cb.spec.schedule is None
+            else f"its Job {name} was deleted before it finished; the date runs again"
+        )
     namespace, batch = body["metadata"]["namespace"], body["metadata"]["name"]
     done = outcome.counts.classified + outcome.counts.failed
     status.counts, status.output_uri = outcome.counts, outcome.output_uri or status.output_uri
