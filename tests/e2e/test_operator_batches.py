@@ -538,3 +538,37 @@ def test_a_failed_status_write_during_a_rerun_makes_no_second_job(
         assert (body["status"]["phase"], body["status"]["jobName"]) == ("Running", rerun_jobs()[-1])
         end_job(cluster, rerun_jobs()[-1])
         wait_for(lambda: cluster.cb("twice")["status"]["phase"] == "Succeeded", what="the rerun done")
+
+
+def test_a_spec_edit_during_a_run_applies_to_the_next_run(operator: Operator, stage: dict[str, Any]) -> None:
+    """The running Job is left as it was made; the run records the generation it used, and the next
+    run (a rerun) is made from the edited spec."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    cluster.create(CB, batch("edited", bucket, date=DAY1.isoformat()))
+    job = wait_for(lambda: cluster.jobs(), what="the Job")[0]
+    wait_for(lambda: cluster.cb("edited")["status"]["phase"] == "Running", what="Running")
+    edit = {"spec": {"maxFailedFraction": 0.5}}
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "edited", edit)
+    wait_for(lambda: cluster.cb("edited")["status"].get("observedGeneration") == 2, what="the edit seen")
+    time.sleep(2)
+    [same] = cluster.jobs()
+    assert same["metadata"]["resourceVersion"] == job["metadata"]["resourceVersion"], (
+        "the running Job is left"
+    )
+    end_job(cluster, same["metadata"]["name"])
+    runs = wait_for(lambda: cluster.cb("edited")["status"].get("recentRuns"), what="the run recorded")
+    assert [(r["jobName"], r["generation"]) for r in runs] == [(same["metadata"]["name"], 1)]
+
+    rerun = {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: DAY1.isoformat()}}}
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "edited", rerun)
+    second = wait_for(
+        lambda: [j for j in cluster.jobs() if j["metadata"]["name"].endswith("-r1")], what="r1"
+    )[0]
+    env = {e["name"]: e.get("value") for e in second["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env[c.ENV_BATCH])["spec"]["maxFailedFraction"] == 0.5
+    end_job(cluster, second["metadata"]["name"])
+    runs = wait_for(
+        lambda: len(r := cluster.cb("edited")["status"]["recentRuns"]) == 2 and r, what="the rerun"
+    )
+    assert [r["generation"] for r in runs] == [1, 2]

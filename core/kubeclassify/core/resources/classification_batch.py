@@ -214,6 +214,11 @@ class BatchRun(Model):
     output_uri: str | None = Field(None, description="The results object.")
     start_time: dt.datetime | None = Field(None, description="When the run started.")
     completion_time: dt.datetime | None = Field(None, description="When the run ended.")
+    generation: int | None = Field(
+        None,
+        description="The batch's metadata.generation the run was made from: an edit during a run applies"
+        " to the next.",
+    )
 
 
 class ClassificationBatchStatus(Model):
@@ -231,7 +236,9 @@ class ClassificationBatchStatus(Model):
     last_processed_date: IsoDate | None = Field(None, description="Scheduled: the last date finished.")
     next_date: IsoDate | None = Field(None, description="Scheduled: the date the next run processes.")
     recent_runs: list[BatchRun] = Field(
-        default_factory=list, max_length=20, description="Scheduled: the last few runs, newest first."
+        default_factory=list,
+        max_length=50,
+        description="The last few runs (a schedule's dates, reruns), oldest first.",
     )
     webhook: WebhookDelivery | None = Field(None, description="The last webhook delivery.")
     reruns: int | None = Field(

@@ -30,6 +30,7 @@ from kubeclassify.operator.config import OperatorConfig
 
 LABEL_DATE = f"{c.GROUP}/date"
 ANNOTATION_DATE = f"{c.GROUP}/date"
+ANNOTATION_GENERATION = f"{c.GROUP}/generation"  # the batch's, that the Job was made from
 WORKER = "worker"
 # The worker's exit codes that no retry can fix: 2 unusable input, 3 too many unreadable images.
 EXIT_FINAL = [2, 3]
@@ -153,9 +154,11 @@ def batch_job(
     }
     if spec.deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.deadline_seconds
-    metadata: dict[str, Any] = {"name": job_name(name, date, rerun), "labels": pod_labels}
+    metadata: dict[str, Any] = {"name": job_name(name, date, rerun), "labels": pod_labels, "annotations": {}}
     if date is not None:
-        metadata["annotations"] = {ANNOTATION_DATE: date.isoformat()}
+        metadata["annotations"][ANNOTATION_DATE] = date.isoformat()
+    if cb.metadata.get("generation") is not None:
+        metadata["annotations"][ANNOTATION_GENERATION] = str(cb.metadata["generation"])
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
 
 

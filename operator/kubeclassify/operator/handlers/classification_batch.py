@@ -25,6 +25,7 @@ from kubeclassify.core.webhooks import deliver
 from kubeclassify.operator import metrics
 from kubeclassify.operator.builders.batch import (
     ANNOTATION_DATE,
+    ANNOTATION_GENERATION,
     batch_job,
     job_name,
     tick_access,
@@ -226,7 +227,7 @@ def job_changed(
     metrics.batch_finished(namespace, batch, outcome.phase, outcome.counts.classified, outcome.counts.failed)
     date = _date_of(job)
     status.completion_time = outcome.completion_time or now.replace(microsecond=0)
-    _record_run(body, cb, status, outcome, name, date, config, now)
+    _record_run(body, cb, status, outcome, job, date, config, now)
     if cb.spec.webhook is not None:
         status.webhook = _send_webhook(body, cb, kube, outcome, name, date, config)
     write(kube, body, status)
@@ -245,7 +246,7 @@ def _record_run(
     cb: ClassificationBatch,
     status: ClassificationBatchStatus,
     outcome: RunOutcome,
-    job: str,
+    job: Mapping[str, Any],
     date: dt.date | None,
     config: OperatorConfig,
     now: dt.datetime,
@@ -268,20 +269,22 @@ def _record_run(
         status.conditions = set_condition(
             status.conditions, "Succeeded", "False", outcome.reason, message, generation
         )
-    schedule = cb.spec.schedule
-    if schedule is None:
-        status.phase = outcome.phase
-        return
+    raw_generation = (job.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_GENERATION)
     run = BatchRun(
         date=date,
         phase=outcome.phase,
-        job_name=job,
+        job_name=job["metadata"]["name"],
         counts=outcome.counts,
         output_uri=outcome.output_uri,
         start_time=outcome.start_time,
         completion_time=status.completion_time,
+        generation=int(raw_generation) if raw_generation else None,
     )
     status.recent_runs = [*status.recent_runs, run][-config.recent_runs :]
+    schedule = cb.spec.schedule
+    if schedule is None:
+        status.phase = outcome.phase
+        return
     if outcome.phase == "Succeeded" and date is not None:
         status.last_processed_date = max(date, status.last_processed_date or date)
     status.phase = "Suspended" if schedule.suspend else "Scheduled"
