@@ -35,7 +35,7 @@ from kubeclassify.core import constants as c
 from kubeclassify.core.local import S3Server
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.storage import ObjectStore
-from kubeclassify.core.webhooks import SIGNATURE_HEADER, verify
+from kubeclassify.core.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 
 GROUP, VERSION = c.GROUP, c.VERSION
 CB, MD = c.PLURALS[c.CLASSIFICATION_BATCH], c.PLURALS[c.MODEL_DEPLOYMENT]
@@ -47,8 +47,12 @@ DAY1, DAY2 = TODAY - dt.timedelta(days=2), TODAY - dt.timedelta(days=1)
 class Receiver:
     """A webhook receiver on loopback that keeps every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, codes: list[int] | None = None, hold: bool = False) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.codes = list(codes or [])  # answered in turn, then 204
+        self.release = threading.Event()  # with `hold`, answers wait for it (30 s at most)
+        if not hold:
+            self.release.set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,7 +60,8 @@ class Receiver:
                 outer.received.append(
                     (dict(self.headers), self.rfile.read(int(self.headers["Content-Length"])))
                 )
-                self.send_response(204)
+                outer.release.wait(30)
+                self.send_response(outer.codes.pop(0) if outer.codes else 204)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -297,6 +302,7 @@ def test_a_batch_runs_as_an_indexed_job_and_reports_back(
 
     headers, body = wait_for(lambda: receiver.received, what="the webhook")[0]
     assert verify(HOOK_SECRET, headers[SIGNATURE_HEADER], body)
+    assert headers[DELIVERY_HEADER] == f"{cluster.ns}.{job['metadata']['name']}"
     sent = json.loads(body)
     assert (sent["batch"], sent["phase"], sent["counts"]["classified"], sent["date"]) == (
         "once",
@@ -304,7 +310,8 @@ def test_a_batch_runs_as_an_indexed_job_and_reports_back(
         30,
         DAY1.isoformat(),
     )
-    assert status["webhook"]["delivered"] is True and status["webhook"]["statusCode"] == 204
+    status = wait_for(lambda: (s := cluster.cb("once")["status"])["webhook"].get("delivered") and s)
+    assert status["webhook"]["statusCode"] == 204 and status["recentRuns"][-1]["webhook"]["delivered"]
 
 
 @pytest.mark.calendar
@@ -572,3 +579,32 @@ def test_a_spec_edit_during_a_run_applies_to_the_next_run(operator: Operator, st
         lambda: len(r := cluster.cb("edited")["status"]["recentRuns"]) == 2 and r, what="the rerun"
     )
     assert [r["generation"] for r in runs] == [1, 2]
+
+
+def test_a_webhook_is_tried_again_by_the_operator_with_one_delivery_id(
+    operator: Operator, stage: dict[str, Any]
+) -> None:
+    """The receiver holds its first answer, then answers 503 twice: the run's end is recorded while
+    the receiver holds (no handler waits on it), the operator tries again on its own timer, the
+    third try is delivered, and all three carry the same delivery id."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    receiver = Receiver([503, 503], hold=True)
+    try:
+        cluster.create(MD, stage["md"])
+        webhook = {"url": receiver.url, "secretName": "hook"}
+        cluster.create(CB, batch("flaky", bucket, date=DAY1.isoformat(), webhook=webhook))
+        job = wait_for(lambda: cluster.jobs(), what="the Job")[0]["metadata"]["name"]
+        end_job(cluster, job)
+        wait_for(lambda: cluster.cb("flaky")["status"]["phase"] == "Succeeded", what="Succeeded")
+        wait_for(lambda: receiver.received, what="the first try")
+        receiver.release.set()
+        status = wait_for(
+            lambda: (s := cluster.cb("flaky")["status"]).get("webhook", {}).get("delivered") and s,
+            timeout=60,
+            what="delivered",
+        )
+        assert (status["webhook"]["attempts"], status["webhook"]["statusCode"]) == (3, 204)
+        assert [h[DELIVERY_HEADER] for h, _ in receiver.received] == [f"{cluster.ns}.{job}"] * 3
+        assert len({body for _, body in receiver.received}) == 1, "the same payload on every try"
+    finally:
+        receiver.server.shutdown()

@@ -75,7 +75,7 @@ def test_delivery_retries_5xx_with_backoff_then_succeeds_signed(receiver: Receiv
 @pytest.mark.parametrize("receiver", [[400]], indirect=True)
 def test_a_refusal_is_not_retried(receiver: Receiver) -> None:
     result = deliver(receiver.url, {"batch": "x"}, None, policy=LOCAL, sleep=lambda s: None)
-    assert (result.delivered, result.attempts, result.status_code) == (False, 1, 400)
+    assert (result.delivered, result.attempts, result.status_code, result.retryable) == (False, 1, 400, False)
     assert SIGNATURE_HEADER not in receiver.received[0][0], "no secret, no signature"
 
 

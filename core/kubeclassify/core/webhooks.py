@@ -55,6 +55,7 @@ class Delivery:
     delivered: bool
     status_code: int | None = None
     error: str | None = None
+    retryable: bool = False  # a network error, 429 or 5xx: another try may succeed
 
 
 def deliver(
@@ -95,7 +96,7 @@ def deliver(
                 return Delivery(_now(), attempt, False, status, error)
         if attempt < attempts:
             sleep(backoff * 2 ** (attempt - 1))
-    return Delivery(_now(), attempts, False, status, error)
+    return Delivery(_now(), attempts, False, status, error, retryable=True)
 
 
 def _now() -> dt.datetime:

@@ -118,6 +118,12 @@ def classification_batch_rerun(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
     _batch_step(classification_batch.rerun, body, memo)
 
 
+@kopf.timer(*CB, interval=2.0, when=classification_batch.webhook_pending)
+def classification_batch_webhooks(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Send the runs' webhooks that are due: one try each, while any is pending."""
+    _batch_step(classification_batch.send_webhooks, body, memo)
+
+
 @kopf.on.event(
     "batch", "v1", "jobs", labels={c.LABEL_CLASSIFICATION_BATCH: kopf.PRESENT, c.LABEL_COMPONENT: "batch"}
 )

@@ -195,13 +195,17 @@ class BatchCounts(Model):
 
 
 class WebhookDelivery(Model):
-    """The outcome of the last webhook call."""
+    """A run's webhook: sent, being tried, or given up."""
 
-    time: dt.datetime = Field(description="When the last attempt finished.")
-    attempts: int = Field(ge=0, description="Attempts made (0: refused before any).")
+    time: dt.datetime = Field(description="When the last attempt finished (or the run ended, before any).")
+    attempts: int = Field(ge=0, description="Attempts made (0: none yet, or refused before any).")
     status_code: int | None = Field(None, description="The receiver's HTTP status.")
     delivered: bool = Field(description="Whether the receiver answered 2xx.")
-    error: str | None = Field(None, description="Why delivery failed.")
+    error: str | None = Field(None, description="Why the last attempt failed.")
+    pending: bool | None = Field(None, description="Whether it is still to be tried again.")
+    delivery: str | None = Field(
+        None, description="The delivery id (<namespace>.<job>), sent as X-KubeClassify-Delivery on every try."
+    )
 
 
 class BatchRun(Model):
@@ -214,6 +218,11 @@ class BatchRun(Model):
     output_uri: str | None = Field(None, description="The results object.")
     start_time: dt.datetime | None = Field(None, description="When the run started.")
     completion_time: dt.datetime | None = Field(None, description="When the run ended.")
+    reason: str | None = Field(
+        None, description="Why it ended so: Succeeded, NoImages, or the failure's reason."
+    )
+    message: str | None = Field(None, description="What happened, in a sentence.")
+    webhook: WebhookDelivery | None = Field(None, description="The run's webhook.")
     generation: int | None = Field(
         None,
         description="The batch's metadata.generation the run was made from: an edit during a run applies"

@@ -228,8 +228,14 @@ def job_changed(
     date = _date_of(job)
     status.completion_time = outcome.completion_time or now.replace(microsecond=0)
     _record_run(body, cb, status, outcome, job, date, config, now)
-    if cb.spec.webhook is not None:
-        status.webhook = _send_webhook(body, cb, kube, outcome, name, date, config)
+    if cb.spec.webhook is not None:  # sent by `send_webhooks`, on Kopf's timer, never from here
+        status.webhook = status.recent_runs[-1].webhook = WebhookDelivery(
+            time=now.replace(microsecond=0),
+            attempts=0,
+            delivered=False,
+            pending=True,
+            delivery=f"{namespace}.{name}",
+        )
     write(kube, body, status)
     schedule = cb.spec.schedule
     if schedule is not None and not schedule.suspend and next_date(schedule, status.last_processed_date, now):
@@ -270,7 +276,10 @@ def _record_run(
             status.conditions, "Succeeded", "False", outcome.reason, message, generation
         )
     raw_generation = (job.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_GENERATION)
+    latest = next(x for x in status.conditions if x.type == "Succeeded")
     run = BatchRun(
+        reason=latest.reason,
+        message=latest.message,
         date=date,
         phase=outcome.phase,
         job_name=job["metadata"]["name"],
@@ -291,47 +300,73 @@ def _record_run(
     status.next_date = upcoming_date(schedule, status.last_processed_date, now)
 
 
-def _send_webhook(
-    body: Mapping[str, Any],
-    cb: ClassificationBatch,
-    kube: Kube,
-    outcome: RunOutcome,
-    job: str,
-    date: dt.date | None,
-    config: OperatorConfig,
-) -> WebhookDelivery:
+WEBHOOK_ATTEMPTS = 5
+WEBHOOK_BACKOFF_SECONDS = 2.0  # doubled after each failed try
+
+
+def webhook_pending(status: Mapping[str, Any] | None, **_: Any) -> bool:
+    """Whether a run's webhook is still to be tried (Kopf's `when` for the webhook timer)."""
+    return any(((run.get("webhook") or {}).get("pending")) for run in (status or {}).get("recentRuns") or [])
+
+
+def send_webhooks(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+    """Try each run's webhook that is due, once: on the timer Kopf runs while one is pending, never
+    in a Job's handler, so a slow receiver holds up no other batch's bookkeeping. A network error,
+    429 or 5xx is tried again WEBHOOK_ATTEMPTS times in all, after a backoff that doubles; every try
+    carries the same delivery id. The outcome is recorded on the run (and as `status.webhook`)."""
+    cb = parse(body)
     hook = cb.spec.webhook
-    assert hook is not None
+    status = current_status(body)
     namespace = body["metadata"]["namespace"]
-    refused = _webhook_denials(cb, kube, namespace)
-    if refused:  # relabelled since the batch was admitted: nothing is signed with it
-        post(body, "Warning", "WebhookFailed", describe(refused))
-        return WebhookDelivery(
-            time=dt.datetime.now(dt.UTC), attempts=0, delivered=False, error=describe(refused)
-        )
-    secret = kube.secret_value(namespace, hook.secret_name, hook.secret_key) if hook.secret_name else None
-    payload = {
+    for run in status.recent_runs:
+        sent = run.webhook
+        if sent is None or not sent.pending:
+            continue
+        wait = WEBHOOK_BACKOFF_SECONDS * 2 ** (sent.attempts - 1) if sent.attempts else 0.0
+        if now < sent.time + dt.timedelta(seconds=wait):
+            continue
+        refused = _webhook_denials(cb, kube, namespace) if hook else []
+        if hook is None or refused:  # the webhook went from the spec, or its Secret lost its label
+            error = describe(refused) if refused else "spec.webhook was removed"
+            run.webhook = sent.model_copy(update={"pending": False, "error": error, "time": now})
+        else:
+            secret = (
+                kube.secret_value(namespace, hook.secret_name, hook.secret_key) if hook.secret_name else None
+            )
+            policy = FetchPolicy.allowing(*config.webhook_allowed_networks, timeout=10.0, max_bytes=64 * 1024)
+            payload = _payload(body, run)
+            result = deliver(
+                str(hook.url), payload, secret, policy=policy, attempts=1, delivery=sent.delivery
+            )
+            attempts = sent.attempts + 1
+            run.webhook = WebhookDelivery(
+                time=result.time,
+                attempts=attempts,
+                status_code=result.status_code,
+                delivered=result.delivered,
+                error=result.error,
+                pending=not result.delivered and result.retryable and attempts < WEBHOOK_ATTEMPTS,
+                delivery=sent.delivery,
+            )
+        if not run.webhook.delivered and not run.webhook.pending:
+            post(body, "Warning", "WebhookFailed", f"{hook.url if hook else 'webhook'}: {run.webhook.error}")
+        status.webhook = run.webhook
+    write(kube, body, status)
+
+
+def _payload(body: Mapping[str, Any], run: BatchRun) -> dict[str, Any]:
+    """What a run's webhook says: the same on every try."""
+    return {
         "batch": body["metadata"]["name"],
-        "namespace": namespace,
-        "date": date.isoformat() if date else None,
-        "phase": outcome.phase,
-        "counts": outcome.counts.model_dump(mode="json"),
-        "output_uri": outcome.output_uri,
-        "job": job,
-        "reason": outcome.reason or None,
-        "message": outcome.message or None,
+        "namespace": body["metadata"]["namespace"],
+        "date": run.date.isoformat() if run.date else None,
+        "phase": run.phase,
+        "counts": run.counts.model_dump(mode="json"),
+        "output_uri": run.output_uri,
+        "job": run.job_name,
+        "reason": run.reason if run.phase == "Failed" else None,
+        "message": run.message if run.phase == "Failed" else None,
     }
-    policy = FetchPolicy.allowing(*config.webhook_allowed_networks, timeout=10.0, max_bytes=64 * 1024)
-    result = deliver(str(hook.url), payload, secret, policy=policy, delivery=f"{namespace}.{job}")
-    if not result.delivered:
-        post(body, "Warning", "WebhookFailed", f"{hook.url}: {result.error}")
-    return WebhookDelivery(
-        time=result.time,
-        attempts=result.attempts,
-        status_code=result.status_code,
-        delivered=result.delivered,
-        error=result.error,
-    )
 
 
 def _webhook_denials(cb: ClassificationBatch, kube: Kube, namespace: str) -> list[Denial]:
