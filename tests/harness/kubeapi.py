@@ -9,6 +9,9 @@ Run as a process: `python tests/harness/kubeapi.py --port P --crd FILE...`. What
   namespace from the URL, names from generateName;
 - JSON patches (a failed `test` is 422, as in Kubernetes, not 500), merge patches with a
   resourceVersion precondition (409 on mismatch), and PUT;
+- server-side apply (`application/apply-patch+yaml`) as a merge of the applied fields that also
+  removes what the same field manager applied before and no longer does, creating the object when
+  it does not exist: conflicts between managers and list merge keys are not emulated;
 - the status subresource: writes to the object ignore status, writes to /status change only status;
 - lists that carry kind, apiVersion and the current resourceVersion; watches that replay the events
   after the requested resourceVersion (the current objects when none is given) and honour
@@ -80,6 +83,25 @@ CORE_RESOURCES: dict[str, dict[str, Any]] = {
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 _UNCHANGED = object()
+
+
+def _dropped(before: Any, after: Any) -> dict[str, Any]:
+    """A merge patch removing what `before` set and `after` no longer does (apply's ownership, for
+    one manager: a field it stops applying goes)."""
+    patch: dict[str, Any] = {}
+    for key, value in (before or {}).items():
+        if key not in after:
+            patch[key] = None
+        elif isinstance(value, dict) and isinstance(after[key], dict):
+            sub = _dropped(value, after[key])
+            if sub:
+                patch[key] = sub
+    return patch
+
+
+class _Unchanged(Exception):  # noqa: N818 - a write that changes nothing, answered with the object
+    def __init__(self, current: dict[str, Any]) -> None:
+        self.current = current
 
 
 def _now() -> str:
@@ -158,6 +180,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     _origins: dict[int, rendering.Request] = attrs.field(factory=dict, init=False)
     verbose: bool = False
     _faults: list[dict[str, Any]] = attrs.field(factory=list, init=False)
+    # Server-side apply: the last body each field manager applied to each object.
+    _applied: dict[Any, dict[str, Any]] = attrs.field(factory=dict, init=False)
 
     async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
         """A current release (KMock says 1.26), so that charts which require a newer one render."""
@@ -275,9 +299,20 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             dependents: list[Any] = []
             if request.action == enums.action.CREATE:
                 self._prepare_create(request)
+            elif request.action == enums.action.UPDATE and self._applies_to_nothing(request):
+                manager = (
+                    (request.resource, request.namespace, request.name),
+                    request.params.get("fieldManager"),
+                )
+                self._applied[manager] = copy.deepcopy(request.data)  # as applied, before the server's fields
+                request = self._evolve(request, action=enums.action.CREATE)  # apply creates
+                self._prepare_create(request)
             elif request.action == enums.action.UPDATE:
                 uid = self._current(request)["metadata"]["uid"]
-                request = self._prepare_update(request)
+                try:
+                    request = self._prepare_update(request)
+                except _Unchanged as unchanged:
+                    return web.json_response(unchanged.current)
             else:
                 request, dependents = self._prepare_delete(request)
             response = await super()._handle(request)
@@ -358,6 +393,14 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         for field in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(field, None)
 
+    def _applies_to_nothing(self, request: rendering.Request) -> bool:
+        """A server-side apply to an object that does not exist (it creates it)."""
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        key = (request.resource, request.namespace, request.name)
+        return content_type == "application/apply-patch+yaml" and (
+            key not in self.objects or self.objects[key].deleted
+        )
+
     def _current(self, request: rendering.Request) -> dict[str, Any]:
         key = (request.resource, request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
@@ -370,8 +413,16 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         body = request.data
         if content_type == "application/apply-patch+yaml":
-            raise KubernetesStatusError(415, "UnsupportedMediaType", "server-side apply is not emulated")
-        if request.method == "PUT":
+            # Server-side apply, taken as a merge of the applied fields: field ownership and
+            # conflicts are not emulated (the managers' fields are not tracked).
+            if not isinstance(body, dict):
+                raise KubernetesStatusError(400, "BadRequest", "the body must be a JSON object")
+            key = (request.resource, request.namespace, request.name)
+            manager = (key, request.params.get("fieldManager"))
+            dropped = _dropped(self._applied.get(manager, {}), body)  # what this manager set last time
+            new, precondition = merge_apply(merge_apply(current, dropped), body), None
+            self._applied[manager] = copy.deepcopy(body)
+        elif request.method == "PUT":
             if not isinstance(body, dict):
                 raise KubernetesStatusError(400, "BadRequest", "the body must be a JSON object")
             new = copy.deepcopy(body)
@@ -417,6 +468,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             k: v for k, v in current.items() if k not in ("metadata", "status")
         }:
             meta["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        if merge_diff(current, new) is _UNCHANGED:  # as an API server: no new version, no event
+            raise _Unchanged(current)
         meta["resourceVersion"] = self._next_revision()
         patch = merge_diff(current, new)
         return self._evolve(request, action=enums.action.UPDATE, data={} if patch is _UNCHANGED else patch)

@@ -9,7 +9,6 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -19,26 +18,25 @@ from kubeclassify.operator.rbac import record, uses
 
 # Kinds `Kube.apply` handles: RBAC group and resource, the fields we own besides metadata, the
 # typed API and its method suffix.
-APPLIED: dict[str, tuple[str, str, tuple[str, ...], str, str]] = {
-    "ServiceAccount": (
-        "",
-        "serviceaccounts",
-        ("secrets", "automountServiceAccountToken"),
-        "core",
-        "service_account",
-    ),
-    "Role": ("rbac.authorization.k8s.io", "roles", ("rules",), "rbac", "role"),
-    "RoleBinding": (
-        "rbac.authorization.k8s.io",
-        "rolebindings",
-        ("roleRef", "subjects"),
-        "rbac",
-        "role_binding",
-    ),
-    "CronJob": ("batch", "cronjobs", ("spec",), "batch", "cron_job"),
+# Server-side apply, as the operator's field manager: the fields it sets are its own, and fields
+# others set (an HPA's replicas, KServe's defaults, a user's extra labels) are left alone. `force`
+# takes back a field someone else changed: what the operator sets is the desired state.
+FIELD_MANAGER = "kubeclassify-operator"
+APPLY: dict[str, Any] = {
+    "field_manager": FIELD_MANAGER,
+    "force": True,
+    "_content_type": "application/apply-patch+yaml",
+}
+
+# The kinds applied besides InferenceServices: (group, resource, API attribute, method suffix).
+APPLIED: dict[str, tuple[str, str, str, str]] = {
+    "ServiceAccount": ("", "serviceaccounts", "core", "service_account"),
+    "Role": ("rbac.authorization.k8s.io", "roles", "rbac", "role"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings", "rbac", "role_binding"),
+    "CronJob": ("batch", "cronjobs", "batch", "cron_job"),
 }
 for _group, _resource, *_ in APPLIED.values():
-    record(_group, _resource, "get", "create", "update")
+    record(_group, _resource, "create", "patch")  # server-side apply: patch, and create when new
 
 
 class Kube:
@@ -88,62 +86,28 @@ class Kube:
             )
         )
 
-    @uses(ISVC_GROUP, ISVC_PLURAL, "create", "update")
-    def apply_inference_service(
-        self, namespace: str, desired: dict[str, Any], current: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        """Create `desired`, or replace `current` with it when they differ; returns the stored object."""
-        name = desired["metadata"]["name"]
-        if current is None:
-            try:
-                created: Any = self.custom.create_namespaced_custom_object(
-                    ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, desired, _request_timeout=self.timeout
-                )
-                return created
-            except ApiException as e:
-                if e.status != 409:
-                    raise
-            # Created meanwhile (another event for the same object): replace it instead.
-            current = self.get_inference_service(namespace, name)
-            if current is None:
-                raise kopf.TemporaryError(
-                    f"InferenceService {name} was created and deleted meanwhile", delay=1
-                )
-        merged = _merged(current, desired)
-        if merged is current:
-            return current
-        replaced: Any = self.custom.replace_namespaced_custom_object(
-            ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name, merged, _request_timeout=self.timeout
+    @uses(ISVC_GROUP, ISVC_PLURAL, "create", "patch")
+    def apply_inference_service(self, namespace: str, desired: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply `desired`; returns the stored object."""
+        applied: Any = self.custom.patch_namespaced_custom_object(
+            ISVC_GROUP,
+            ISVC_VERSION,
+            namespace,
+            ISVC_PLURAL,
+            desired["metadata"]["name"],
+            desired,
+            **APPLY,
+            _request_timeout=self.timeout,
         )
-        return replaced
+        return applied
 
     # -- Namespaced objects we own: ServiceAccounts, RBAC for ticks, CronJobs -----------------
 
     def apply(self, namespace: str, desired: Any) -> None:
-        """Create `desired` (one of APPLIED's kinds), or replace it when what we own of it differs."""
-        kind = desired["kind"]
-        _, _, fields, api_name, suffix = APPLIED[kind]
-        api = getattr(self, api_name)
-        name = desired["metadata"]["name"]
-        current = _none_if_missing(
-            lambda: getattr(api, f"read_namespaced_{suffix}")(name, namespace, _request_timeout=self.timeout)
-        )
-        if current is None:
-            try:
-                getattr(api, f"create_namespaced_{suffix}")(namespace, desired, _request_timeout=self.timeout)
-                return
-            except ApiException as e:
-                if e.status != 409:
-                    raise
-            current = getattr(api, f"read_namespaced_{suffix}")(
-                name, namespace, _request_timeout=self.timeout
-            )
-        current_dict = api.api_client.sanitize_for_serialization(current)
-        merged: Any = _merged(current_dict, desired, fields=fields)
-        if merged is not current_dict:
-            getattr(api, f"replace_namespaced_{suffix}")(
-                name, namespace, merged, _request_timeout=self.timeout
-            )
+        """Server-side apply `desired` (one of APPLIED's kinds)."""
+        _, _, api_name, suffix = APPLIED[desired["kind"]]
+        patch = getattr(getattr(self, api_name), f"patch_namespaced_{suffix}")
+        patch(desired["metadata"]["name"], namespace, desired, **APPLY, _request_timeout=self.timeout)
 
     # -- ClassificationBatches, Jobs and pods -----------------------------------------------------
 
@@ -249,32 +213,3 @@ def _none_if_missing(call: Any) -> Any:
         if e.status == 404:
             return None
         raise
-
-
-def _merged(
-    current: dict[str, Any], desired: dict[str, Any], fields: tuple[str, ...] = ("spec",)
-) -> dict[str, Any]:
-    """`current` with our labels, annotations, owner references and `fields` from `desired`;
-    `current` itself (the same object) when nothing would change."""
-    meta = current.get("metadata", {})
-    want = desired["metadata"]
-    labels = {**(meta.get("labels") or {}), **want.get("labels", {})}
-    annotations = {**(meta.get("annotations") or {}), **want.get("annotations", {})}
-    owners = want.get("ownerReferences", meta.get("ownerReferences"))
-    same = (
-        labels == (meta.get("labels") or {})
-        and annotations == (meta.get("annotations") or {})
-        and owners == meta.get("ownerReferences")
-        and all(current.get(f) == desired.get(f) for f in fields)
-    )
-    if same:
-        return current
-    merged = {**current, "metadata": {**meta, "labels": labels, "annotations": annotations}}
-    if owners is not None:
-        merged["metadata"]["ownerReferences"] = owners
-    for f in fields:
-        if f in desired:
-            merged[f] = desired[f]
-        else:
-            merged.pop(f, None)
-    return merged

@@ -63,14 +63,15 @@ DECLARED: set[Permission] = FRAMEWORK | (
     | _perms(c.GROUP, f"{MD}/status", "patch")
     | _perms(c.GROUP, CB, "get", "list", "watch", "patch")
     | _perms(c.GROUP, f"{CB}/status", "patch")
-    | _perms("serving.kserve.io", "inferenceservices", "get", "list", "watch", "create", "update")
+    | _perms("serving.kserve.io", "inferenceservices", "get", "list", "watch", "create", "patch")
     | _perms("batch", "jobs", "get", "list", "watch", "create")
-    | _perms("batch", "cronjobs", "get", "create", "update")
+    | _perms("batch", "cronjobs", "create", "patch")
     | _perms("", "pods", "list")
-    | _perms("", "serviceaccounts", "get", "create", "update")
-    # The tick's Role grants patch on one ClassificationBatch: the operator holds that itself.
-    | _perms("rbac.authorization.k8s.io", "roles", "get", "create", "update")
-    | _perms("rbac.authorization.k8s.io", "rolebindings", "get", "create", "update")
+    | _perms("", "serviceaccounts", "create", "patch")
+    # Server-side apply (patch, and create for a new object) for what the operator owns. The tick's
+    # Role grants patch on one ClassificationBatch: the operator holds that itself.
+    | _perms("rbac.authorization.k8s.io", "roles", "create", "patch")
+    | _perms("rbac.authorization.k8s.io", "rolebindings", "create", "patch")
     | _perms("", "secrets", "get")
 )
 

@@ -66,7 +66,7 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig) -> Model
         kube.apply(namespace, account)
     desired = inference_service(md, config, rollout)
     kopf.adopt(desired, owner=as_body(body))
-    applied = kube.apply_inference_service(namespace, desired, current)
+    applied = kube.apply_inference_service(namespace, desired)
     return serving_status(
         conditions(body.get("status")), body["metadata"].get("generation"), applied, rollout
     )
