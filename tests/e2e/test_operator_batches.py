@@ -14,11 +14,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import numpy as np
 import pytest
 from e2e.conftest import Operator, start_operator
 from harness.kubeapi_launch import inject_fault
+from harness.receiver import Receiver
 from harness.wait import wait_for
 from kubernetes import client
 from PIL import Image
@@ -44,34 +43,6 @@ TODAY = dt.datetime.now(dt.UTC).date()  # the schedule's zone is UTC
 DAY1, DAY2 = TODAY - dt.timedelta(days=2), TODAY - dt.timedelta(days=1)
 
 
-class Receiver:
-    """A webhook receiver on loopback that keeps every request."""
-
-    def __init__(self, codes: list[int] | None = None, hold: bool = False) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.codes = list(codes or [])  # answered in turn, then 204
-        self.release = threading.Event()  # with `hold`, answers wait for it (30 s at most)
-        if not hold:
-            self.release.set()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                outer.received.append(
-                    (dict(self.headers), self.rfile.read(int(self.headers["Content-Length"])))
-                )
-                outer.release.wait(30)
-                self.send_response(outer.codes.pop(0) if outer.codes else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/batch"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
 def operator(kube_api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:  # type: ignore[no-untyped-def]
     running = start_operator(
@@ -87,7 +58,7 @@ def operator(kube_api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ope
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
-    r.server.shutdown()
+    r.close()
 
 
 class Cluster:
@@ -607,4 +578,4 @@ def test_a_webhook_is_tried_again_by_the_operator_with_one_delivery_id(
         assert [h[DELIVERY_HEADER] for h, _ in receiver.received] == [f"{cluster.ns}.{job}"] * 3
         assert len({body for _, body in receiver.received}) == 1, "the same payload on every try"
     finally:
-        receiver.server.shutdown()
+        receiver.close()

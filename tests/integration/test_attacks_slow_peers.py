@@ -5,13 +5,12 @@ leaves it to another, under the same delivery id. Real Redis, real HTTP receiver
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from harness.gateway import fresh_redis_url
+from harness.receiver import Receiver
 from redis.asyncio import Redis
 
 from kubeclassify.core.local import RedisServer
@@ -20,47 +19,13 @@ from kubeclassify.gateway.batches import WEBHOOKS, Batches, BatchRecord, finish
 from kubeclassify.gateway.config import GatewayConfig
 from kubeclassify.gateway.webhooks import Webhooks
 
-HOLD_SECONDS = 20.0  # the longest a holding receiver holds, so that a failing test ends
-
-
-class Receiver:
-    """Webhook receiver; with `hold`, each POST waits for `release` before it is answered."""
-
-    def __init__(self, hold: bool = False) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answered = 0
-        self.release = threading.Event()
-        if not hold:
-            self.release.set()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append((dict(self.headers), body))
-                receiver.release.wait(HOLD_SECONDS)
-                self.send_response(204)
-                self.end_headers()
-                receiver.answered += 1
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-
 
 @pytest.fixture
 def receivers() -> Iterator[Callable[[bool], Receiver]]:
     made: list[Receiver] = []
 
     def make(hold: bool) -> Receiver:
-        made.append(Receiver(hold))
+        made.append(Receiver(hold=hold))
         return made[-1]
 
     yield make
