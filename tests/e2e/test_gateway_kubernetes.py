@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from e2e.conftest import start_operator
 from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
 from harness.schemas import load_crds, schema_errors
@@ -265,3 +266,66 @@ def test_schedules_become_scheduled_classification_batches_charged_per_run(
         assert "out of credits" in info["reason"]
         cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
         assert cr["spec"]["schedule"]["suspend"] is True
+
+
+def test_a_failed_batch_shows_the_operators_reason(
+    kube_api,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """The real operator ends a gateway batch's run as failed (its Job ran past its deadline): the
+    REST API shows why, in the words of the operator's Succeeded=False condition."""
+    custom = client.CustomObjectsApi(api_client)
+    settings = kubernetes_backend(kube_api, custom, namespace, redis_server, s3_settings, bucket)
+    operator = start_operator(
+        kube_api.kubeconfig,
+        tmp_path / "operator",
+        namespaces=f'["{namespace}"]',
+        gateway_images_uri=f"s3://{bucket}/images",
+    )
+    try:
+        isvc = ("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "digits")
+        generation = wait_for(lambda: custom.get_namespaced_custom_object(*isvc))["metadata"]["generation"]
+        serving = {"observedGeneration": generation, "url": "http://digits.example"}
+        serving["conditions"] = [{"type": "Ready", "status": "True"}]  # as KServe reports it
+        custom.patch_namespaced_custom_object_status(*isvc, {"status": serving})
+        wait_for(
+            lambda: (
+                custom.get_namespaced_custom_object(
+                    c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], "digits"
+                )
+                .get("status", {})
+                .get("phase")
+                == "Ready"
+            ),
+            what="the model Ready (batches from the gateway call its predictor)",
+        )
+        with TestClient(create_app(settings)) as gw:
+            auth = {"Authorization": f"Bearer {sign_up(gw)}"}
+            csv_body = b"url\nhttps://images.example.com/a.png\n"
+            created = gw.post("/v1/batches", files={"file": ("b.csv", csv_body, "text/csv")}, headers=auth)
+            assert created.status_code == 201, created.text
+            name = created.json()["name"]
+            jobs = client.BatchV1Api(api_client)
+            job = wait_for(lambda: jobs.list_namespaced_job(namespace).items, what="the Job")[0].metadata.name
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            failed = {
+                "type": "Failed",
+                "status": "True",
+                "reason": "DeadlineExceeded",
+                "message": "Job was active longer than specified deadline",
+                "lastTransitionTime": now,
+            }
+            jobs.patch_namespaced_job_status(job, namespace, {"status": {"conditions": [failed]}})
+            info = wait_for(
+                lambda: (b := gw.get(f"/v1/batches/{name}", headers=auth).json())["state"] == "Failed" and b,
+                timeout=60,
+                what="the gateway to see the batch fail",
+            )
+            assert "longer than specified deadline" in info["message"], info
+    finally:
+        operator.process.stop()

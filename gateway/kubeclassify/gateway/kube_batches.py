@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.resources.classification_batch import failure_message
 from kubeclassify.core.storage import join
 from kubeclassify.gateway.batches import GATEWAY, Batches, batch_resource, finish, schedule_resource
 from kubeclassify.gateway.schedules import ScheduleRecord, Schedules
@@ -129,15 +130,8 @@ class KubernetesBatches:
             status = body.get("status") or {}
             counts = status.get("counts") or {}
             if status.get("phase") in ENDED:
-                message = next(
-                    (
-                        x.get("message", "")
-                        for x in status.get("conditions") or []
-                        if x.get("type") == "Failed"
-                    ),
-                    "",
-                )
-                await finish(self.batches, self.config, record, status["phase"], message or "", counts)
+                message = failure_message(status)
+                await finish(self.batches, self.config, record, status["phase"], message, counts)
             elif status.get("phase") == "Running" and record.state != "Running":
                 record.state = "Running"
                 await self.batches.update(record)

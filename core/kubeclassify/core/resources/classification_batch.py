@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -258,6 +259,21 @@ class ClassificationBatchStatus(Model):
         description="The rerun annotation being taken, recorded before its Job is made, so that a"
         " retry finds that Job instead of making another.",
     )
+
+
+# The conditions the operator sets on a ClassificationBatch: Ready (the spec and its model are
+# usable) and Succeeded (how the last run ended: False, with the failure's reason and message).
+CONDITION_READY = "Ready"
+CONDITION_SUCCEEDED = "Succeeded"
+
+
+def failure_message(status: Mapping[str, Any] | None) -> str:
+    """Why the last run failed, from a ClassificationBatch's status as the operator writes it ("" if
+    it did not fail)."""
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == CONDITION_SUCCEEDED and condition.get("status") == "False":
+            return str(condition.get("message") or condition.get("reason") or "")
+    return ""
 
 
 class ClassificationBatch(CustomResource):

@@ -13,6 +13,8 @@ from kubeclassify.core.constants import ANNOTATION_RERUN_DATE
 from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.policy import Denial, batch_denials, describe, webhook_secret_denial
 from kubeclassify.core.resources.classification_batch import (
+    CONDITION_READY,
+    CONDITION_SUCCEEDED,
     BatchRun,
     ClassificationBatch,
     ClassificationBatchStatus,
@@ -79,7 +81,7 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
             job = start_run(body, cb, kube, config, cb.spec.date, now)
             status = _started(status, job, cb.spec.date)
         reason, message = "JobCreated", f"Job {status.job_name}"
-    status.conditions = set_condition(status.conditions, "Ready", "True", reason, message, generation)
+    status.conditions = set_condition(status.conditions, CONDITION_READY, "True", reason, message, generation)
     status.observed_generation = generation
     write(kube, body, status)
 
@@ -268,15 +270,17 @@ def _record_run(
             f" of {outcome.counts.total}; results at {outcome.output_uri}"
         )
         post(body, "Normal", reason, message)
-        status.conditions = set_condition(status.conditions, "Succeeded", "True", reason, message, generation)
+        status.conditions = set_condition(
+            status.conditions, CONDITION_SUCCEEDED, "True", reason, message, generation
+        )
     else:
         message = f"{date or 'the batch'}: {outcome.message}"
         post(body, "Warning", outcome.reason, message)
         status.conditions = set_condition(
-            status.conditions, "Succeeded", "False", outcome.reason, message, generation
+            status.conditions, CONDITION_SUCCEEDED, "False", outcome.reason, message, generation
         )
     raw_generation = (job.get("metadata", {}).get("annotations") or {}).get(ANNOTATION_GENERATION)
-    latest = next(x for x in status.conditions if x.type == "Succeeded")
+    latest = next(x for x in status.conditions if x.type == CONDITION_SUCCEEDED)
     run = BatchRun(
         reason=latest.reason,
         message=latest.message,
@@ -420,7 +424,7 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ClassificationBatchStat
     status = current_status(body)
     generation = body["metadata"].get("generation")
     status.conditions = set_condition(
-        status.conditions, "Ready", "False", problem.reason, problem.message, generation
+        status.conditions, CONDITION_READY, "False", problem.reason, problem.message, generation
     )
     status.observed_generation = generation
     if problem.permanent or status.phase is None:
@@ -431,4 +435,4 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ClassificationBatchStat
 def write(kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus) -> None:
     """Patch the status when it changed; a Ready condition that changes posts an Event (runs post
     their own)."""
-    write_status(kube.patch_classification_batch_status, body, status, types=("Ready",))
+    write_status(kube.patch_classification_batch_status, body, status, types=(CONDITION_READY,))
