@@ -107,6 +107,7 @@ class Accounts:
     def __init__(self, redis: Redis) -> None:
         """`redis` must decode responses (`decode_responses=True`): every value is a str."""
         self.redis: Any = redis
+        self.clock: Callable[[], float] = time.time  # the request-rate window is its calendar minute
         self._debit = redis.register_script(_DEBIT)
         self._sign_in = redis.register_script(_SIGN_IN)
         self._take = redis.register_script(_TAKE)
@@ -251,7 +252,7 @@ class Accounts:
         """The account (with its balance), or None when it is gone, disabled, or `generation` (a
         token's) is not its current one; and the seconds it must wait before its next request (0: go
         ahead), counting this request: one round trip to Redis for all of it."""
-        now = time.time()
+        now = self.clock()
         keys = [f"kc:user:{username}", f"kc:credits:{username}", f"kc:rate:{username}:{int(now // 60)}"]
         role, created, gen, disabled, credits, count = await self._sign_in(keys=keys)
         current = int(gen or 0)
