@@ -129,15 +129,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # What is loaded by now lives as long as the process: keep it out of every garbage collection.
         gc.freeze()
         retrying = None
-        try:
-            await start()
-        except RedisError as e:  # Redis may come up later: start then; /readyz says so meanwhile
-            log.warning(
-                "Redis is not reachable yet; the first admin, batches and schedules start when it is",
-                extra={"error": str(e)},
-            )
-            retrying = asyncio.create_task(_retry(start))
-        try:
+        try:  # what started is stopped, also when starting fails (e.g. a second local-backend replica)
+            try:
+                await start()
+            except RedisError as e:  # Redis may come up later: start then; /readyz says so meanwhile
+                log.warning(
+                    "Redis is not reachable yet; the first admin, batches and schedules start when it is",
+                    extra={"error": str(e)},
+                )
+                retrying = asyncio.create_task(_retry(start))
             yield
         finally:
             if retrying is not None:

@@ -31,6 +31,9 @@ from kubeclassify.gateway.batches import WEBHOOKS, Batches, BatchRecord
 log = logging.getLogger(__name__)
 
 GROUP = "deliverers"
+# How long one read waits for a webhook: well under the Redis client's socket timeout (redis-py's
+# default is 5 s), or the wait itself would time out and be retried as a failure.
+BLOCK_MS = 1000
 REDELIVER_SECONDS = 300  # longer than one delivery's five tries can take (5 x 10 s + 15 s of waits)
 
 
@@ -44,6 +47,11 @@ def payload(record: BatchRecord) -> dict[str, Any]:
         "results": f"/v1/batches/{record.name}/results.csv",
         "finished": dt.datetime.fromtimestamp(record.finished or time.time(), dt.UTC).isoformat(),
     }
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class Webhooks:
@@ -84,7 +92,7 @@ class Webhooks:
 
     async def _consume(self) -> None:
         next_claim = 0.0
-        while True:
+        while not _cancelling():
             try:
                 entries: list[tuple[str, dict[str, str]]] = []
                 if time.monotonic() >= next_claim:  # a replica that stopped mid-delivery left these
@@ -99,7 +107,7 @@ class Webhooks:
                         self.consumer,
                         {WEBHOOKS: ">"},
                         count=self.workers,
-                        block=min(5000, self.redeliver_ms),
+                        block=min(BLOCK_MS, self.redeliver_ms),
                     )
                     entries = [entry for _, stream in read or [] for entry in stream]
                 for entry_id, fields in entries:
@@ -110,8 +118,11 @@ class Webhooks:
             except asyncio.CancelledError:
                 raise
             except RedisError as e:
+                if _cancelling():  # a cancel that reached redis-py mid-call can come out as its error
+                    raise asyncio.CancelledError from e
                 log.warning("webhooks cannot be read from Redis; retrying", extra={"error": str(e)})
                 await asyncio.sleep(5)
+        raise asyncio.CancelledError
 
     async def _send(self, entry_id: str, name: str) -> None:
         try:
