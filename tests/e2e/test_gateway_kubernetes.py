@@ -289,7 +289,10 @@ def test_a_failed_batch_shows_the_operators_reason(
     )
     try:
         isvc = ("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "digits")
-        generation = wait_for(lambda: custom.get_namespaced_custom_object(*isvc))["metadata"]["generation"]
+        made = wait_for(
+            lambda: custom.list_namespaced_custom_object(*isvc[:4])["items"], what="the InferenceService"
+        )
+        generation = made[0]["metadata"]["generation"]
         serving = {"observedGeneration": generation, "url": "http://digits.example"}
         serving["conditions"] = [{"type": "Ready", "status": "True"}]  # as KServe reports it
         custom.patch_namespaced_custom_object_status(*isvc, {"status": serving})
