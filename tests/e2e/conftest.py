@@ -66,6 +66,7 @@ def start_operator(kubeconfig: Path, log_dir: Path, **settings: str) -> Operator
         KUBECLASSIFY_OPERATOR__METRICS_PORT=str(metrics_port),
         KUBECLASSIFY_OPERATOR__LIVENESS_PORT=str(liveness_port),
         KUBECLASSIFY_OPERATOR__RETRY_DELAY="2",
+        KUBECLASSIFY_OPERATOR__PROGRESS_SECONDS="1",
         KUBECLASSIFY_OPERATOR__INFERENCE_IMAGE="registry.example/kubeclassify/inference:test",
         **{f"KUBECLASSIFY_OPERATOR__{k.upper()}": v for k, v in {"policy": OPEN_POLICY, **settings}.items()},
     )

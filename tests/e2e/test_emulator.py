@@ -327,3 +327,30 @@ def test_a_watch_from_an_older_version_replays_what_happened_since(
         )
     ]
     assert events == [("MODIFIED", "late"), ("DELETED", "late")]
+
+
+def test_a_timers_write_from_a_stale_copy_is_refused(
+    custom: client.CustomObjectsApi, api_client: client.ApiClient, namespace: str
+) -> None:
+    """The operator's progress and webhook timers run beside its Job handler: a status they computed
+    from a copy that the run's end has since changed is refused (409), not written over the end. (No
+    operator runs in this module: the test's writes are the only ones.)"""
+    from kubeclassify.operator.handlers import classification_batch
+    from kubeclassify.operator.kube import Kube
+
+    kube = Kube(api_client)
+    stale = create(custom, namespace, batch("stale"))
+    kube.patch_classification_batch_status(namespace, "stale", {"phase": "Succeeded", "progress": "31/31"})
+    running = classification_batch.current_status(stale)
+    running.phase, running.progress = "Running", "3/31"
+    with pytest.raises(ApiException) as refused:
+        classification_batch.write(kube, stale, running, guarded=True)
+    assert refused.value.status == 409
+
+    def status() -> dict[str, Any]:
+        return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "stale")["status"]  # type: ignore[no-any-return]
+
+    assert (status()["phase"], status()["progress"]) == ("Succeeded", "31/31")
+    fresh = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "stale")
+    classification_batch.write(kube, fresh, running, guarded=True)  # from the latest copy: written
+    assert (status()["phase"], status()["progress"]) == ("Running", "3/31")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 from e2e.conftest import Operator, start_operator
-from harness.kubeapi_launch import inject_fault
+from harness.kubeapi_launch import append_pod_log, inject_fault
 from harness.receiver import Receiver
 from harness.wait import wait_for
 from kubernetes import client
@@ -33,8 +33,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from kubeclassify.core import constants as c
 from kubeclassify.core.local import S3Server
 from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.progress import ShardProgress
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.core.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from kubeclassify.operator.builders.batch_status import duration_text
 
 GROUP, VERSION = c.GROUP, c.VERSION
 CB, MD = c.PLURALS[c.CLASSIFICATION_BATCH], c.PLURALS[c.MODEL_DEPLOYMENT]
@@ -66,6 +68,7 @@ class Cluster:
         self.custom, self.core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
         self.batch, self.rbac = client.BatchV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
         self.api, self.ns = api_client, namespace
+        self.url = api_client.configuration.host
 
     def create(self, plural: str, body: dict[str, Any]) -> None:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
@@ -93,6 +96,34 @@ class Cluster:
 def run_job_locally(cluster: Cluster, job: dict[str, Any], workdir: Path) -> None:
     """Do what the kubelet and the Job controller would: run each index's container as a process,
     then report the pods' termination messages and the Job's outcome to the API."""
+    failed = False
+    for index in range(job["spec"]["completions"]):
+        pod = start_pod(cluster, job, index)
+        failed = run_index(cluster, job, index, pod, workdir) != 0 or failed
+    finish_job(cluster, job, failed)
+
+
+def start_pod(cluster: Cluster, job: dict[str, Any], index: int) -> str:
+    """The pod of one completion index, Running, as the Job controller and the kubelet make it."""
+    spec = job["spec"]
+    name = f"{job['metadata']['name']}-{index}-x{os.urandom(2).hex()}"
+    labels = {
+        **spec["template"]["metadata"]["labels"],
+        "batch.kubernetes.io/job-name": job["metadata"]["name"],
+    }
+    annotations = {"batch.kubernetes.io/job-completion-index": str(index)}
+    pod = {
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": spec["template"]["spec"],
+    }
+    cluster.core.create_namespaced_pod(cluster.ns, pod)
+    cluster.core.patch_namespaced_pod_status(name, cluster.ns, {"status": {"phase": "Running"}})
+    return name
+
+
+def run_index(cluster: Cluster, job: dict[str, Any], index: int, pod: str, workdir: Path) -> int:
+    """Run one index's container as a process into `pod`: its output becomes the pod's log, its
+    summary the termination message; returns its exit code."""
     spec = job["spec"]
     container = spec["template"]["spec"]["containers"][0]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECLASSIFY_", "AWS_"))}
@@ -106,52 +137,44 @@ def run_job_locally(cluster: Cluster, job: dict[str, Any], workdir: Path) -> Non
         sys.executable if container["command"][0] == "python" else container["command"][0],
         *container["command"][1:],
     ]
-    failed = False
-    for index in range(spec["completions"]):
-        message = workdir / f"{job['metadata']['name']}-{index}.termination"
-        argv = [*command, *container["args"], "--termination-log", str(message)]
-        done = subprocess.run(
-            argv, env={**env, "JOB_COMPLETION_INDEX": str(index)}, capture_output=True, timeout=240
-        )
-        assert message.exists(), done.stderr.decode()[-2000:]
-        name = f"{job['metadata']['name']}-{index}-x{os.urandom(2).hex()}"
-        labels = {
-            **spec["template"]["metadata"]["labels"],
-            "batch.kubernetes.io/job-name": job["metadata"]["name"],
-        }
-        annotations = {"batch.kubernetes.io/job-completion-index": str(index)}
-        pod = {
-            "metadata": {"name": name, "labels": labels, "annotations": annotations},
-            "spec": spec["template"]["spec"],
-        }
-        cluster.core.create_namespaced_pod(cluster.ns, pod)
-        terminated = {
-            "exitCode": done.returncode,
-            "message": message.read_text(),
-            "reason": "Completed" if done.returncode == 0 else "Error",
-        }
-        status = {
-            "phase": "Succeeded" if done.returncode == 0 else "Failed",
-            "containerStatuses": [
-                {
-                    "name": container["name"],
-                    "ready": False,
-                    "restartCount": 0,
-                    "image": container["image"],
-                    "imageID": "",
-                    "state": {"terminated": terminated},
-                }
-            ],
-        }
-        cluster.core.patch_namespaced_pod_status(name, cluster.ns, {"status": status})
-        failed = failed or done.returncode != 0
+    message = workdir / f"{job['metadata']['name']}-{index}.termination"
+    argv = [*command, *container["args"], "--termination-log", str(message)]
+    done = subprocess.run(
+        argv, env={**env, "JOB_COMPLETION_INDEX": str(index)}, capture_output=True, timeout=240
+    )
+    assert message.exists(), done.stderr.decode()[-2000:]
+    append_pod_log(cluster.url, cluster.ns, pod, done.stdout.decode() + done.stderr.decode())
+    terminated = {
+        "exitCode": done.returncode,
+        "message": message.read_text(),
+        "reason": "Completed" if done.returncode == 0 else "Error",
+    }
+    status = {
+        "phase": "Succeeded" if done.returncode == 0 else "Failed",
+        "containerStatuses": [
+            {
+                "name": container["name"],
+                "ready": False,
+                "restartCount": 0,
+                "image": container["image"],
+                "imageID": "",
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
+    cluster.core.patch_namespaced_pod_status(pod, cluster.ns, {"status": status})
+    return done.returncode
+
+
+def finish_job(cluster: Cluster, job: dict[str, Any], failed: bool) -> None:
+    """The Job's outcome, as the Job controller reports it."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     condition = {"type": "Failed" if failed else "Complete", "status": "True", "lastTransitionTime": now}
     status = {
         "startTime": now,
         "completionTime": None if failed else now,
         "conditions": [condition],
-        "succeeded": 0 if failed else spec["completions"],
+        "succeeded": 0 if failed else job["spec"]["completions"],
     }
     cluster.batch.patch_namespaced_job_status(job["metadata"]["name"], cluster.ns, {"status": status})
 
@@ -283,6 +306,62 @@ def test_a_batch_runs_as_an_indexed_job_and_reports_back(
     )
     status = wait_for(lambda: (s := cluster.cb("once")["status"])["webhook"].get("delivered") and s)
     assert status["webhook"]["statusCode"] == 204 and status["recentRuns"][-1]["webhook"]["delivered"]
+
+
+def test_a_running_batch_shows_its_progress_speed_and_eta(
+    operator: Operator, stage: dict[str, Any], tmp_path: Path
+) -> None:
+    """Progress while a run goes, read from its pods: a finished shard's summary plus the last
+    progress line of a running shard's log; the estimate goes when the run ends."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    cluster.create(CB, batch("progress", bucket, date=DAY1.isoformat(), parallelism=2))
+    job = wait_for(
+        lambda: [
+            j for j in cluster.jobs() if j["metadata"]["labels"][c.LABEL_CLASSIFICATION_BATCH] == "progress"
+        ],
+        what="the Job",
+    )[0]
+    first = start_pod(cluster, job, 0)
+    assert run_index(cluster, job, 0, first, tmp_path) == 0
+    counts = json.loads((tmp_path / f"{job['metadata']['name']}-0.termination").read_text())["counts"]
+    second = start_pod(cluster, job, 1)
+    noise = json.dumps({"level": "WARNING", "message": "progress is a word in other lines too"})
+    now = dt.datetime.now(dt.UTC)
+    append_pod_log(
+        cluster.url, cluster.ns, second, ShardProgress(1, 3, 0, None, 1.5).line(now) + "\n" + noise + "\n"
+    )
+    done0 = counts["classified"] + counts["failed"]
+    status = wait_for(
+        lambda: (s := cluster.cb("progress")["status"]).get("progress") == f"{done0 + 3}/?" and s,
+        what="progress before the running shard's total is known",
+    )
+    assert status["phase"] == "Running" and status["imagesPerSecond"] == 1.5 and "remaining" not in status
+
+    append_pod_log(cluster.url, cluster.ns, second, ShardProgress(1, 4, 1, 12, 2.0).line(now) + "\n")
+    total = counts["total"] + 12
+    status = wait_for(
+        lambda: (s := cluster.cb("progress")["status"]).get("progress") == f"{done0 + 4}/{total}" and s,
+        what="progress with the total",
+    )
+    assert status["imagesPerSecond"] == 2.0
+    assert status["remaining"] == duration_text((total - done0 - 4) / 2.0)  # e.g. 4s
+    assert status["counts"] == {
+        "total": total,
+        "classified": done0 + 4 - counts["failed"] - 1,
+        "failed": counts["failed"] + 1,
+        "skipped": 0,
+    }
+    eta = dt.datetime.fromisoformat(status["estimatedCompletionTime"])
+    assert now < eta < dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
+
+    assert run_index(cluster, job, 1, second, tmp_path) == 0
+    finish_job(cluster, job, failed=False)
+    status = wait_for(
+        lambda: (s := cluster.cb("progress")["status"])["phase"] == "Succeeded" and s, what="Succeeded"
+    )
+    assert status["progress"] == "31/31" and status["counts"]["total"] == 31
+    assert not {"imagesPerSecond", "remaining", "estimatedCompletionTime"} & set(status)
 
 
 @pytest.mark.calendar

@@ -182,6 +182,8 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     _faults: list[dict[str, Any]] = attrs.field(factory=list, init=False)
     # Server-side apply: the last body each field manager applied to each object.
     _applied: dict[Any, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    # Pods' logs, by (namespace, pod), as a kubelet stand-in posts them (`POST /_logs/<ns>/<pod>`).
+    _logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
 
     async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
         """A current release (KMock says 1.26), so that charts which require a newer one render."""
@@ -274,6 +276,14 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
     async def _serve(self, request: rendering.Request) -> Any:
         if self.verbose:
             print(request.method, request.url.path_qs, flush=True)
+        if (logs := re.fullmatch(r"/_logs/([^/]+)/([^/]+)", request.url.path)) and request.method == "POST":
+            key = (logs[1], logs[2])
+            self._logs[key] = self._logs.get(key, "") + str(request.data.get("text", ""))
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+        if (logs := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", request.url.path)) and (
+            request.method == "GET"
+        ):
+            return self._serve_log(logs[1], logs[2], request)
         if request.url.path == "/_faults" and request.method == "POST":
             self._faults.append(dict(request.data))
             return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Success"})
@@ -327,6 +337,23 @@ class KubeApiEmulator(kmock.KubernetesEmulator):
             for key in dependents:
                 await self._cascade_delete(key)
             return response
+
+    def _serve_log(self, namespace: str, pod: str, request: rendering.Request) -> web.Response:
+        """A pod's log as the kubelet serves it: the last `tailLines` lines, then at most `limitBytes`
+        of them from their start (the end may be cut)."""
+        key = (kmock.resource("v1/pods"), namespace, pod)
+        if key not in self.objects or self.objects[key].deleted:
+            body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404}
+            message = f"pods {pod!r} not found"
+            return web.json_response({**body, "reason": "NotFound", "message": message}, status=404)
+        text = self._logs.get((namespace, pod), "")
+        if "tailLines" in request.params:
+            tail = int(request.params["tailLines"])
+            text = "".join(text.splitlines(keepends=True)[-tail:]) if tail > 0 else ""
+        data = text.encode()
+        if "limitBytes" in request.params:
+            data = data[: int(request.params["limitBytes"])]
+        return web.Response(body=data, content_type="text/plain")
 
     def _record(self, request: rendering.Request) -> None:
         """Keep the event a successful write caused, for watches that start from an older version."""

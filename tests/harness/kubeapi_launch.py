@@ -69,3 +69,12 @@ def inject_fault(url: str, method: str, path: str, status: int = 500, times: int
     request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as resp:
         resp.read()
+
+
+def append_pod_log(url: str, namespace: str, pod: str, text: str) -> None:
+    """Add to a pod's log, as its container's output (the emulator's kubelet side)."""
+    body = json.dumps({"text": text}).encode()
+    request = urllib.request.Request(f"{url}/_logs/{namespace}/{pod}", data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        resp.read()

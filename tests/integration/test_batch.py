@@ -22,6 +22,7 @@ import yaml
 from PIL import Image
 
 from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.progress import last_progress
 from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.sources import InputError
@@ -163,6 +164,32 @@ def test_shards_and_a_rerun_publish_exactly_what_one_shard_does(
     assert rerun.already_published and rerun.counts.total == 104
 
 
+def test_each_shard_reports_its_progress_and_its_total(
+    store: ObjectStore, dataset: dict[str, Any], digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The progress lines the operator reads: done only grows, a total once known is the shard's
+    own count, and the last line says where the shard ended."""
+    bucket = dataset["bucket"]
+    for shard in (0, 1):
+        one = dataclasses.replace(
+            job(batch_spec(bucket, "progress", 2), digits_model, shard, 2), progress_every=0
+        )
+        summary = run(one, store)
+        lines = [line for line in capsys.readouterr().err.splitlines() if '"progress"' in line]
+        seen = [last_progress(line) for line in lines]
+        assert all(p is not None and p.shard == shard for p in seen)
+        dones = [p.done for p in seen if p is not None]
+        assert dones == sorted(dones) and len(dones) > summary.counts.total > 0
+        assert {p.total for p in seen if p is not None} <= {None, summary.counts.total}
+        final = last_progress("\n".join(lines))
+        assert final is not None
+        assert (final.done, final.failed, final.total) == (
+            summary.counts.total,
+            summary.counts.failed,
+            summary.counts.total,
+        )
+
+
 def test_the_model_sees_one_shape_so_an_image_scores_the_same_bits_in_any_shard(
     store: ObjectStore, dataset: dict[str, Any], digits_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -300,7 +327,9 @@ def test_a_shard_killed_mid_run_loses_and_duplicates_nothing(
         "--termination-log",
         str(tmp_path / "termination.log"),
     ]
-    proc = subprocess.Popen([*argv, "--workers", "1"], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*argv, "--workers", "1", "--progress-every", "0.2"], env=env, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stderr is not None
     # Read until the first progress line (any() stops there); pytest-timeout guards a hang.
     progressed = any('"progress"' in line for line in proc.stderr)

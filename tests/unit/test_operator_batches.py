@@ -11,11 +11,12 @@ import kubernetes_validate
 import pytest
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.progress import ShardProgress, last_progress
 from kubeclassify.core.resources.classification_batch import ClassificationBatch, ScheduleSpec
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.operator.builders.batch import batch_job, job_name, tick_access, tick_cronjob
-from kubeclassify.operator.builders.batch_status import job_outcome
+from kubeclassify.operator.builders.batch_status import duration_text, job_outcome, run_progress
 from kubeclassify.operator.config import OperatorConfig
 
 CONFIG = OperatorConfig(
@@ -239,6 +240,53 @@ def test_a_run_in_progress_and_a_run_that_succeeded() -> None:
     )
     assert done.output_uri == "s3://results/2026-11-21/predictions.csv"
     assert done.completion_time == dt.datetime(2026, 11, 22, 1, 40, tzinfo=dt.UTC)
+
+
+def named(raw: dict[str, Any], name: str, phase: str | None = None) -> dict[str, Any]:
+    raw["metadata"]["name"] = name
+    if phase is not None:
+        raw["status"] = {"phase": phase}
+    return raw
+
+
+def test_progress_while_a_run_goes_from_summaries_and_log_lines() -> None:
+    job = {"spec": {"completions": 3}, "status": {"active": 2}}
+    at = dt.datetime(2026, 11, 22, 1, 35, tzinfo=dt.UTC)
+    pods = [
+        named(pod(0, "Succeeded", summary(100, 98, 2)), "s0"),
+        named(pod(1, "Failed", None, "2026-11-22T01:30:00Z"), "s1-old"),  # retried: its log is stale
+        named(pod(1, "Running", None, "2026-11-22T01:32:00Z"), "s1", "Running"),
+        named(pod(2, "Running", None), "s2", "Running"),
+    ]
+    logs = {
+        "s1-old": ShardProgress(1, 90, 0, 120, 9.0).line(at),
+        "s1": "\n".join(
+            [
+                ShardProgress(1, 10, 1, None, 3.0).line(at),
+                ShardProgress(1, 20, 1, 120, 4.0).line(at),
+                '{"message": "progress", "logger": "someone.else", "done": 999}',
+                '{"message": "progress", "logger": "kubeclassify.progress", "done": -1}',
+                "not json, progress",
+            ]
+        ),
+        "s2": "",  # started, nothing said yet
+    }
+    unknown = run_progress(job, pods, logs)
+    assert (unknown.done, unknown.failed, unknown.total, unknown.text) == (120, 3, None, "120/?")
+    assert unknown.images_per_second == 4.0 and unknown.remaining_seconds is None
+    logs["s2"] = ShardProgress(2, 30, 0, 80, 6.0).line(at) + "\n"
+    known = run_progress(job, pods, logs)
+    assert (known.done, known.failed, known.total, known.text) == (150, 3, 300, "150/300")
+    assert (known.images_per_second, known.remaining_seconds) == (10.0, 15.0)
+    assert [duration_text(x) for x in (0.4, 45, 250, 7500)] == ["0s", "45s", "4m10s", "2h05m"]
+
+
+def test_a_progress_line_reads_back_and_junk_is_skipped() -> None:
+    line = ShardProgress(0, 5, 1, 9, 2.5).line(dt.datetime(2026, 11, 22, tzinfo=dt.UTC))
+    assert last_progress(line) == ShardProgress(0, 5, 1, 9, 2.5)
+    assert json.loads(line)["level"] == "INFO"  # reads as one of the JSON log lines
+    for junk in ("", "progress", line.replace('"done": 5', '"done": "five"'), line.replace("2.5", "NaN")):
+        assert last_progress(junk) is None, junk
 
 
 def test_a_failed_run_says_why() -> None:

@@ -68,6 +68,8 @@ _PRINTER_COLUMNS = {
         {"name": "Date", "type": "string", "jsonPath": ".spec.date"},
         {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule.cron"},
         {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+        {"name": "Img/s", "type": "number", "jsonPath": ".status.imagesPerSecond"},
+        {"name": "ETA", "type": "string", "jsonPath": ".status.remaining"},
         {"name": "Next", "type": "string", "jsonPath": ".status.nextDate", "priority": 1},
         {"name": "Output", "type": "string", "jsonPath": ".status.outputUri", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

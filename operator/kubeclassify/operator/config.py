@@ -76,6 +76,11 @@ class OperatorConfig(BaseModel):
     watch_timeout: int = Field(300, ge=10, description="Seconds before a watch is re-established.")
     liveness_port: int = Field(8080, ge=1, le=65535, description="Port of /healthz.")
     metrics_port: int = Field(9090, ge=1, le=65535, description="Port of /metrics.")
+    progress_seconds: float = Field(
+        10.0,
+        ge=1.0,
+        description="How often a running batch's progress is read from its pods' logs into its status.",
+    )
     retry_delay: float = Field(
         60.0, gt=0, description="Seconds before retrying after a problem only a person can fix."
     )

@@ -125,14 +125,19 @@ class Kube:
         )
 
     @uses(c.GROUP, f"{c.PLURALS[c.CLASSIFICATION_BATCH]}/status", "patch")
-    def patch_classification_batch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_classification_batch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
+        """Patch the status; with `resource_version`, only if the batch is still at that version (the
+        API answers 409 Conflict otherwise)."""
+        guard = {"metadata": {"resourceVersion": resource_version}} if resource_version else {}
         self.custom.patch_namespaced_custom_object_status(
             c.GROUP,
             c.VERSION,
             namespace,
             c.PLURALS[c.CLASSIFICATION_BATCH],
             name,
-            {"status": status},
+            {**guard, "status": status},
             _request_timeout=self.timeout,
         )
 
@@ -178,6 +183,23 @@ class Kube:
             namespace, label_selector=f"batch.kubernetes.io/job-name={job}", _request_timeout=self.timeout
         )
         return list(self.core.api_client.sanitize_for_serialization(pods).get("items") or [])
+
+    @uses("", "pods/log", "get")
+    def pod_log_tail(self, namespace: str, pod: str, lines: int, limit_bytes: int) -> str:
+        """The last `lines` lines of a pod's log, at most `limit_bytes` ("" when there is none yet)."""
+        try:
+            text = self.core.read_namespaced_pod_log(
+                pod,
+                namespace,
+                tail_lines=lines,
+                limit_bytes=limit_bytes,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as e:
+            if e.status in (400, 404):  # the container has not started, or the pod is gone
+                return ""
+            raise
+        return text if isinstance(text, str) else ""
 
     @uses("", "secrets", "get")
     def secret_value(self, namespace: str, name: str, key: str) -> bytes | None:

@@ -5,6 +5,8 @@ Run it with `kubeclassify operator run`."""
 from __future__ import annotations
 
 import datetime as dt
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +126,17 @@ def classification_batch_webhooks(body: kopf.Body, memo: kopf.Memo, **_: Any) ->
     _batch_step(classification_batch.send_webhooks, body, memo)
 
 
+@kopf.timer(*CB, interval=1.0, when=classification_batch.running)
+def classification_batch_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """While a run goes: its progress from its pods, every `progressSeconds`."""
+    last: dict[str, float] = memo.setdefault("progress_read", {})
+    uid, now = body.metadata.uid or "", time.monotonic()
+    if now - last.get(uid, -math.inf) < memo.config.progress_seconds:
+        return
+    last[uid] = now
+    _batch_step(classification_batch.report_progress, body, memo)
+
+
 @kopf.on.event(
     "batch", "v1", "jobs", labels={c.LABEL_CLASSIFICATION_BATCH: kopf.PRESENT, c.LABEL_COMPONENT: "batch"}
 )
@@ -152,6 +165,8 @@ def _batch_step(step: Callable[..., None], body: kopf.Body, memo: kopf.Memo) -> 
             classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
             raise as_kopf_error(problem, memo.config.retry_delay) from None
         except ApiException as e:
+            if e.status == 409:  # the batch changed meanwhile: again soon, from its latest state
+                raise kopf.TemporaryError("the batch changed meanwhile; again", delay=1.0) from e
             message = f"the Kubernetes API answered {e.status} {e.reason}; retrying"
             raise kopf.TemporaryError(message, delay=memo.config.retry_delay) from e
 

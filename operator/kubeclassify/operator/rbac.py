@@ -67,6 +67,7 @@ DECLARED: set[Permission] = FRAMEWORK | (
     | _perms("batch", "jobs", "get", "list", "watch", "create")
     | _perms("batch", "cronjobs", "create", "patch")
     | _perms("", "pods", "list")
+    | _perms("", "pods/log", "get")  # a running batch pod's progress lines
     | _perms("", "serviceaccounts", "create", "patch")
     # Server-side apply (patch, and create for a new object) for what the operator owns. The tick's
     # Role grants patch on one ClassificationBatch: the operator holds that itself.

@@ -238,7 +238,20 @@ class ClassificationBatchStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
     observed_generation: int | None = Field(None, description="The generation last reconciled.")
     counts: BatchCounts | None = Field(None, description="Image counts of the current or last run.")
-    progress: str | None = Field(None, description="Classified and failed over total, e.g. 480/500.")
+    progress: str | None = Field(
+        None,
+        description="Images done (classified or failed) over the total, e.g. 480/500; while a run goes,"
+        " read from its pods every few seconds (the total shows as ? until its shards have counted it).",
+    )
+    images_per_second: float | None = Field(
+        None, ge=0, description="While a run goes: images done per second, all its shards together."
+    )
+    remaining: str | None = Field(
+        None, description="While a run goes: the time it still needs at this speed, e.g. 4m10s (an estimate)."
+    )
+    estimated_completion_time: dt.datetime | None = Field(
+        None, description="While a run goes: when it should end at this speed (an estimate)."
+    )
     output_uri: str | None = Field(None, description="The results object of the current or last run.")
     job_name: str | None = Field(None, description="The Job of the current or last run.")
     start_time: dt.datetime | None = Field(None, description="When the current or last run started.")

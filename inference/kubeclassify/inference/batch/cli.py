@@ -68,6 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         " (the owner's images)",
     )
     p.add_argument(
+        "--progress-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between progress lines on stderr (%(default)s; the operator reads the last one)",
+    )
+    p.add_argument(
         "--termination-log",
         type=Path,
         help=f"where the summary goes (default: {TERMINATION_LOG} when it exists)",
@@ -124,8 +131,11 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise InputError("this batch processes one date at a time: pass --date YYYY-MM-DD")
         if args.rerun is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", args.rerun):
             raise InputError(f"--rerun {args.rerun!r}: use letters, digits and dashes")
-        if args.model_streams < 0 or args.workers < 1:
-            raise InputError("--model-streams must be 0 (automatic) or more, --workers 1 or more")
+        if args.model_streams < 0 or args.workers < 1 or not args.progress_every >= 0:
+            raise InputError(
+                "--model-streams must be 0 (automatic) or more, --workers 1 or more,"
+                " --progress-every 0 or more"
+            )
         shards = args.shards or spec.parallelism
         shard = args.shard if args.shard is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
         if not 0 <= shard < shards:
@@ -146,6 +156,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             owner_prefix=args.owner_prefix,
             owner=owner_of(batch_meta.get("labels")),
             policy=policy,
+            progress_every=args.progress_every,
         )
         if args.run_time:
             job.run_time = dt.datetime.fromisoformat(args.run_time)

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +31,7 @@ from PIL import Image
 from kubeclassify.core.constants import LABEL_OWNER
 from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
 from kubeclassify.core.policy import Policy, batch_denials, describe, uri_problem
+from kubeclassify.core.progress import ShardProgress
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageCopySpec, ModelDeploymentSpec
 from kubeclassify.core.sources import InputError, Item, extra_columns, items, shard_of
 from kubeclassify.core.storage import ObjectStore, StorageError, join
@@ -73,6 +75,7 @@ class BatchJob:
     owner_prefix: str | None = None  # a gateway batch: its rows may name only URLs and paths under it
     owner: str | None = None  # the gateway user the batch is labelled with
     policy: Policy | None = None  # the namespace's policy (the operator's copy): checked again here
+    progress_every: float = 5.0  # seconds between progress lines (the operator reads the last one)
 
 
 @dataclass
@@ -121,6 +124,7 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     copies: dict[int, str] = {}
     every = _permitted(job, items(job.spec, store, job.date, job.owner_prefix))
     mine = (it for it in every if shard_of(it.source, job.shards) == job.shard)
+    total = _Total(job, store)
     if job.spec.mode == "remote":
         version = ""
         results: Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]] = _remote(job, store, mine)
@@ -137,10 +141,10 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     part = PartWriter()
     started = last_report = time.monotonic()
     for item, ranked, error in results:
-        counts.total += 1
-        if time.monotonic() - last_report >= 0.5:
+        if time.monotonic() - last_report >= job.progress_every:
             last_report = time.monotonic()
-            _progress(job, counts, counts.total / (last_report - started))
+            _progress(job, counts, total.value, counts.total / (last_report - started))
+        counts.total += 1
         row: dict[str, Any] = {
             "id": item.seq,
             "source": item.source,
@@ -167,11 +171,12 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             counts.failed += 1
         part.write(item.seq, row)
     seconds = time.monotonic() - started
+    rate = counts.total / seconds if seconds > 0 else 0.0
+    _progress(job, counts, counts.total, rate)  # the last line says where the shard ended
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     log.info("classified", extra={"shard": job.shard, **asdict(counts), "seconds": round(seconds, 2)})
     part.upload(store, layout.part(job.shard))
-    rate = counts.total / seconds if seconds > 0 else 0.0
     store.write(
         layout.part_summary(job.shard),
         json.dumps({"counts": asdict(counts)}).encode(),
@@ -199,21 +204,38 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     )
 
 
-def _progress(job: BatchJob, counts: Counts, rate: float) -> None:
-    """A live line in a terminal; a structured log line otherwise (the input is streamed: no total)."""
+def _progress(job: BatchJob, counts: Counts, total: int | None, rate: float) -> None:
+    """A live line in a terminal; otherwise the progress line the operator reads from the pod's log."""
     if sys.stderr.isatty():
-        sys.stderr.write(f"\rshard {job.shard}: {counts.total} images, {counts.failed} failed, {rate:.1f}/s ")
-        sys.stderr.flush()
-    else:
-        log.info(
-            "progress",
-            extra={
-                "shard": job.shard,
-                "done": counts.total,
-                "failed": counts.failed,
-                "images_per_second": round(rate, 1),
-            },
+        of = f"/{total}" if total is not None else ""
+        sys.stderr.write(
+            f"\rshard {job.shard}: {counts.total}{of} images, {counts.failed} failed, {rate:.1f}/s "
         )
+    else:
+        now = dt.datetime.now(dt.UTC)
+        progress = ShardProgress(job.shard, counts.total, counts.failed, total, round(rate, 2))
+        sys.stderr.write(progress.line(now) + "\n")
+    sys.stderr.flush()
+
+
+class _Total:
+    """The shard's number of images, counted by a second, lighter pass over the input (a listing or
+    a CSV, no images) on a thread of its own: the work streams its input and never holds it whole,
+    so the total, and with it an ETA, is known once this count ends. A failed count leaves it
+    unknown; the work itself reports any problem with the input."""
+
+    def __init__(self, job: BatchJob, store: ObjectStore) -> None:
+        self.value: int | None = None
+        self._job, self._store = job, store
+        threading.Thread(target=self._count, name="count", daemon=True).start()
+
+    def _count(self) -> None:
+        job = self._job
+        try:
+            todo = items(job.spec, self._store, job.date, job.owner_prefix)
+            self.value = sum(1 for it in todo if shard_of(it.source, job.shards) == job.shard)
+        except Exception as e:  # noqa: BLE001 - the count only informs the ETA
+            log.debug("could not count the input", extra={"error": str(e)})
 
 
 def _permitted(job: BatchJob, todo: Iterator[Item]) -> Iterator[Item]:

@@ -1,8 +1,10 @@
-"""How a batch run went, read from its Job and its pods' termination messages (pure).
+"""How a batch run went, read from its Job and its pods' termination messages, and how far a run
+is, read from its pods' logs (pure).
 
 Each shard's pod ends with its summary as the termination message (counts, output URI, or the
 error): the operator needs no S3 access for status. Per completion index, the last pod that
-succeeded counts; a failed index contributes its last summary, if it wrote one.
+succeeded counts; a failed index contributes its last summary, if it wrote one. While a shard
+runs, the last progress line of its log (`core.progress`) says how far it is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubeclassify.core.progress import ShardProgress, last_progress
 from kubeclassify.core.resources.classification_batch import BatchCounts, BatchPhase
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -68,11 +71,81 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunOutcome:
     return outcome
 
 
+@dataclass
+class RunProgress:
+    """How far a running run is, all its shards together."""
+
+    done: int  # images classified or failed
+    failed: int
+    total: int | None  # None until every shard has counted its input (or finished)
+    images_per_second: float  # of the shards still running
+
+    @property
+    def remaining_seconds(self) -> float | None:
+        if self.total is None or self.images_per_second <= 0:
+            return None
+        return max(self.total - self.done, 0) / self.images_per_second
+
+    @property
+    def text(self) -> str:
+        """As `status.progress` shows it: 480/500, or 480/? before the total is known."""
+        return f"{self.done}/{'?' if self.total is None else self.total}"
+
+
+def run_progress(job: dict[str, Any], pods: list[dict[str, Any]], logs: dict[str, str]) -> RunProgress:
+    """Per completion index: a succeeded pod's summary, else the last progress line in the log of
+    its newest pod that has one (`logs`: a tail of each running pod's log, by pod name)."""
+    shards = int((job.get("spec") or {}).get("completions") or 1)
+    finished = {
+        _index(pod): summary
+        for pod in pods
+        if (pod.get("status") or {}).get("phase") == "Succeeded" and (summary := _termination_message(pod))
+    }
+    live: dict[str, tuple[str, ShardProgress]] = {}
+    for pod in pods:
+        name = pod.get("metadata", {}).get("name", "")
+        progress = last_progress(logs[name]) if name in logs else None
+        created = pod.get("metadata", {}).get("creationTimestamp") or ""
+        if progress is not None and created >= live.get(_index(pod), ("", progress))[0]:
+            live[_index(pod)] = (created, progress)
+    done = failed = 0
+    totals: list[int | None] = []
+    rate = 0.0
+    for index in (str(i) for i in range(shards)):
+        if index in finished:
+            counts = finished[index].get("counts") or {}
+            done += int(counts.get("classified") or 0) + int(counts.get("failed") or 0)
+            failed += int(counts.get("failed") or 0)
+            totals.append(int(counts.get("total") or 0))
+        elif index in live:
+            shard = live[index][1]
+            done, failed, rate = done + shard.done, failed + shard.failed, rate + shard.images_per_second
+            totals.append(None if shard.total is None else max(shard.total, shard.done))
+        else:
+            totals.append(None)
+    total = None if None in totals else sum(t for t in totals if t is not None)
+    return RunProgress(done, failed, total, round(rate, 2))
+
+
+def duration_text(seconds: float) -> str:
+    """A short duration for people: 45s, 4m10s, 2h05m."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _index(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata", {}).get("annotations") or {}).get(INDEX_ANNOTATION, "0"))
+
+
 def _summaries(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One summary per completion index: the succeeded pod's, else the latest one written."""
     best: dict[str, tuple[int, str, dict[str, Any]]] = {}
     for pod in pods:
-        index = (pod.get("metadata", {}).get("annotations") or {}).get(INDEX_ANNOTATION, "0")
+        index = _index(pod)
         summary = _termination_message(pod)
         if summary is None:
             continue

@@ -15,6 +15,7 @@ from kubeclassify.core.policy import Denial, batch_denials, describe, webhook_se
 from kubeclassify.core.resources.classification_batch import (
     CONDITION_READY,
     CONDITION_SUCCEEDED,
+    BatchCounts,
     BatchRun,
     ClassificationBatch,
     ClassificationBatchStatus,
@@ -33,7 +34,7 @@ from kubeclassify.operator.builders.batch import (
     tick_access,
     tick_cronjob,
 )
-from kubeclassify.operator.builders.batch_status import RunOutcome, job_outcome
+from kubeclassify.operator.builders.batch_status import RunOutcome, duration_text, job_outcome, run_progress
 from kubeclassify.operator.builders.inference_service import name_for, stable_model
 from kubeclassify.operator.config import OperatorConfig
 from kubeclassify.operator.handlers.model_deployment import explain
@@ -217,15 +218,15 @@ def job_changed(
             else f"its Job {name} was deleted before it finished; the date runs again"
         )
     namespace, batch = body["metadata"]["namespace"], body["metadata"]["name"]
+    status.start_time = outcome.start_time or status.start_time
+    if not outcome.finished:  # how far it is comes from its pods, on the progress timer
+        status.phase = outcome.phase
+        write(kube, body, status)
+        return
     done = outcome.counts.classified + outcome.counts.failed
     status.counts, status.output_uri = outcome.counts, outcome.output_uri or status.output_uri
     status.progress = f"{done}/{outcome.counts.total}"
-    status.start_time = outcome.start_time or status.start_time
-    if not outcome.finished:
-        status.phase = outcome.phase
-        metrics.batch_progress(namespace, batch, done, outcome.counts.total)
-        write(kube, body, status)
-        return
+    status.images_per_second = status.remaining = status.estimated_completion_time = None
     metrics.batch_finished(namespace, batch, outcome.phase, outcome.counts.classified, outcome.counts.failed)
     date = _date_of(job)
     status.completion_time = outcome.completion_time or now.replace(microsecond=0)
@@ -304,6 +305,50 @@ def _record_run(
     status.next_date = upcoming_date(schedule, status.last_processed_date, now)
 
 
+PROGRESS_LOG_LINES = 50  # of each running pod's log: its last progress line is among them
+PROGRESS_LOG_BYTES = 32 * 1024
+
+
+def running(status: Mapping[str, Any] | None, **_: Any) -> bool:
+    """Whether a run is going (Kopf's `when` for the progress timer)."""
+    return (status or {}).get("phase") == "Running" and bool((status or {}).get("jobName"))
+
+
+def report_progress(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+    """While a run goes: how far it is, its speed and the time it still needs, from its pods (the
+    summaries of finished shards, the last progress line in each running pod's log). The write is
+    guarded by the batch's resourceVersion: it never overwrites what another handler wrote since
+    (the run's end); a conflict waits for the next tick."""
+    status = current_status(body)
+    if status.phase != "Running" or not status.job_name:
+        return
+    namespace, batch = body["metadata"]["namespace"], body["metadata"]["name"]
+    job = kube.get_job(namespace, status.job_name)
+    if job is None or job_outcome(job, []).finished:
+        return  # the Job's own events record its end
+    pods = kube.job_pods(namespace, status.job_name)
+    logs = {
+        pod["metadata"]["name"]: kube.pod_log_tail(
+            namespace, pod["metadata"]["name"], PROGRESS_LOG_LINES, PROGRESS_LOG_BYTES
+        )
+        for pod in pods
+        if (pod.get("status") or {}).get("phase") == "Running"
+    }
+    progress = run_progress(job, pods, logs)
+    status.progress = progress.text
+    status.counts = BatchCounts(
+        total=progress.total or 0, classified=progress.done - progress.failed, failed=progress.failed
+    )
+    status.images_per_second = progress.images_per_second
+    left = progress.remaining_seconds
+    status.remaining = duration_text(left) if left is not None else None
+    status.estimated_completion_time = (
+        (now + dt.timedelta(seconds=left)).replace(microsecond=0) if left is not None else None
+    )
+    metrics.batch_progress(namespace, batch, progress.done, progress.total or 0)
+    write(kube, body, status, guarded=True)
+
+
 WEBHOOK_ATTEMPTS = 5
 WEBHOOK_BACKOFF_SECONDS = 2.0  # doubled after each failed try
 
@@ -355,7 +400,7 @@ def send_webhooks(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, n
         if not run.webhook.delivered and not run.webhook.pending:
             post(body, "Warning", "WebhookFailed", f"{hook.url if hook else 'webhook'}: {run.webhook.error}")
         status.webhook = run.webhook
-    write(kube, body, status)
+    write(kube, body, status, guarded=True)
 
 
 def _payload(body: Mapping[str, Any], run: BatchRun) -> dict[str, Any]:
@@ -409,6 +454,7 @@ def _started(
     status.phase = "Running"
     status.job_name = job["metadata"]["name"]
     status.counts, status.progress, status.output_uri = None, None, None
+    status.images_per_second = status.remaining = status.estimated_completion_time = None
     status.start_time, status.completion_time, status.webhook = None, None, None
     if date is not None:
         status.next_date = date
@@ -432,7 +478,15 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ClassificationBatchStat
     return status
 
 
-def write(kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus) -> None:
+def write(
+    kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus, guarded: bool = False
+) -> None:
     """Patch the status when it changed; a Ready condition that changes posts an Event (runs post
-    their own)."""
-    write_status(kube.patch_classification_batch_status, body, status, types=(CONDITION_READY,))
+    their own). `guarded`: only if the batch is still the version `body` is (for the timers, which
+    run beside the other handlers: a stale copy never overwrites a newer status)."""
+    version = body["metadata"].get("resourceVersion") if guarded else None
+
+    def patch(namespace: str, name: str, patch: dict[str, Any]) -> None:
+        kube.patch_classification_batch_status(namespace, name, patch, version)
+
+    write_status(patch, body, status, types=(CONDITION_READY,))
