@@ -123,7 +123,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await ensure_admin(app)
             await webhooks.start()
             await app.state.batch_backend.start()
-            if scheduler is not None and not scheduler.crons.running:
+            if scheduler is not None and not scheduler.running:
                 await scheduler.start()
 
         # What is loaded by now lives as long as the process: keep it out of every garbage collection.
@@ -142,7 +142,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             if retrying is not None:
                 retrying.cancel()
-            if scheduler is not None and scheduler.crons.running:
+            if scheduler is not None and scheduler.running:
                 scheduler.stop()
             await app.state.batch_backend.stop()
             await webhooks.stop()

@@ -3,23 +3,24 @@
 A schedule fires on its cron (in its time zone) and processes the next date its rules give
 (`kubeclassify.core.schedule`: yesterday, or day by day with catch-up): it counts that day's images,
 skips a day with none, pays for them and starts a date batch. An owner without enough credits gets
-the schedule paused, with the reason. APScheduler runs the crons; the schedules live in Redis.
+the schedule paused, with the reason. The crons fire at the times `kubeclassify.core.cron` computes,
+as a Kubernetes CronJob would fire them; the schedules live in Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
+from kubeclassify.core.cron import next_fire
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.gateway.batches import Batches, BatchRecord, count_for_date, paths
@@ -52,14 +53,8 @@ class ScheduleRecord:
         del out["webhook_url"]
         last = dt.date.fromisoformat(self.last_date) if self.last_date else None
         out["next_date"] = upcoming_date(self.spec(), last, now).isoformat()
-        out["next_run"] = None if self.paused else next_run(self.cron, self.time_zone, now).isoformat()
+        out["next_run"] = None if self.paused else next_fire(self.cron, self.time_zone, now).isoformat()
         return out
-
-
-def next_run(cron: str, time_zone: str, now: dt.datetime) -> dt.datetime:
-    """When the cron fires next after `now`, in the schedule's time zone."""
-    fire: dt.datetime = croniter(cron, now.astimezone(ZoneInfo(time_zone))).get_next(dt.datetime)
-    return fire
 
 
 class Schedules:
@@ -146,36 +141,73 @@ async def tick(state: Any, name: str, now: dt.datetime | None = None) -> None:
 
 
 class Scheduler:
-    """The crons of every schedule, in this (single) gateway: APScheduler's asyncio scheduler."""
+    """The crons of every schedule, in this (single) gateway: each schedule's next firing, computed by
+    `core.cron` from the one before, and one task that sleeps until the soonest and ticks it. A
+    firing that comes while the schedule's last tick still runs is skipped (as a CronJob's
+    `concurrencyPolicy: Forbid`), and firings missed while the gateway was down are not replayed:
+    the next tick takes the due date (or, with catch-up, each missed date in turn)."""
 
-    def __init__(self, state: Any) -> None:
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    LONGEST_SLEEP = 60.0  # seconds: the clock is looked at again at least this often
 
-        self.state = state
-        self.crons = AsyncIOScheduler(timezone="UTC")
+    def __init__(
+        self, state: Any, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    ) -> None:
+        self.state, self.clock = state, clock
+        self._crons: dict[str, tuple[str, str]] = {}
+        self._next: dict[str, dt.datetime] = {}
+        self._ticks: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
-        self.crons.start()
         for schedule in await Schedules(self.state.accounts.redis).every():
             self.add(schedule)
+        self._task = asyncio.create_task(self._fire_when_due(), name="schedules")
 
     def add(self, schedule: ScheduleRecord) -> None:
-        from apscheduler.triggers.cron import CronTrigger
+        """Plan the schedule's next firing (again, for one that changed)."""
+        self._crons[schedule.name] = (schedule.cron, schedule.time_zone)
+        self._next[schedule.name] = next_fire(schedule.cron, schedule.time_zone, self.clock())
+        self._wake.set()
 
-        trigger = CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(schedule.time_zone))
-        self.crons.add_job(
-            tick,
-            trigger,
-            args=(self.state, schedule.name),
-            id=schedule.name,
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=300,
-        )
+    def planned(self, name: str) -> dt.datetime:
+        """When the schedule fires next."""
+        return self._next[name]
+
+    def advance(self, name: str, now: dt.datetime | None = None) -> None:
+        """Plan the firing after the planned one (or, when `now` is later, the first after `now`)."""
+        cron, zone = self._crons[name]
+        self._next[name] = next_fire(cron, zone, max(self._next[name], now or self._next[name]))
+
+    async def _fire_when_due(self) -> None:
+        while True:
+            now = self.clock()
+            for name, when in list(self._next.items()):
+                if when > now:
+                    continue
+                self.advance(name, now)
+                if name not in self._ticks or self._ticks[name].done():
+                    self._ticks[name] = asyncio.create_task(self._tick(name), name=f"schedule {name}")
+            soonest = min(self._next.values(), default=None)
+            wait = self.LONGEST_SLEEP if soonest is None else (soonest - now).total_seconds()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(max(wait, 0.0), self.LONGEST_SLEEP))
+
+    async def _tick(self, name: str) -> None:
+        try:
+            await tick(self.state, name)
+        except Exception:  # one schedule's failure stops no other; the next firing tries again
+            log.exception("a schedule's tick failed", extra={"schedule": name})
 
     def stop(self) -> None:
-        self.crons.shutdown(wait=False)
+        for task in [self._task, *self._ticks.values()]:
+            if task is not None:
+                task.cancel()
 
     async def create(self, schedule: ScheduleRecord) -> None:
         await Schedules(self.state.accounts.redis).save(schedule)

@@ -102,6 +102,18 @@ IsoDate = Annotated[
 _CRON_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
+_MONTHS = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+_DAYS = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+# Per field, as a Kubernetes CronJob reads it (robfig/cron v3): the largest number and the names.
+_CRON_FIELDS: tuple[tuple[str, int, set[str]], ...] = (
+    ("minute", 59, set()),
+    ("hour", 23, set()),
+    ("day", 31, set()),
+    ("month", 12, _MONTHS),
+    ("weekday", 6, _DAYS),
+)
+
+
 def _check_cron(value: str) -> str:
     if value in _CRON_MACROS:
         return value
@@ -110,6 +122,20 @@ def _check_cron(value: str) -> str:
             f"{value!r} is not a cron schedule: expected five fields (minute hour day month weekday)"
             f" or one of {', '.join(sorted(_CRON_MACROS))}"
         )
+    for field, (name, most, names) in zip(value.split(), _CRON_FIELDS, strict=True):
+        for token in re.split(r"[,/-]", field):
+            if token in ("*", "?") or token.lower() in names:
+                continue
+            if not token.isdigit():
+                raise ValueError(
+                    f"{value!r}: the {name} field cannot hold {token!r} (a Kubernetes CronJob reads"
+                    " numbers, ranges, steps, lists, * and month or day names)"
+                )
+            if int(token) > most:
+                sunday = " (Sunday is 0)" if name == "weekday" else ""
+                raise ValueError(
+                    f"{value!r}: the {name} field runs to {most}{sunday}, as a Kubernetes CronJob reads it"
+                )
     return value
 
 
