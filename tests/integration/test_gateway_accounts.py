@@ -12,7 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
+from harness.gateway import PASSWORD, TOKEN_SECRET, fresh_redis_url, sign_up
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -168,6 +168,26 @@ def test_admins_refill_and_list_and_users_cannot(client: TestClient) -> None:
         "/v1/admin/credits", headers=bearer(admin)
     ).json()
     assert client.get("/v1/credits", headers=bearer(user)).json() == {"username": "alice", "credits": 112}
+
+
+def test_bad_account_requests_get_clear_errors_and_change_nothing(client: TestClient) -> None:
+    user = sign_up(client)
+    admin = client.post("/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}).json()[
+        "access_token"
+    ]
+    unknown = client.patch("/v1/admin/accounts/nobody", json={"disabled": True}, headers=bearer(admin))
+    assert unknown.status_code == 404 and "nobody" in unknown.json()["detail"]
+    assert client.get("/v1/admin/accounts/nobody/audit", headers=bearer(admin)).status_code == 404
+    for limit in (0, 10_000, "many"):
+        assert client.get(f"/v1/me/audit?limit={limit}", headers=bearer(user)).status_code == 422, limit
+    short = client.post(
+        "/v1/me/password",
+        json={"current_password": PASSWORD, "new_password": "short"},
+        headers=bearer(user),
+    )
+    assert short.status_code == 422 and "new_password" in short.text
+    again = client.post("/v1/auth/token", data={"username": "alice", "password": PASSWORD})
+    assert again.status_code == 200, "the password did not change"
 
 
 def test_the_first_admin_from_a_plain_password_secret(redis_server: RedisServer) -> None:

@@ -310,28 +310,49 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         assert created.json()["next_date"] == DAY1 and created.json()["next_run"]
 
         now = dt.datetime.combine(TODAY, dt.time(12), dt.UTC)  # DAY3 is yesterday
-        for _ in range(3):  # DAY1 (one image), EMPTY (none: skipped), DAY3 (two)
-            client.portal.call(tick, app.state, name, now)
-        info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
-        assert info["last_date"] == DAY3 and info["next_date"] == TODAY.isoformat()
-        batches = client.get("/v1/batches", headers=auth(token)).json()["items"]
-        assert sorted(b["counts"]["total"] for b in batches) == [1, 2]
-        for b in batches:
-            assert wait_done(client, token, b["name"])["state"] == "Succeeded"
-        merged = client.get(f"/v1/schedules/{name}/results.csv", headers=auth(token))
-        rows = list(csv.DictReader(io.StringIO(merged.text)))
-        assert sorted(r["date"] for r in rows) == [DAY1, DAY3, DAY3]
-        assert merged.text.count("id,source,date,label") == 1, "one header"
+
+        def info() -> dict[str, Any]:
+            return client.get(f"/v1/schedules/{name}", headers=auth(token)).json()  # type: ignore[no-any-return]
+
+        def batches() -> list[dict[str, Any]]:
+            return client.get("/v1/batches", headers=auth(token)).json()["items"]  # type: ignore[no-any-return]
+
+        client.portal.call(tick, app.state, name, now)  # DAY1, one image
+        client.portal.call(tick, app.state, name, now)  # while DAY1 runs: nothing (runs never overlap)
+        assert len(batches()) == 1 and info()["last_date"] is None, "a date is done when its run is"
+        assert wait_done(client, token, batches()[0]["name"])["state"] == "Succeeded"
+        assert info()["last_date"] == DAY1
+        client.portal.call(tick, app.state, name, now)  # EMPTY: no images, done at once
+        assert info()["last_date"] == EMPTY and len(batches()) == 1
+        client.portal.call(tick, app.state, name, now)  # DAY3, two images
+        assert wait_done(client, token, batches()[0]["name"])["state"] == "Succeeded"
+        assert info()["last_date"] == DAY3 and info()["next_date"] == TODAY.isoformat()
+        assert sorted(b["counts"]["total"] for b in batches()) == [1, 2]
+
+        def merged() -> list[dict[str, str]]:
+            text = client.get(f"/v1/schedules/{name}/results.csv", headers=auth(token)).text
+            assert text.count("id,source,date,label") == 1, "one header"
+            return list(csv.DictReader(io.StringIO(text)))
+
+        assert sorted(r["date"] for r in merged()) == [DAY1, DAY3, DAY3]
 
         ran = client.post(f"/v1/schedules/{name}/run", json={"date": DAY3}, headers=auth(token))
         assert ran.status_code == 202 and ran.json()["date"] == DAY3
+        again = client.post(f"/v1/schedules/{name}/run", json={"date": DAY1}, headers=auth(token))
+        assert again.status_code == 409 and "never overlap" in again.json()["detail"]
         assert wait_done(client, token, ran.json()["batch"])["counts"]["total"] == 2
+        assert sorted(r["date"] for r in merged()) == [DAY1, DAY3, DAY3], "a rerun replaces its date's rows"
         empty = client.post(f"/v1/schedules/{name}/run", json={"date": EMPTY}, headers=auth(token))
         assert empty.status_code == 422
 
         assert client.post(f"/v1/schedules/{name}/pause", headers=auth(token)).json()["paused"]
         client.portal.call(tick, app.state, name, now + dt.timedelta(days=7))
-        assert client.get(f"/v1/schedules/{name}", headers=auth(token)).json()["last_date"] == DAY3
+        assert info()["last_date"] == DAY3 and len(batches()) == 3, "a paused schedule fires nothing"
+        paused_empty = client.post(f"/v1/schedules/{name}/run", json={"date": EMPTY}, headers=auth(token))
+        assert paused_empty.status_code == 422, "no images, not 402: pausing is not about credits"
+        paused_run = client.post(f"/v1/schedules/{name}/run", json={"date": DAY1}, headers=auth(token))
+        assert paused_run.status_code == 202, "its owner may run a date of a paused schedule"
+        wait_done(client, token, paused_run.json()["batch"])
         assert not client.post(f"/v1/schedules/{name}/resume", headers=auth(token)).json()["paused"]
         for path in (f"/v1/schedules/{name}", f"/v1/schedules/{name}/results.csv"):
             assert client.get(path, headers=auth(bob)).status_code == 404
@@ -344,6 +365,40 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         ):
             resp = client.post("/v1/schedules", json=bad, headers=auth(token))
             assert resp.status_code == 422 and words in resp.json()["detail"], resp.text
+
+
+@pytest.mark.calendar
+def test_a_failed_date_is_tried_again_then_the_schedule_pauses_with_the_reason(
+    manifest: GatewaySettings, store: ObjectStore, bucket: str
+) -> None:
+    good = store.read(f"s3://{bucket}/data/{DAY1}/1790.png")
+    store.write(f"s3://{bucket}/data/{DAY1}/1790.png", b"not an image")  # DAY1's one image fails
+    app = create_app(manifest)
+    with TestClient(app) as client:
+        token = sign_up(client)
+        body = {"cron": "30 1 * * *", "start_date": DAY1, "catch_up": True}
+        name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
+        now = dt.datetime.combine(TODAY, dt.time(12), dt.UTC)
+        for tries in (1, 2, 3):
+            client.portal.call(tick, app.state, name, now)
+            newest = client.get("/v1/batches", headers=auth(token)).json()["items"][0]
+            assert DAY1.replace("-", "") in newest["name"]
+            assert wait_done(client, token, newest["name"])["state"] == "Failed"
+            info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
+            assert (info["last_date"], info["failures"]) == (None, tries), "a failed date is not done"
+            assert info["last_error"].startswith(DAY1)
+        assert info["paused"] and "failed 3 times in a row" in info["reason"]
+        client.portal.call(tick, app.state, name, now)
+        assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 3, "paused: no fourth try"
+
+        store.write(f"s3://{bucket}/data/{DAY1}/1790.png", good)
+        resumed = client.post(f"/v1/schedules/{name}/resume", headers=auth(token)).json()
+        assert not resumed["paused"] and resumed["failures"] == 0
+        client.portal.call(tick, app.state, name, now)
+        newest = client.get("/v1/batches", headers=auth(token)).json()["items"][0]
+        assert wait_done(client, token, newest["name"])["state"] == "Succeeded"
+        info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
+        assert (info["last_date"], info["failures"], info["last_error"]) == (DAY1, 0, "")
 
 
 def test_a_schedule_whose_owner_runs_dry_is_paused_with_the_reason(manifest: GatewaySettings) -> None:

@@ -133,10 +133,12 @@ class BatchRecord:
     webhook_delivered: bool | None = None
     date: str | None = None
     max_failed_fraction: float | None = None  # None: the gateway's MAX_FAILED_FRACTION
+    schedule: str | None = None  # the schedule whose run this is (local backend)
+    manual: bool = False  # a schedule's run asked for by its owner, not fired by its cron
 
     def public(self) -> dict[str, Any]:
         out = asdict(self)
-        for private in ("input_uri", "output_uri", "column", "webhook_url", "max_failed_fraction"):
+        for private in ("input_uri", "output_uri", "column", "webhook_url", "max_failed_fraction", "manual"):
             del out[private]
         out["counts"] = {k: out.pop(k) for k in ("total", "classified", "failed", "skipped")}
         out["input"] = self.column

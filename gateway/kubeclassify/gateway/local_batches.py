@@ -30,6 +30,7 @@ from kubeclassify.gateway.batches import (
     spec_of,
     too_many_failed,
 )
+from kubeclassify.gateway.schedules import run_ended
 
 log = logging.getLogger(__name__)
 
@@ -172,4 +173,6 @@ class LocalBatches:
             state, message = "Failed", too_many_failed(summary.get("counts") or {}, limit)
         else:
             state, message = "Succeeded", ""
+        # The schedule first: until the batch shows its end, a firing sees its run still going.
+        await run_ended(self.batches.redis, record, state, message)
         await finish(self.batches, self.config, record, state, message, summary.get("counts") or {})

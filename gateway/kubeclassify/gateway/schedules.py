@@ -2,9 +2,12 @@
 
 A schedule fires on its cron (in its time zone) and processes the next date its rules give
 (`kubeclassify.core.schedule`: yesterday, or day by day with catch-up): it counts that day's images,
-skips a day with none, pays for them and starts a date batch. An owner without enough credits gets
-the schedule paused, with the reason. The crons fire at the times `kubeclassify.core.cron` computes,
-as a Kubernetes CronJob would fire them; the schedules live in Redis.
+skips a day with none, pays for them and starts a date batch. A date is done (`last_date`) when its
+run succeeded or it had no images; a failed run is tried again on the next firing, and after
+MAX_FAILURES failed runs in a row the schedule pauses with the reason. Runs of one schedule never
+overlap. An owner without enough credits gets the schedule paused, with the reason. The crons fire
+at the times `kubeclassify.core.cron` computes, as a Kubernetes CronJob would fire them; the
+schedules live in Redis.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from redis.exceptions import WatchError
 
 from kubeclassify.core.cron import next_fire
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
@@ -42,6 +47,8 @@ class ScheduleRecord:
     last_date: str | None = None
     created: float = field(default_factory=time.time)
     webhook_url: str | None = None
+    failures: int = 0  # failed runs in a row (of the date it is on)
+    last_error: str = ""  # why the last run failed
 
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec(
@@ -85,46 +92,114 @@ class Schedules:
         """The batches a schedule started, oldest first."""
         return list(await self.redis.lrange(f"kc:schedule-runs:{name}", 0, -1))
 
+    async def change(self, name: str, edit: Callable[[ScheduleRecord], None]) -> ScheduleRecord | None:
+        """Apply `edit` to the stored schedule, as one transaction (a concurrent change retries it)."""
+        key = f"kc:schedule:{name}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        return None
+                    record = ScheduleRecord(**json.loads(raw))
+                    edit(record)
+                    pipe.multi()
+                    pipe.set(key, json.dumps(asdict(record)))
+                    await pipe.execute()
+                    return record
+                except WatchError:
+                    continue
+
+
+MAX_FAILURES = 3  # failed runs in a row before a schedule pauses
+FINISHED = ("Succeeded", "Failed")
+
+
+class RunInProgress(Exception):
+    """A run of the schedule has not ended: runs of one schedule never overlap."""
+
+
+async def run_ended(redis: Any, record: BatchRecord, state: str, message: str) -> None:
+    """A schedule's run ended as `state` (once per run): a success marks its date done; a failed run
+    of the cron's is counted, and the schedule pauses, with the reason, after MAX_FAILURES in a row.
+    Called before the batch records its end, so that a firing meanwhile sees the run still going."""
+    if record.schedule is None or record.date is None:
+        return
+    if not await redis.set(f"kc:schedule-run-ended:{record.name}", "1", nx=True, ex=30 * 86400):
+        return
+    date, message = record.date, message or "the run failed"
+
+    def edit(schedule: ScheduleRecord) -> None:
+        if state == "Succeeded":
+            schedule.last_date = max(date, schedule.last_date or date)
+            schedule.failures, schedule.last_error = 0, ""
+        elif not record.manual:
+            schedule.failures += 1
+            schedule.last_error = f"{date}: {message}"
+            if schedule.failures >= MAX_FAILURES and not schedule.paused:
+                schedule.paused = True
+                schedule.reason = (
+                    f"{date} failed {schedule.failures} times in a row ({message[:300]}); resume to try again"
+                )
+
+    await Schedules(redis).change(record.schedule, edit)
+
 
 def new_schedule_name(owner: str) -> str:
     return f"{owner}-s{secrets.token_hex(4)}"
 
 
-async def run_date(state: Any, schedule: ScheduleRecord, date: dt.date) -> BatchRecord | None:
-    """Start the schedule's batch for `date`: None when the day has no images (the day is skipped);
-    the schedule is paused, with the reason, when its owner cannot pay."""
+async def run_date(
+    state: Any, schedule: ScheduleRecord, date: dt.date, manual: bool = False
+) -> BatchRecord | None:
+    """Start the schedule's batch for `date`: None when the day has no images (the day is done).
+    Raises RunInProgress while a run of the schedule has not ended, and OutOfCredits, having paused
+    the schedule with the reason, when its owner cannot pay."""
     config, accounts = state.config, state.accounts
     schedules, batches = Schedules(accounts.redis), Batches(accounts.redis)
-    count = await asyncio.to_thread(count_for_date, config.manifest, date, state.store)
-    if count == 0:
-        return None
-    cost = count * config.image_cost
-    if await accounts.debit(schedule.owner, cost) is None:
-        schedule.paused = True
-        schedule.reason = f"out of credits: {date} has {count} images, which cost {cost}; refill and resume"
-        await schedules.save(schedule)
-        return None
-    name = f"{schedule.name}-{date:%Y%m%d}-{secrets.token_hex(2)}"
-    record = BatchRecord(
-        name=name,
-        owner=schedule.owner,
-        model=schedule.model,
-        column="manifest",
-        input_uri="",
-        output_uri=paths(config.batches_uri, schedule.owner, name)["output"],
-        total=count,
-        reserved=cost,
-        webhook_url=schedule.webhook_url,
-        date=date.isoformat(),
-    )
-    await batches.add(record)
-    await accounts.redis.rpush(f"kc:schedule-runs:{schedule.name}", name)
+    # One start at a time per schedule: the check that no run is going and the start are one step.
+    async with accounts.redis.lock(f"kc:schedule-start:{schedule.name}", timeout=600, blocking_timeout=10):
+        last = (await schedules.runs(schedule.name))[-1:]
+        running = await batches.get(last[0]) if last else None
+        if running is not None and running.state not in FINISHED:
+            raise RunInProgress(f"its run {running.name} for {running.date} has not ended")
+        count = await asyncio.to_thread(count_for_date, config.manifest, date, state.store)
+        if count == 0:
+            return None
+        cost = count * config.image_cost
+        if await accounts.debit(schedule.owner, cost) is None:
+            reason = f"out of credits: {date} has {count} images, which cost {cost}; refill and resume"
+
+            def pause(s: ScheduleRecord) -> None:
+                s.paused, s.reason = True, reason
+
+            await schedules.change(schedule.name, pause)
+            raise OutOfCredits(reason)
+        name = f"{schedule.name}-{date:%Y%m%d}-{secrets.token_hex(2)}"
+        record = BatchRecord(
+            name=name,
+            owner=schedule.owner,
+            model=schedule.model,
+            column="manifest",
+            input_uri="",
+            output_uri=paths(config.batches_uri, schedule.owner, name)["output"],
+            total=count,
+            reserved=cost,
+            webhook_url=schedule.webhook_url,
+            date=date.isoformat(),
+            schedule=schedule.name,
+            manual=manual,
+        )
+        await batches.add(record)
+        await accounts.redis.rpush(f"kc:schedule-runs:{schedule.name}", name)
     await state.batch_backend.submit(name)
     return record
 
 
 async def tick(state: Any, name: str, now: dt.datetime | None = None) -> None:
-    """One firing of a schedule's cron: the next date, if any is due and the schedule is not paused."""
+    """One firing of a schedule's cron: the next date, if one is due, the schedule is not paused
+    and no run of it is going. A day without images is done at once."""
     schedules = Schedules(state.accounts.redis)
     schedule = await schedules.get(name)
     if schedule is None or schedule.paused:
@@ -133,11 +208,16 @@ async def tick(state: Any, name: str, now: dt.datetime | None = None) -> None:
     date = next_date(schedule.spec(), last, now or dt.datetime.now(dt.UTC))
     if date is None:
         return
-    started = await run_date(state, schedule, date)
-    schedule = await schedules.get(name) or schedule  # run_date may have paused it
-    if started is not None or not schedule.paused:
-        schedule.last_date = date.isoformat()  # done, or a day without images: skipped
-        await schedules.save(schedule)
+    try:
+        started = await run_date(state, schedule, date)
+    except (RunInProgress, OutOfCredits):
+        return  # the run going ends first; or the schedule is paused, with the reason
+    if started is None:  # no images: the day is done
+
+        def skip(s: ScheduleRecord) -> None:
+            s.last_date = max(date.isoformat(), s.last_date or "")
+
+        await schedules.change(name, skip)
 
 
 class Scheduler:
@@ -214,24 +294,26 @@ class Scheduler:
         self.add(schedule)
 
     async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None:
-        schedule.paused, schedule.reason = paused, "paused by its owner" if paused else ""
-        await Schedules(self.state.accounts.redis).save(schedule)
+        def edit(s: ScheduleRecord) -> None:
+            s.paused, s.reason = paused, "paused by its owner" if paused else ""
+            if not paused:
+                s.failures = 0  # resumed: the date it is on gets its tries again
+
+        edit(schedule)  # the caller's copy, and the stored one
+        await Schedules(self.state.accounts.redis).change(schedule.name, edit)
 
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
-        """Start the date now: the batch's name, or None when the day has no images."""
-        started = await run_date(self.state, schedule, date)
-        if started is None:
-            current = await Schedules(self.state.accounts.redis).get(schedule.name) or schedule
-            if current.paused:
-                raise OutOfCredits(current.reason)
-            return None
-        return started.name
+        """Start the date now, as its owner asks, paused or not: the batch's name, or None when the
+        day has no images. Raises RunInProgress and OutOfCredits as `run_date` does."""
+        started = await run_date(self.state, schedule, date, manual=True)
+        return None if started is None else started.name
 
     async def outputs(self, schedule: ScheduleRecord) -> list[str]:
-        """The results of the schedule's finished runs, oldest first."""
+        """The results of the schedule's finished runs: each date's latest run once, by date."""
         batches = Batches(self.state.accounts.redis)
         runs = [await batches.get(n) for n in await Schedules(self.state.accounts.redis).runs(schedule.name)]
-        return [b.output_uri for b in runs if b is not None and b.state in ("Succeeded", "Failed")]
+        latest = {b.date: b for b in runs if b is not None and b.state in FINISHED}
+        return [latest[date].output_uri for date in sorted(d for d in latest if d is not None)]
 
 
 class OutOfCredits(Exception):

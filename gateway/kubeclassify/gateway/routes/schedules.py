@@ -19,7 +19,13 @@ from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.routes.batches import check_webhook_url, model_exists
-from kubeclassify.gateway.schedules import OutOfCredits, ScheduleRecord, Schedules, new_schedule_name
+from kubeclassify.gateway.schedules import (
+    OutOfCredits,
+    RunInProgress,
+    ScheduleRecord,
+    Schedules,
+    new_schedule_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,13 @@ class ScheduleInfo(BaseModel):
     catch_up: bool
     paused: bool
     reason: str = Field(description="Why the schedule is paused, when it is.")
-    last_date: str | None = Field(description="The last date processed (or skipped: no images).")
+    last_date: str | None = Field(
+        description="The last date done: its run succeeded, or it had no images (not a failed run)."
+    )
+    failures: int = Field(
+        0, description="Failed runs in a row of the date it is on; it pauses after three, with the reason."
+    )
+    last_error: str = Field("", description="Why the last run failed, while the date is not done.")
     next_date: str = Field(description="The date the next run processes.")
     next_run: dt.datetime | None = Field(
         description="When the next run starts, RFC 3339 (none while paused)."
@@ -183,6 +195,8 @@ async def run_now(
         batch = await backend.run(record, date)
     except OutOfCredits as e:
         raise HTTPException(402, str(e)) from e
+    except RunInProgress as e:
+        raise HTTPException(409, f"schedule {name}: {e}; runs of a schedule never overlap") from e
     if batch is None:
         raise HTTPException(422, f"the manifest lists no images for {date}")
     return {"schedule": record.name, "date": date.isoformat(), "batch": batch}
