@@ -267,6 +267,11 @@ def test_schedules_become_scheduled_classification_batches_charged_per_run(
         cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
         assert cr["spec"]["schedule"]["suspend"] is True
 
+        assert gw.delete(f"/v1/schedules/{name}", headers=auth).status_code == 204
+        assert gw.get(f"/v1/schedules/{name}", headers=auth).status_code == 404
+        left = custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural)["items"]
+        assert name not in [item["metadata"]["name"] for item in left], "its ClassificationBatch went too"
+
 
 def test_a_failed_batch_shows_the_operators_reason(
     kube_api,  # type: ignore[no-untyped-def]

@@ -417,6 +417,7 @@ def test_a_schedule_whose_owner_runs_dry_is_paused_with_the_reason(manifest: Gat
 
 @pytest.mark.calendar
 def test_the_cron_fires_through_the_scheduler(manifest: GatewaySettings) -> None:
+    manifest.gateway.min_schedule_interval = 60  # as ENVIRONMENT=development sets it
     with TestClient(create_app(manifest)) as client:
         token = sign_up(client)
         # The one-minute trigger, for trying. Catching up from DAY3 makes DAY3 the first run whatever
@@ -431,6 +432,45 @@ def test_the_cron_fires_through_the_scheduler(manifest: GatewaySettings) -> None
         assert last == DAY3
         batches = client.get("/v1/batches", headers=auth(token)).json()
         assert batches["total"] == 1 and batches["items"][0]["counts"]["total"] == 2
+
+
+def test_schedules_are_capped_per_account_and_may_not_fire_too_often(manifest: GatewaySettings) -> None:
+    manifest.gateway.max_schedules = 2
+    admin_password = "the admin's own password"
+    manifest.gateway.admin_password_hash = SecretStr(hash_password(admin_password))
+    app = create_app(manifest)
+    with TestClient(app) as client:
+        token = sign_up(client)
+        for cron, every in (
+            ("* * * * *", "every 1 min"),
+            ("0,30 9 * * *", "every 30 min"),
+            ("0 */2 * * *", None),
+        ):
+            resp = client.post("/v1/schedules", json={"cron": cron}, headers=auth(token))
+            if every is None:
+                assert resp.status_code == 201, resp.text  # every two hours: allowed
+            else:
+                assert resp.status_code == 422 and every in resp.json()["detail"], resp.text
+                assert "at most every 1 h" in resp.json()["detail"]
+        assert (
+            client.post("/v1/schedules", json={"cron": "30 1 * * *"}, headers=auth(token)).status_code == 201
+        )
+        third = client.post("/v1/schedules", json={"cron": "30 2 * * *"}, headers=auth(token))
+        assert third.status_code == 409 and "2 schedules" in third.json()["detail"]
+
+        first = client.get("/v1/schedules", headers=auth(token)).json()[-1]["name"]
+        other = sign_up(client, "bob")
+        assert client.delete(f"/v1/schedules/{first}", headers=auth(other)).status_code == 404
+        assert client.delete(f"/v1/schedules/{first}", headers=auth(token)).status_code == 204
+        assert client.get(f"/v1/schedules/{first}", headers=auth(token)).status_code == 404
+        assert first not in app.state.schedules._next, "it fires no more"
+        assert (
+            client.post("/v1/schedules", json={"cron": "30 2 * * *"}, headers=auth(token)).status_code == 201
+        )
+
+        admin = client.post("/v1/auth/token", data={"username": "admin", "password": admin_password}).json()
+        minute = client.post("/v1/schedules", json={"cron": "* * * * *"}, headers=auth(admin["access_token"]))
+        assert minute.status_code == 201, "admins may use any cron"
 
 
 def test_schedules_need_a_manifest(settings: GatewaySettings) -> None:

@@ -102,3 +102,15 @@ def test_configure_logging_sets_one_root_handler() -> None:
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+
+
+def test_development_lets_users_try_the_one_minute_schedule() -> None:
+    from pydantic import SecretStr
+
+    from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+
+    production = GatewayConfig(token_secret=SecretStr("a real secret of enough length for tokens"))
+    assert GatewaySettings(environment="production", gateway=production).gateway.min_schedule_interval == 3600
+    assert GatewaySettings(environment="development").gateway.min_schedule_interval == 60
+    chosen = GatewaySettings(environment="development", gateway=GatewayConfig(min_schedule_interval=600))
+    assert chosen.gateway.min_schedule_interval == 600, "a value set stays"

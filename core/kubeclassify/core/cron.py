@@ -42,3 +42,10 @@ def fire_times(cron: str, time_zone: str, after: dt.datetime, count: int) -> lis
             if len(fires) == count:
                 return fires
     raise ValueError(f"the schedule {cron!r} does not fire")
+
+
+def shortest_gap(cron: str, time_zone: str, after: dt.datetime, count: int = 60) -> dt.timedelta:
+    """The shortest time between two of the schedule's next `count` firings (a cron's pattern shows
+    within a day's firings, and a schedule that fires less than daily shows its gaps as widely)."""
+    fires = fire_times(cron, time_zone, after, count)
+    return min((b - a for a, b in zip(fires, fires[1:], strict=False)), default=dt.timedelta.max)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from kubeclassify.core.resources.classification_batch import ClassificationBatchSpec, ManifestInput
 from kubeclassify.core.settings import Settings, development_secret
@@ -54,6 +54,13 @@ class GatewayConfig(BaseModel):
         600, ge=1, description="Requests per minute for one account, all its keys and tokens together."
     )
     max_api_keys: int = Field(20, ge=1, le=1000, description="API keys one account may have.")
+    max_schedules: int = Field(10, ge=0, description="Schedules one account may have (admins: any number).")
+    min_schedule_interval: int = Field(
+        3600,
+        ge=0,
+        description="Fewest seconds between two firings of a user's schedule (admins: any cron). With"
+        " ENVIRONMENT=development it defaults to 60, so the one-minute trigger can be tried.",
+    )
     login_failures: int = Field(
         5,
         ge=1,
@@ -160,3 +167,9 @@ class GatewaySettings(Settings):
     """Settings of the gateway process."""
 
     gateway: GatewayConfig = Field(default_factory=GatewayConfig, description="The gateway.")
+
+    @model_validator(mode="after")
+    def _development_schedules(self) -> GatewaySettings:
+        if self.environment == "development" and "min_schedule_interval" not in self.gateway.model_fields_set:
+            self.gateway.min_schedule_interval = 60
+        return self

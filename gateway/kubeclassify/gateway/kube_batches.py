@@ -55,6 +55,17 @@ class KubernetesBatches:
         await Schedules(self.batches.redis).save(schedule)
         await self._api("create", schedule_resource(schedule, self.config))
 
+    async def delete(self, schedule: ScheduleRecord) -> None:
+        """Delete the schedule's ClassificationBatch (its Jobs go with it) and forget the schedule."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            await self._api("delete", schedule.name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+        await Schedules(self.batches.redis).delete(schedule)
+
     async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None:
         schedule.paused, schedule.reason = paused, "paused by its owner" if paused else ""
         await self._patch(schedule.name, {"spec": {"schedule": {"suspend": paused}}})

@@ -92,6 +92,14 @@ class Schedules:
         """The batches a schedule started, oldest first."""
         return list(await self.redis.lrange(f"kc:schedule-runs:{name}", 0, -1))
 
+    async def delete(self, record: ScheduleRecord) -> None:
+        """Forget the schedule (its runs' batches and results stay)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"kc:schedule:{record.name}")
+            pipe.zrem(f"kc:schedules:{record.owner}", record.name)
+            pipe.srem("kc:schedules", record.name)
+            await pipe.execute()
+
     async def change(self, name: str, edit: Callable[[ScheduleRecord], None]) -> ScheduleRecord | None:
         """Apply `edit` to the stored schedule, as one transaction (a concurrent change retries it)."""
         key = f"kc:schedule:{name}"
@@ -292,6 +300,12 @@ class Scheduler:
     async def create(self, schedule: ScheduleRecord) -> None:
         await Schedules(self.state.accounts.redis).save(schedule)
         self.add(schedule)
+
+    async def delete(self, schedule: ScheduleRecord) -> None:
+        """No more firings; a run that is going ends as it would."""
+        await Schedules(self.state.accounts.redis).delete(schedule)
+        self._crons.pop(schedule.name, None)
+        self._next.pop(schedule.name, None)
 
     async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None:
         def edit(s: ScheduleRecord) -> None:

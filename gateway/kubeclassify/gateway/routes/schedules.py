@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from kubeclassify.core.cron import shortest_gap
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore
 from kubeclassify.gateway.accounts import User
@@ -82,6 +83,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _every(gap: dt.timedelta) -> str:
+    minutes = int(gap.total_seconds() // 60)
+    return f"every {minutes // 60} h" if minutes % 60 == 0 and minutes else f"every {minutes} min"
+
+
 @router.post(
     "/schedules",
     status_code=201,
@@ -102,6 +108,18 @@ async def create_schedule(
         )
     except ValidationError as e:
         raise HTTPException(422, "; ".join(err["msg"] for err in e.errors())) from e
+    if not user.is_admin:
+        gap = shortest_gap(body.cron, body.time_zone, _now())
+        if gap < dt.timedelta(seconds=config.min_schedule_interval):
+            raise HTTPException(
+                422,
+                f"cron {body.cron!r} fires {_every(gap)}; schedules may fire at most every"
+                f" {_every(dt.timedelta(seconds=config.min_schedule_interval)).removeprefix('every ')}",
+            )
+        if len(await Schedules(accounts.redis).of(user.username)) >= config.max_schedules:
+            raise HTTPException(
+                409, f"you have {config.max_schedules} schedules, the most allowed: delete one"
+            )
     model = body.model or config.default_model
     if model is None or not await model_exists(request, model):
         raise HTTPException(404, f"no model {model!r}")
@@ -144,6 +162,14 @@ async def _set_paused(name: str, request: Request, user: User, accounts: Any, pa
     record = await _mine(name, user, Schedules(accounts.redis))
     await _backend(request).set_paused(record, paused)
     return record.public(_now())
+
+
+@router.delete("/schedules/{name}", status_code=204, summary="Delete a schedule", responses=problems(404))
+async def delete_schedule(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> None:
+    """Delete a schedule: it fires no more (a run that is going ends as it would); its runs' batches
+    and results stay."""
+    record = await _mine(name, user, Schedules(accounts.redis))
+    await _backend(request).delete(record)
 
 
 @router.post(
