@@ -4,7 +4,12 @@ Starts the emulator (tests/harness) and the real operator (`kubeclassify operato
 one ModelDeployment, then creates N one-off ClassificationBatches at R per second and watches Jobs:
 the time from each batch's create request to its Job appearing on the watch (p50, p99, max), and
 the operator's peak RSS (VmHWM). Goals: p99 <= 2 s at 20 per second; RSS <= 256 MiB.
-Run: `make bench-operator` (or `python benchmarks/operator/run.py --batches 1000 --rate 20`).
+
+Then the gateway's status lag on the Kubernetes backend: with G gateway batches (made through its REST
+API, each a ClassificationBatch), each batch's status is set to Succeeded in turn, and the time until
+`GET /v1/batches/{name}` says so is measured (p50, p99, max). Goal: p99 <= 1 s at 1,000 batches.
+Run: `make bench-operator` (or `python benchmarks/operator/run.py --batches 1000 --rate 20
+--gateway-batches 1000`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="batches created per second")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/operator.json"))
     parser.add_argument("--logs", type=Path, help="keep the emulator's and the operator's logs here")
+    parser.add_argument(
+        "--gateway-batches", type=int, default=1000, help="gateway batches for the status lag (0: skip)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -128,6 +136,9 @@ def main() -> int:
             hwm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
         finally:
             operator.stop()
+        try:
+            lag = gateway_lag(kubeconfig, tmp, logs, args.gateway_batches) if args.gateway_batches else {}
+        finally:
             api_server.stop()
     latencies = sorted(seen[n] - t for n, t in sent.items() if n in seen)
     missing = len(sent) - len(latencies)
@@ -153,9 +164,86 @@ def main() -> int:
             "p99_ms": round(p99 * 1000),
             "max_ms": round(latencies[-1] * 1000),
             "operator_peak_rss_mib": round(hwm_kib / 1024),
+            **lag,
         },
     )
     return 0 if missing == 0 else 1
+
+
+def gateway_lag(kubeconfig: Path, tmp: Path, logs: Path, batches: int) -> dict[str, object]:
+    """The gateway's status lag with `batches` gateway batches on the Kubernetes backend."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from kubeclassify.core.local import start_redis, start_seaweedfs
+    from kubeclassify.core.settings import S3Settings
+    from kubeclassify.core.storage import ObjectStore
+    from kubeclassify.gateway.app import create_app
+    from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+
+    redis, s3 = start_redis(tmp / "redis", logs), start_seaweedfs(tmp / "s3", logs)
+    try:
+        s3_settings = S3Settings(
+            endpoint_url=s3.endpoint_url,
+            access_key_id=s3.access_key_id,
+            secret_access_key=s3.secret_access_key,
+        )
+        ObjectStore(s3_settings).create_bucket("gateway")
+        gateway = GatewayConfig(
+            registration="open",
+            redis_url=SecretStr(redis.url),
+            token_secret=SecretStr("a benchmark's own token secret, long enough"),
+            models_source="kubernetes",
+            batch_backend="kubernetes",
+            namespace=NS,
+            kubeconfig=str(kubeconfig),
+            default_model="digits",
+            images_uri="s3://gateway/images",
+            batches_uri="s3://gateway/batches",
+            starting_credits=10 * batches,
+            rate_limit_per_minute=100_000,
+        )
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        custom = client.CustomObjectsApi(api)
+        plural = c.PLURALS[c.CLASSIFICATION_BATCH]
+        with TestClient(create_app(GatewaySettings(gateway=gateway, s3=s3_settings))) as gw:
+            user = {"username": "bench", "password": "a benchmark's password"}
+            gw.post("/v1/accounts", json=user)
+            token = gw.post("/v1/auth/token", data=user).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            body = b"url\nhttps://images.example.com/a.png\n"
+            names = []
+            for _ in range(batches):
+                made = gw.post("/v1/batches", files={"file": ("b.csv", body, "text/csv")}, headers=auth)
+                assert made.status_code == 201, made.text
+                names.append(made.json()["name"])
+            ended = {"phase": "Succeeded", "counts": {"total": 1, "classified": 1, "failed": 0, "skipped": 0}}
+            lags = []
+            for name in names:
+                began = time.perf_counter()
+                custom.patch_namespaced_custom_object_status(
+                    c.GROUP, c.VERSION, NS, plural, name, {"status": ended}
+                )
+                while gw.get(f"/v1/batches/{name}", headers=auth).json()["state"] != "Succeeded":
+                    if time.perf_counter() - began > 30:
+                        raise RuntimeError(f"the gateway did not see {name} end within 30 s")
+                    time.sleep(0.002)
+                lags.append(time.perf_counter() - began)
+    finally:
+        redis.stop()
+        s3.stop()
+    lags.sort()
+    p50, p99 = statistics.median(lags), lags[max(0, int(len(lags) * 0.99) - 1)]
+    print(
+        f"gateway status lag at {batches} batches: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms,"
+        f" max {lags[-1] * 1000:.0f} ms; goal: p99 <= 1000 ms"
+    )
+    return {
+        "gateway_batches": batches,
+        "gateway_lag_p50_ms": round(p50 * 1000),
+        "gateway_lag_p99_ms": round(p99 * 1000),
+        "gateway_lag_max_ms": round(lags[-1] * 1000),
+    }
 
 
 if __name__ == "__main__":

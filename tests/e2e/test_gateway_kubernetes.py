@@ -131,7 +131,6 @@ def kubernetes_backend(
         token_secret=SecretStr(TOKEN_SECRET),
         models_source="kubernetes",
         batch_backend="kubernetes",
-        batch_poll_seconds=0.2,
         namespace=namespace,
         kubeconfig=str(kube_api.kubeconfig),
         default_model="digits",
@@ -184,8 +183,22 @@ def test_batches_become_classification_batches_and_settle_once(
             what="the gateway to see the batch end",
         )
         assert info["counts"] == {"total": 2, "classified": 1, "failed": 1, "skipped": 0}
-        time.sleep(1.0)  # both replicas have polled since
+        time.sleep(1.0)  # both replicas have seen the event since
         assert replica.get("/v1/credits", headers=auth).json()["credits"] == 9
+
+        # A ClassificationBatch deleted by hand before its end: the batch fails and says why.
+        second = gw.post("/v1/batches", files={"file": ("b.csv", csv_body, "text/csv")}, headers=auth)
+        other = second.json()["name"]
+        running = {"status": {"phase": "Running"}}
+        custom.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, plural, other, running)
+        wait_for(lambda: gw.get(f"/v1/batches/{other}", headers=auth).json()["state"] == "Running")
+        custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, other)
+        gone = wait_for(
+            lambda: (b := gw.get(f"/v1/batches/{other}", headers=auth).json())["state"] == "Failed" and b,
+            what="the batch to fail",
+        )
+        assert "was deleted" in gone["message"]
+        assert gw.get("/v1/credits", headers=auth).json()["credits"] == 9, "its reserve came back"
 
 
 def test_schedules_become_scheduled_classification_batches_charged_per_run(

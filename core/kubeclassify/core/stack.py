@@ -275,7 +275,6 @@ def gateway_settings(stack: Stack, predictor_url: str) -> dict[str, str]:
         "DEFAULT_MODEL": stack.model,
         "MANIFEST": json.dumps(MANIFEST),
         "BATCH_BACKEND": "local",
-        "BATCH_POLL_SECONDS": "1",
     }
     return {
         "KUBECLASSIFY_LOG_FORMAT": "json",

@@ -127,9 +127,6 @@ class GatewayConfig(BaseModel):
         description="Who runs batches: local (worker processes beside the gateway; one replica only)"
         " or kubernetes (ClassificationBatches in `namespace`, run by the operator).",
     )
-    batch_poll_seconds: float = Field(
-        5.0, gt=0, le=300, description="Kubernetes backend: how often batches' status is read."
-    )
     local_batch_concurrency: int = Field(2, ge=1, le=64, description="Local backend: batches run at once.")
     max_csv_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="The largest batch CSV accepted.")
     max_failed_fraction: float = Field(
