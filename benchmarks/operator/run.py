@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import statistics
 import sys
@@ -78,6 +79,9 @@ def main() -> int:
             KUBECLASSIFY_LOG_LEVEL="INFO" if args.logs else "WARNING",
             KUBECLASSIFY_OPERATOR__METRICS_PORT=str(metrics_port),
             KUBECLASSIFY_OPERATOR__LIVENESS_PORT=str(liveness_port),
+            KUBECLASSIFY_OPERATOR__POLICY=json.dumps(
+                {"namespaces": {NS: {"read": ["s3://data/", "s3://models/"], "write": ["s3://results/"]}}}
+            ),
         )
         argv = [sys.executable, "-m", "kubeclassify.core.cli", "operator", "run", "--all-namespaces"]
         operator = start_process(

@@ -118,6 +118,8 @@ def start_pod(cluster: Cluster, job: dict[str, Any], index: int) -> str:
     }
     cluster.core.create_namespaced_pod(cluster.ns, pod)
     cluster.core.patch_namespaced_pod_status(name, cluster.ns, {"status": {"phase": "Running"}})
+    active = {"status": {"active": 1}}  # as the Job controller counts its pods that have not ended
+    cluster.batch.patch_namespaced_job_status(job["metadata"]["name"], cluster.ns, active)
     return name
 
 

@@ -5,8 +5,6 @@ Run it with `kubeclassify operator run`."""
 from __future__ import annotations
 
 import datetime as dt
-import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -126,14 +124,13 @@ def classification_batch_webhooks(body: kopf.Body, memo: kopf.Memo, **_: Any) ->
     _batch_step(classification_batch.send_webhooks, body, memo)
 
 
-@kopf.timer(*CB, interval=1.0, when=classification_batch.running)
+# Kopf takes a timer's interval when the handler is registered: from the settings, read here.
+PROGRESS_SECONDS = OperatorSettings().operator.progress_seconds
+
+
+@kopf.timer(*CB, interval=PROGRESS_SECONDS, initial_delay=PROGRESS_SECONDS, when=classification_batch.running)
 def classification_batch_progress(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """While a run goes: its progress from its pods, every `progressSeconds`."""
-    last: dict[str, float] = memo.setdefault("progress_read", {})
-    uid, now = body.metadata.uid or "", time.monotonic()
-    if now - last.get(uid, -math.inf) < memo.config.progress_seconds:
-        return
-    last[uid] = now
     _batch_step(classification_batch.report_progress, body, memo)
 
 

@@ -326,6 +326,8 @@ def report_progress(body: Mapping[str, Any], kube: Kube, config: OperatorConfig,
     job = kube.get_job(namespace, status.job_name)
     if job is None or job_outcome(job, []).finished:
         return  # the Job's own events record its end
+    if not (job.get("status") or {}).get("active") and status.progress is None:
+        return  # no pod has started yet: nothing to read
     pods = kube.job_pods(namespace, status.job_name)
     logs = {
         pod["metadata"]["name"]: kube.pod_log_tail(
