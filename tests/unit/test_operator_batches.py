@@ -16,7 +16,7 @@ from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.operator.builders.batch import batch_job, job_name, tick_access, tick_cronjob
-from kubeclassify.operator.builders.batch_status import duration_text, job_outcome, run_progress
+from kubeclassify.operator.builders.batch_status import RunOutcome, duration_text, job_outcome, run_progress
 from kubeclassify.operator.config import OperatorConfig
 
 CONFIG = OperatorConfig(
@@ -334,3 +334,50 @@ def test_pods_without_resources_get_the_operators_defaults() -> None:
         "cpu": "3",
         "memory": "1Gi",
     }
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        RunOutcome(
+            phase="Failed", reason="TooManyUnreadableImages", message="more images failed than allowed"
+        ),
+        RunOutcome(phase="Failed", reason="DeadlineExceeded", message="Job was active longer than allowed"),
+        RunOutcome(phase="Failed", reason="JobDeleted", message="its Job was deleted before it finished"),
+        RunOutcome(phase="Succeeded"),
+    ],
+    ids=lambda o: o.reason or o.phase,
+)
+def test_the_gateway_reads_every_run_end_the_operator_writes(
+    outcome: RunOutcome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One vocabulary: the status the operator's own code records for a run's end, read by the
+    gateway's reader (the phase it ends on and the reason it shows)."""
+    from kubeclassify.core.resources.classification_batch import failure_message
+    from kubeclassify.gateway.kube_batches import ENDED
+    from kubeclassify.operator.handlers import classification_batch as handler
+
+    monkeypatch.setattr(handler, "post", lambda *_: None)  # Events need a running operator
+    cb = batch("once", date="2026-11-21")
+    body = {"metadata": {"name": "once", "namespace": "ml", "generation": 1}, "spec": cb.spec.to_k8s()}
+    status = handler.current_status(body)
+    job = {"metadata": {"name": "once-20261121", "annotations": {}}}
+    handler._record_run(body, cb, status, outcome, job, None, CONFIG, RUN_TIME)
+    written = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert written["phase"] == outcome.phase and written["phase"] in ENDED
+    assert failure_message(written) == (f"the batch: {outcome.message}" if outcome.phase == "Failed" else "")
+
+
+@pytest.mark.parametrize("reason", ["InvalidSpec", "PolicyDenied"])
+def test_the_gateway_reads_why_the_operator_refused_a_batch(reason: str) -> None:
+    """A batch the operator refuses to run at all ends Failed with Ready=False: the gateway shows why
+    (it showed nothing: it only read the Succeeded condition)."""
+    from kubeclassify.core.resources.classification_batch import failure_message
+    from kubeclassify.gateway.kube_batches import ENDED
+    from kubeclassify.operator.handlers import classification_batch as handler
+    from kubeclassify.operator.handlers.status import Problem
+
+    body = {"metadata": {"name": "once", "namespace": "ml", "generation": 1}, "spec": {}}
+    refused = handler.failed(body, Problem(reason, f"{reason}: what to fix", permanent=True))
+    written = refused.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert written["phase"] in ENDED and failure_message(written) == f"{reason}: what to fix"

@@ -281,10 +281,14 @@ CONDITION_SUCCEEDED = "Succeeded"
 
 
 def failure_message(status: Mapping[str, Any] | None) -> str:
-    """Why the last run failed, from a ClassificationBatch's status as the operator writes it ("" if
-    it did not fail)."""
-    for condition in (status or {}).get("conditions") or []:
-        if condition.get("type") == CONDITION_SUCCEEDED and condition.get("status") == "False":
+    """Why a ClassificationBatch failed, from its status as the operator writes it ("" if it did
+    not): its last run's Succeeded=False condition, or, for a batch the operator refused to run at
+    all (phase Failed: an invalid spec, a policy denial), its Ready=False condition."""
+    conditions = {c.get("type"): c for c in (status or {}).get("conditions") or []}
+    types = [CONDITION_SUCCEEDED] + ([CONDITION_READY] if (status or {}).get("phase") == "Failed" else [])
+    for type_ in types:
+        condition = conditions.get(type_) or {}
+        if condition.get("status") == "False":
             return str(condition.get("message") or condition.get("reason") or "")
     return ""
 
