@@ -345,6 +345,12 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         empty = client.post(f"/v1/schedules/{name}/run", json={"date": EMPTY}, headers=auth(token))
         assert empty.status_code == 422
 
+        starting = app.state.accounts.redis.lock(f"kc:schedule-start:{name}", timeout=30)
+        assert client.portal.call(starting.acquire)  # another start of it, in the middle of counting
+        busy = client.post(f"/v1/schedules/{name}/run", json={"date": DAY1}, headers=auth(token))
+        assert busy.status_code == 409 and "starting" in busy.json()["detail"], busy.text
+        client.portal.call(starting.release)
+
         assert client.post(f"/v1/schedules/{name}/pause", headers=auth(token)).json()["paused"]
         client.portal.call(tick, app.state, name, now + dt.timedelta(days=7))
         assert info()["last_date"] == DAY3 and len(batches()) == 3, "a paused schedule fires nothing"

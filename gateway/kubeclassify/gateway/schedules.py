@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from redis.exceptions import WatchError
+from redis.exceptions import LockError, WatchError
 
 from kubeclassify.core.cron import next_fire
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
@@ -162,45 +162,55 @@ async def run_date(
     state: Any, schedule: ScheduleRecord, date: dt.date, manual: bool = False
 ) -> BatchRecord | None:
     """Start the schedule's batch for `date`: None when the day has no images (the day is done).
-    Raises RunInProgress while a run of the schedule has not ended, and OutOfCredits, having paused
-    the schedule with the reason, when its owner cannot pay."""
+    Raises RunInProgress while a run of the schedule has not ended (or another is starting), and
+    OutOfCredits, having paused the schedule with the reason, when its owner cannot pay."""
+    # One start at a time per schedule: the check that no run is going and the start are one step.
+    lock = state.accounts.redis.lock(f"kc:schedule-start:{schedule.name}", timeout=600, blocking_timeout=1)
+    if not await lock.acquire():
+        raise RunInProgress("another run of it is starting")
+    try:
+        return await _start(state, schedule, date, manual)
+    finally:
+        with contextlib.suppress(LockError):  # held past its timeout: another start may have it now
+            await lock.release()
+
+
+async def _start(state: Any, schedule: ScheduleRecord, date: dt.date, manual: bool) -> BatchRecord | None:
     config, accounts = state.config, state.accounts
     schedules, batches = Schedules(accounts.redis), Batches(accounts.redis)
-    # One start at a time per schedule: the check that no run is going and the start are one step.
-    async with accounts.redis.lock(f"kc:schedule-start:{schedule.name}", timeout=600, blocking_timeout=10):
-        last = (await schedules.runs(schedule.name))[-1:]
-        running = await batches.get(last[0]) if last else None
-        if running is not None and running.state not in FINISHED:
-            raise RunInProgress(f"its run {running.name} for {running.date} has not ended")
-        count = await asyncio.to_thread(count_for_date, config.manifest, date, state.store)
-        if count == 0:
-            return None
-        cost = count * config.image_cost
-        if await accounts.debit(schedule.owner, cost) is None:
-            reason = f"out of credits: {date} has {count} images, which cost {cost}; refill and resume"
+    last = (await schedules.runs(schedule.name))[-1:]
+    running = await batches.get(last[0]) if last else None
+    if running is not None and running.state not in FINISHED:
+        raise RunInProgress(f"its run {running.name} for {running.date} has not ended")
+    count = await asyncio.to_thread(count_for_date, config.manifest, date, state.store)
+    if count == 0:
+        return None
+    cost = count * config.image_cost
+    if await accounts.debit(schedule.owner, cost) is None:
+        reason = f"out of credits: {date} has {count} images, which cost {cost}; refill and resume"
 
-            def pause(s: ScheduleRecord) -> None:
-                s.paused, s.reason = True, reason
+        def pause(s: ScheduleRecord) -> None:
+            s.paused, s.reason = True, reason
 
-            await schedules.change(schedule.name, pause)
-            raise OutOfCredits(reason)
-        name = f"{schedule.name}-{date:%Y%m%d}-{secrets.token_hex(2)}"
-        record = BatchRecord(
-            name=name,
-            owner=schedule.owner,
-            model=schedule.model,
-            column="manifest",
-            input_uri="",
-            output_uri=paths(config.batches_uri, schedule.owner, name)["output"],
-            total=count,
-            reserved=cost,
-            webhook_url=schedule.webhook_url,
-            date=date.isoformat(),
-            schedule=schedule.name,
-            manual=manual,
-        )
-        await batches.add(record)
-        await accounts.redis.rpush(f"kc:schedule-runs:{schedule.name}", name)
+        await schedules.change(schedule.name, pause)
+        raise OutOfCredits(reason)
+    name = f"{schedule.name}-{date:%Y%m%d}-{secrets.token_hex(2)}"
+    record = BatchRecord(
+        name=name,
+        owner=schedule.owner,
+        model=schedule.model,
+        column="manifest",
+        input_uri="",
+        output_uri=paths(config.batches_uri, schedule.owner, name)["output"],
+        total=count,
+        reserved=cost,
+        webhook_url=schedule.webhook_url,
+        date=date.isoformat(),
+        schedule=schedule.name,
+        manual=manual,
+    )
+    await batches.add(record)
+    await accounts.redis.rpush(f"kc:schedule-runs:{schedule.name}", name)
     await state.batch_backend.submit(name)
     return record
 
