@@ -78,3 +78,29 @@ def test_seaweedfs_refuses_unknown_keys_and_stops(tmp_path: Path) -> None:
     assert not server.process.running()
     port = int(server.endpoint_url.rsplit(":", 1)[1])
     assert not port_open("127.0.0.1", port)
+
+
+def test_seaweedfs_takes_writes_into_more_buckets_than_it_has_gib_of_free_disk(tmp_path: Path) -> None:
+    """Each bucket holds a volume of its own, and weed mini's default limit is one volume per GiB
+    free: with 76 GiB free, a write into the 77th bucket failed with InternalError (the test suite
+    makes a bucket per test, so a runner with less disk failed the last tests of a run)."""
+    from kubeclassify.core.local import start_seaweedfs
+    from kubeclassify.core.settings import S3Settings
+    from kubeclassify.core.storage import ObjectStore
+
+    server = start_seaweedfs(tmp_path / "data", tmp_path / "logs")
+    try:
+        store = ObjectStore(
+            S3Settings(
+                endpoint_url=server.endpoint_url,
+                access_key_id=server.access_key_id,
+                secret_access_key=server.secret_access_key,  # type: ignore[arg-type]
+                max_attempts=1,
+            )
+        )
+        for i in range(120):
+            store.create_bucket(f"many-{i}")
+            store.write(f"s3://many-{i}/k", b"v")
+        assert [store.read(f"s3://many-{i}/k") for i in (0, 119)] == [b"v", b"v"]
+    finally:
+        server.stop()

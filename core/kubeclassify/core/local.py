@@ -215,6 +215,10 @@ def start_seaweedfs(
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
         "-webdav=false",
+        # Each bucket is a collection with volumes of its own; weed mini allows one volume per GiB
+        # of free disk, so a machine with 20 GiB free refused writes into its 21st bucket. Volumes
+        # are not preallocated: an empty one costs a few KiB.
+        "-volume.max=1000",
         "-admin.ui=false",
         "-s3.autoCreateBucket=false",  # as on AWS: writing into a missing bucket is an error
         f"-admin.port={admin}",
