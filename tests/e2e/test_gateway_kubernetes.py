@@ -4,6 +4,7 @@ the digits model), and a ModelDeployment that is not ready is a 503, not a crash
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from pydantic import SecretStr
 from kubeclassify.core import constants as c
 from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.resources import ClassificationBatch
-from kubeclassify.core.resources.classification_batch import ManifestInput
+from kubeclassify.core.resources.classification_batch import Admission, ManifestInput, admission_of
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app
@@ -141,6 +142,39 @@ def kubernetes_backend(
     return GatewaySettings(gateway=config, s3=s3_settings)
 
 
+def manifest(store: ObjectStore, bucket: str, days: dict[dt.date, int]) -> ManifestInput:
+    """A manifest listing `days[d]` images for each date `d` (the images themselves are not there)."""
+    rows = ["filepath,date,label"]
+    for day, count in days.items():
+        rows += [f"images/{day}/{i}.png,{day},0" for i in range(count)]
+    store.write(f"s3://{bucket}/data/metadata.csv", ("\n".join(rows) + "\n").encode())
+    return ManifestInput(uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/")
+
+
+def serve_digits(custom: client.CustomObjectsApi, namespace: str) -> None:
+    """Report the operator's InferenceService for `digits` ready, as KServe would, and wait for the
+    ModelDeployment to be Ready (batches from the gateway call its predictor)."""
+    isvc = ("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "digits")
+    made = wait_for(
+        lambda: custom.list_namespaced_custom_object(*isvc[:4])["items"], what="the InferenceService"
+    )
+    generation = made[0]["metadata"]["generation"]
+    serving = {"observedGeneration": generation, "url": "http://digits.example"}
+    serving["conditions"] = [{"type": "Ready", "status": "True"}]  # as KServe reports it
+    custom.patch_namespaced_custom_object_status(*isvc, {"status": serving})
+    wait_for(
+        lambda: (
+            custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], "digits"
+            )
+            .get("status", {})
+            .get("phase")
+            == "Ready"
+        ),
+        what="the model Ready",
+    )
+
+
 def test_batches_become_classification_batches_and_settle_once(
     kube_api,  # type: ignore[no-untyped-def]
     api_client: client.ApiClient,
@@ -201,7 +235,7 @@ def test_batches_become_classification_batches_and_settle_once(
         assert gw.get("/v1/credits", headers=auth).json()["credits"] == 9, "its reserve came back"
 
 
-def test_schedules_become_scheduled_classification_batches_charged_per_run(
+def test_schedules_become_scheduled_classification_batches_whose_runs_the_gateway_admits(
     kube_api,  # type: ignore[no-untyped-def]
     api_client: client.ApiClient,
     namespace: str,
@@ -211,9 +245,8 @@ def test_schedules_become_scheduled_classification_batches_charged_per_run(
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
     settings = kubernetes_backend(kube_api, custom, namespace, redis_server, s3_settings, bucket)
-    settings.gateway.manifest = ManifestInput(
-        uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/"
-    )
+    days = {dt.date(2026, 11, 20): 2, dt.date(2026, 11, 21): 1, dt.date(2026, 11, 22): 50}
+    settings.gateway.manifest = manifest(ObjectStore(s3_settings), bucket, days)
     plural = c.PLURALS[c.CLASSIFICATION_BATCH]
     with TestClient(create_app(settings)) as gw, TestClient(create_app(settings)) as replica:
         auth = {"Authorization": f"Bearer {sign_up(gw)}"}
@@ -239,25 +272,40 @@ def test_schedules_become_scheduled_classification_batches_charged_per_run(
         cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
         assert cr["metadata"]["annotations"][c.ANNOTATION_RERUN_DATE] == "2026-11-21"
 
-        # What the operator reports after two runs: each is charged once, by whichever replica.
-        def run(date: str, job: str, classified: int) -> dict[str, object]:
-            counts = {"total": classified, "classified": classified, "failed": 0, "skipped": 0}
-            return {"date": date, "phase": "Succeeded", "jobName": job, "counts": counts}
+        # A run waits for admission, as the operator records it: the replicas reserve its credits
+        # once, for the images the manifest lists for its date, and admit it alike.
+        def wait_with(run_id: str, date: str) -> None:
+            pending = {"phase": "AwaitingAdmission", "pendingRun": {"id": run_id, "date": date}}
+            custom.patch_namespaced_custom_object_status(
+                c.GROUP, c.VERSION, namespace, plural, name, {"status": pending}
+            )
 
-        status = {
-            "phase": "Scheduled",
-            "lastProcessedDate": "2026-11-21",
-            "recentRuns": [run("2026-11-20", "j1", 1), run("2026-11-21", "j2", 2)],
-        }
+        def answer(run_id: str) -> Admission:
+            def answered() -> Admission | None:
+                body = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+                found = admission_of(body["metadata"])
+                return found if found is not None and found.run == run_id else None
+
+            return wait_for(answered, what=f"the gateway to answer {run_id}")  # type: ignore[no-any-return]
+
+        wait_with(f"{name}-20261120", "2026-11-20")
+        assert answer(f"{name}-20261120") == Admission(run=f"{name}-20261120", images=2)
+        time.sleep(1.0)  # both replicas have seen it
+        assert replica.get("/v1/credits", headers=auth).json()["credits"] == 10 - 2
+
+        # Its end, seen by both replicas, is settled once: 1 classified, 1 credit back.
+        counts = {"total": 2, "classified": 1, "failed": 1, "skipped": 0}
+        ended = {"date": "2026-11-20", "phase": "Succeeded", "jobName": f"{name}-20261120", "counts": counts}
+        status = {"phase": "Scheduled", "lastProcessedDate": "2026-11-20", "recentRuns": [ended]}
         custom.patch_namespaced_custom_object_status(
             c.GROUP, c.VERSION, namespace, plural, name, {"status": status}
         )
         wait_for(
-            lambda: gw.get(f"/v1/schedules/{name}", headers=auth).json()["last_date"] == "2026-11-21",
+            lambda: gw.get(f"/v1/schedules/{name}", headers=auth).json()["last_date"] == "2026-11-20",
             what="the schedule's last date",
         )
-        time.sleep(1.0)  # both replicas have polled since
-        assert replica.get("/v1/credits", headers=auth).json()["credits"] == 10 - 3
+        time.sleep(1.0)
+        assert replica.get("/v1/credits", headers=auth).json()["credits"] == 10 - 1
 
         store = ObjectStore(s3_settings)
         for day, text in (
@@ -268,10 +316,9 @@ def test_schedules_become_scheduled_classification_batches_charged_per_run(
         merged = gw.get(f"/v1/schedules/{name}/results.csv", headers=auth)
         assert merged.text == "id,label\r\n0,3\r\n0,7\r\n1,1\r\n"
 
-        status["recentRuns"] = [*status["recentRuns"], run("2026-11-22", "j3", 50)]  # type: ignore[list-item]
-        custom.patch_namespaced_custom_object_status(
-            c.GROUP, c.VERSION, namespace, plural, name, {"status": status}
-        )
+        # A run its owner cannot pay for is refused, and the schedule suspended, with the reason.
+        wait_with(f"{name}-20261122", "2026-11-22")
+        assert answer(f"{name}-20261122").refused is not None
         info = wait_for(
             lambda: (s := gw.get(f"/v1/schedules/{name}", headers=auth).json())["paused"] and s,
             what="the schedule to be paused",
@@ -306,25 +353,7 @@ def test_a_failed_batch_shows_the_operators_reason(
         gateway_images_uri=f"s3://{bucket}/images",
     )
     try:
-        isvc = ("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "digits")
-        made = wait_for(
-            lambda: custom.list_namespaced_custom_object(*isvc[:4])["items"], what="the InferenceService"
-        )
-        generation = made[0]["metadata"]["generation"]
-        serving = {"observedGeneration": generation, "url": "http://digits.example"}
-        serving["conditions"] = [{"type": "Ready", "status": "True"}]  # as KServe reports it
-        custom.patch_namespaced_custom_object_status(*isvc, {"status": serving})
-        wait_for(
-            lambda: (
-                custom.get_namespaced_custom_object(
-                    c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], "digits"
-                )
-                .get("status", {})
-                .get("phase")
-                == "Ready"
-            ),
-            what="the model Ready (batches from the gateway call its predictor)",
-        )
+        serve_digits(custom, namespace)
         with TestClient(create_app(settings)) as gw:
             auth = {"Authorization": f"Bearer {sign_up(gw)}"}
             csv_body = b"url\nhttps://images.example.com/a.png\n"

@@ -660,3 +660,45 @@ def test_a_webhook_is_tried_again_by_the_operator_with_one_delivery_id(
         assert len({body for _, body in receiver.received}) == 1, "the same payload on every try"
     finally:
         receiver.close()
+
+
+def fail_job(cluster: Cluster, name: str) -> None:
+    """End a Job as failed, as the Job controller would (its pods' messages aside)."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now}
+    cluster.batch.patch_namespaced_job_status(name, cluster.ns, {"status": {"conditions": [failed]}})
+
+
+def test_a_failed_date_is_tried_again_by_a_new_job_three_times_then_waits(
+    operator: Operator, stage: dict[str, Any]
+) -> None:
+    """A scheduled date whose run failed runs again with a Job of its own (it reused the failed Job,
+    and the batch stayed Running on it); after three failed runs in a row it waits, saying how to
+    go on, and an edit to the batch gives it three more tries."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    schedule = {"cron": "30 1 * * *", "timeZone": "UTC", "startDate": DAY1.isoformat(), "catchUp": True}
+    cluster.create(CB, batch("flaky", bucket, schedule=schedule))
+    wait_for(lambda: cluster.cb("flaky").get("status", {}).get("phase") == "Scheduled", what="Scheduled")
+    tick = {"metadata": {"annotations": {c.ANNOTATION_TICK: str(time.time())}}}
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "flaky", tick)
+    names = [f"flaky-{DAY1:%Y%m%d}", f"flaky-{DAY1:%Y%m%d}-t2", f"flaky-{DAY1:%Y%m%d}-t3"]
+    for i, name in enumerate(names):
+        wait_for(lambda n=name: n in [j["metadata"]["name"] for j in cluster.jobs()], what=f"the Job {name}")
+        assert len(cluster.jobs()) == i + 1
+        fail_job(cluster, name)
+    body = wait_for(
+        lambda: condition_reason(b := cluster.cb("flaky"), "Ready") == "RetriesExhausted" and b,
+        what="RetriesExhausted",
+    )
+    assert [r["jobName"] for r in body["status"]["recentRuns"]] == names
+    assert body["status"]["phase"] == "Scheduled" and body["status"]["nextDate"] == DAY1.isoformat()
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "flaky", tick)
+    time.sleep(2)
+    assert len(cluster.jobs()) == 3, "no fourth try on a tick"
+
+    edit = {"spec": {"maxFailedFraction": 0.3}}  # a new generation: three more tries
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "flaky", edit)
+    tick = {"metadata": {"annotations": {c.ANNOTATION_TICK: str(time.time())}}}
+    cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "flaky", tick)
+    wait_for(lambda: f"flaky-{DAY1:%Y%m%d}-t4" in [j["metadata"]["name"] for j in cluster.jobs()], what="t4")

@@ -17,6 +17,7 @@ from kubeclassify.core.local import RedisServer
 from kubeclassify.core.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from kubeclassify.gateway.batches import WEBHOOKS, Batches, BatchRecord, finish
 from kubeclassify.gateway.config import GatewayConfig
+from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.webhooks import Webhooks
 
 
@@ -75,8 +76,9 @@ def test_a_receiver_that_holds_its_webhook_holds_up_no_ones_settlement(
             secret = await batches.rotate_webhook_secret("alice")
             await batches.rotate_webhook_secret("bob")
             alice, bob = record("alice", slow.url), record("bob", fast.url)
-            for r in (alice, bob):
-                await redis.set(f"kc:credits:{r.owner}", 0)
+            for r in (alice, bob):  # each paid for its 3 images when it was created
+                await redis.set(f"kc:credits:{r.owner}", 3)
+                assert (await Ledger(redis).reserve(r.run_id, r.owner, 3, 1, 0.0)).admitted
                 await batches.add(r)
             await finish(batches, CONFIG, alice, "Succeeded", "", {"classified": 1, "failed": 2})
             await finish(batches, CONFIG, bob, "Succeeded", "", {"classified": 3})

@@ -164,6 +164,26 @@ def test_shards_and_a_rerun_publish_exactly_what_one_shard_does(
     assert rerun.already_published and rerun.counts.total == 104
 
 
+def test_a_run_admitted_for_fewer_images_classifies_the_first_ones_in_any_shards(
+    store: ObjectStore, dataset: dict[str, Any], digits_model: Path
+) -> None:
+    """Paid for 40 of the day's 104 images (more were listed after the run was admitted): the
+    shards together classify exactly the first 40 and count the other 64 as unadmitted."""
+    bucket = dataset["bucket"]
+    sharded = batch_spec(bucket, "paid", parallelism=2)
+    summaries = []
+    for shard in (1, 0):
+        one = job(sharded, digits_model, shard=shard, shards=2)
+        one.max_images = 40
+        summaries.append(run(one, store))
+    assert summaries[-1].published
+    assert sum(s.counts.total for s in summaries) == 40
+    assert sum(s.counts.unadmitted for s in summaries) == 64
+    rows = read_csv(store, f"s3://{bucket}/paid/{DATES[0]}/predictions.csv")
+    expected = [r for r in dataset["rows"] if r["date"] == DATES[0]][:40]
+    assert [r["source"] for r in rows] == [f"s3://{bucket}/{e['filepath']}" for e in expected]
+
+
 def test_each_shard_reports_its_progress_and_its_total(
     store: ObjectStore, dataset: dict[str, Any], digits_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,8 +41,9 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
         (["--date", "2026-11-20", "--rerun", "../r1"], "--rerun '../r1': use letters, digits and dashes"),
         (["--date", "2026-11-20", "--model-streams", "-1"], "--model-streams must be 0 (automatic) or more"),
         (["--date", "2026-11-20", "--workers", "0"], "--workers 1 or more"),
-        (["--date", "2026-11-20", "--progress-every", "-1"], "--progress-every 0 or more"),
-        (["--date", "2026-11-20", "--progress-every", "nan"], "--progress-every 0 or more"),
+        (["--date", "2026-11-20", "--progress-every", "-1"], "--progress-every and --max-images 0 or more"),
+        (["--date", "2026-11-20", "--progress-every", "nan"], "--progress-every and --max-images 0 or more"),
+        (["--date", "2026-11-20", "--max-images", "-1"], "--progress-every and --max-images 0 or more"),
     ],
 )
 def test_unusable_arguments_exit_2(

@@ -115,9 +115,20 @@ def test_a_gateway_users_batch_tells_its_worker_whose_images_it_may_read() -> No
 
 def test_a_replacing_run_has_its_own_job_and_says_so_to_the_worker() -> None:
     cb = batch(schedule={"cron": "@daily"})
-    job = valid(batch_job(cb, model(), STABLE, CONFIG, dt.date(2026, 11, 20), RUN_TIME, rerun="r1122013000"))
-    assert job["metadata"]["name"] == "daily-20261120-r1122013000"
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--rerun", "r1122013000"]
+    job = valid(
+        batch_job(cb, model(), STABLE, CONFIG, dt.date(2026, 11, 20), RUN_TIME, suffix="r1", rerun=True)
+    )
+    assert job["metadata"]["name"] == "daily-20261120-r1"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--rerun", "r1"]
+    retry = valid(batch_job(cb, model(), STABLE, CONFIG, dt.date(2026, 11, 20), RUN_TIME, suffix="t2"))
+    assert retry["metadata"]["name"] == "daily-20261120-t2"
+    assert "--rerun" not in retry["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_an_admitted_run_classifies_at_most_what_was_paid_for() -> None:
+    cb = batch(schedule={"cron": "@daily"})
+    job = valid(batch_job(cb, model(), STABLE, CONFIG, dt.date(2026, 11, 20), RUN_TIME, max_images=40))
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--max-images", "40"]
 
 
 def test_long_names_stay_within_limits_and_distinct() -> None:

@@ -30,6 +30,12 @@ KOPF_PREFIX = f"kopf.{GROUP}"
 FINALIZER = f"{GROUP}/finalizer"
 ANNOTATION_TICK = f"{GROUP}/tick"
 ANNOTATION_RERUN_DATE = f"{GROUP}/rerun-date"
+# A gateway user's batch (one that carries LABEL_OWNER) runs only what the gateway admitted: the
+# gateway writes this annotation (kubeclassify.core.resources.classification_batch.Admission) once
+# it has reserved the credits of the run the batch's status.pendingRun names.
+ANNOTATION_ADMISSION = f"{GROUP}/admission"
+# The gateway's batches carry LABEL_MANAGED_BY set to this.
+MANAGED_BY_GATEWAY = "kubeclassify-gateway"
 
 # What the operator hands its pods, in their environment: the ModelDeployment (predictors and batch
 # workers), the ClassificationBatch and the predictor's URL (batch workers), as JSON or text.

@@ -3,9 +3,10 @@
 A batch is named `<owner>-<short id>` (the name of its ClassificationBatch on Kubernetes). Its CSV
 lists image URLs (column `url`) or paths under the owner's own images (column `path`, relative to
 `<images_uri>/<owner>/`), or a date names the images of that day in the configured manifest. The
-images are counted and paid for when the batch is created; when it
-finishes, what could not be classified is given back, once (settlement is keyed by the batch, so
-several gateway replicas seeing the same completion refund once).
+images are counted and their credits reserved when the batch is created (its first run is
+admitted then, for that many images); when it finishes, the images classified are charged and the
+rest given back, once, in the ledger (`kubeclassify.gateway.ledger`), however many gateway
+replicas see the end.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.resources.classification_batch import ClassificationBatchSpec, ManifestInput
+from kubeclassify.core.resources.classification_batch import Admission, ClassificationBatchSpec, ManifestInput
 from kubeclassify.core.sources import InputError, items, owner_source, read_table
 from kubeclassify.core.storage import join
+from kubeclassify.gateway.ledger import Ledger
 
 COLUMNS = ("url", "path")
 FORMULA_START = ("=", "+", "-", "@")
@@ -33,14 +35,6 @@ WEBHOOKS = "kc:webhooks"  # the stream of webhooks to deliver (kubeclassify.gate
 _ANNOUNCE = """
 if redis.call('SET', KEYS[1], '1', 'NX') then
   redis.call('XADD', KEYS[2], '*', 'batch', ARGV[1])
-  return 1
-end
-return 0
-"""
-# Refund once: the first caller marks the batch settled and credits the refund, atomically.
-_SETTLE = """
-if redis.call('SET', KEYS[1], '1', 'NX') then
-  redis.call('INCRBY', KEYS[2], ARGV[1])
   return 1
 end
 return 0
@@ -135,10 +129,23 @@ class BatchRecord:
     max_failed_fraction: float | None = None  # None: the gateway's MAX_FAILED_FRACTION
     schedule: str | None = None  # the schedule whose run this is (local backend)
     manual: bool = False  # a schedule's run asked for by its owner, not fired by its cron
+    run: str = ""  # the id its first run's credits are reserved under in the ledger ("" : the name)
+
+    @property
+    def run_id(self) -> str:
+        return self.run or self.name
 
     def public(self) -> dict[str, Any]:
         out = asdict(self)
-        for private in ("input_uri", "output_uri", "column", "webhook_url", "max_failed_fraction", "manual"):
+        for private in (
+            "input_uri",
+            "output_uri",
+            "column",
+            "webhook_url",
+            "max_failed_fraction",
+            "manual",
+            "run",
+        ):
             del out[private]
         out["counts"] = {k: out.pop(k) for k in ("total", "classified", "failed", "skipped")}
         out["input"] = self.column
@@ -191,14 +198,6 @@ class Batches:
     async def active(self) -> list[str]:
         return sorted(await self.redis.smembers(ACTIVE))
 
-    async def settle(self, record: BatchRecord, cost: int) -> bool:
-        """Give back the credits of images not classified, once; True for the call that did."""
-        refund = record.reserved - record.classified * cost
-        done = await self.redis.eval(
-            _SETTLE, 2, f"kc:settled:{record.name}", f"kc:credits:{record.owner}", max(0, refund)
-        )
-        return bool(done)
-
     async def announce(self, record: BatchRecord) -> bool:
         """Queue the batch's webhook, once; True for the call that did."""
         keys = (f"kc:webhook-claimed:{record.name}", WEBHOOKS)
@@ -227,7 +226,7 @@ async def finish(
     record.state, record.message = state, message[:1000]
     record.finished = record.finished or time.time()
     await batches.update(record)
-    await batches.settle(record, config.image_cost)
+    await Ledger(batches.redis).settle(record.run_id, record.owner, record.classified)
     if record.webhook_url:
         await batches.announce(record)
 
@@ -266,18 +265,17 @@ def too_many_failed(counts: dict[str, Any], limit: float) -> str:
     )
 
 
-GATEWAY = "kubeclassify-gateway"
-
-
 def batch_resource(record: BatchRecord, config: Any) -> dict[str, Any]:
-    """The ClassificationBatch the kubernetes backend creates for a gateway batch."""
+    """The ClassificationBatch the kubernetes backend creates for a gateway batch: its first run
+    admitted already, for the images reserved at creation."""
     return {
         "apiVersion": c.API_VERSION,
         "kind": c.CLASSIFICATION_BATCH,
         "metadata": {
             "name": record.name,
             "namespace": config.namespace,
-            "labels": {c.LABEL_OWNER: record.owner, c.LABEL_MANAGED_BY: GATEWAY},
+            "labels": {c.LABEL_OWNER: record.owner, c.LABEL_MANAGED_BY: c.MANAGED_BY_GATEWAY},
+            "annotations": Admission(run=record.run_id, images=record.total).annotation(),
         },
         "spec": spec_of(record, config),
     }
@@ -319,7 +317,7 @@ def schedule_resource(schedule: Any, config: Any) -> dict[str, Any]:
         "metadata": {
             "name": schedule.name,
             "namespace": config.namespace,
-            "labels": {c.LABEL_OWNER: schedule.owner, c.LABEL_MANAGED_BY: GATEWAY},
+            "labels": {c.LABEL_OWNER: schedule.owner, c.LABEL_MANAGED_BY: c.MANAGED_BY_GATEWAY},
         },
         "spec": spec,
     }

@@ -5,9 +5,13 @@ last version seen when it ends and listed again on 410 Gone. A status change rea
 as the event arrives, and the API server's load does not grow with batches x replicas. Each batch
 is settled once, however many replicas see its end.
 
-A gateway schedule becomes a scheduled ClassificationBatch (the operator's CronJob ticks it). Its
-runs are charged when they end (each run once, claimed in Redis by its Job's name); an owner who
-cannot pay gets the schedule suspended, with the reason."""
+Every run of a gateway batch is admitted here before it starts: the operator records it in the
+batch's status (pendingRun, phase AwaitingAdmission) and makes its Job only once this gateway has
+reserved the run's credits in the ledger (for the images the run's date lists now) and said so in
+the batch's admission annotation. A one-off batch's first run is admitted when it is created. An
+owner who cannot pay has the run refused, and a schedule suspended with the reason. Each ended run
+is settled once, by its id, from the ledger. A gateway schedule becomes a scheduled
+ClassificationBatch (the operator's CronJob ticks it)."""
 
 from __future__ import annotations
 
@@ -16,18 +20,22 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Any
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.resources.classification_batch import failure_message
-from kubeclassify.core.storage import join
-from kubeclassify.gateway.batches import GATEWAY, Batches, batch_resource, finish, schedule_resource
-from kubeclassify.gateway.schedules import ScheduleRecord, Schedules
+from kubeclassify.core.resources.classification_batch import Admission, admission_of, failure_message
+from kubeclassify.core.sources import InputError
+from kubeclassify.core.storage import StorageError, join
+from kubeclassify.gateway.batches import Batches, batch_resource, count_for_date, finish, schedule_resource
+from kubeclassify.gateway.ledger import Ledger
+from kubeclassify.gateway.schedules import ScheduleRecord, Schedules, pause
 
 log = logging.getLogger(__name__)
 
 ENDED = ("Succeeded", "Failed")
-SELECTOR = f"{c.LABEL_MANAGED_BY}={GATEWAY}"
+SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_GATEWAY}"
+RECOUNT_SECONDS = 5.0  # a run whose images could not be counted (S3 away) is looked at again after
 WATCH_SECONDS = 60  # a watch the API server ends after this long is resumed (a stopped gateway's
 # watch thread ends within it too)
 
@@ -43,7 +51,9 @@ class KubernetesBatches:
         self.state = app_state
         self.config = app_state.config
         self.batches = Batches(app_state.accounts.redis)
+        self.ledger = Ledger(app_state.accounts.redis)
         self.custom = client.CustomObjectsApi(api)
+        self.recounts: dict[str, asyncio.Task[None]] = {}
         self.follower: asyncio.Task[None] | None = None
         self.stopping = threading.Event()
 
@@ -52,10 +62,11 @@ class KubernetesBatches:
 
     async def stop(self) -> None:
         self.stopping.set()
-        if self.follower is not None:
-            self.follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.follower
+        for task in [self.follower, *self.recounts.values()]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def submit(self, name: str) -> None:
         """Create the batch's ClassificationBatch; the Kubernetes API's refusal is raised."""
@@ -105,28 +116,92 @@ class KubernetesBatches:
         where = (c.GROUP, c.VERSION, self.config.namespace, c.PLURALS[c.CLASSIFICATION_BATCH])
         return await asyncio.to_thread(call, *where, *args, _request_timeout=10, **kwargs)
 
-    async def _charge(self, schedule: ScheduleRecord, body: dict[str, Any]) -> None:
-        """Keep the schedule's record in step with its resource, and charge each ended run once."""
+    async def _admit(self, body: dict[str, Any]) -> None:
+        """Answer the run the batch's status says waits for admission: reserve its credits in the
+        ledger and admit it for its images, or refuse it (and suspend a schedule) when its owner
+        cannot pay. Every replica decides alike: the ledger answers a run id once."""
+        status, metadata = body.get("status") or {}, body["metadata"]
+        pending = status.get("pendingRun") or {}
+        owner = (metadata.get("labels") or {}).get(c.LABEL_OWNER)
+        if status.get("phase") != "AwaitingAdmission" or not pending.get("id") or not owner:
+            return
+        answered = admission_of(metadata)
+        if answered is not None and answered.run == pending["id"]:
+            return
+        name, run = metadata["name"], pending["id"]
+        try:
+            images = await self._images(name, pending.get("date"))
+        except (InputError, StorageError) as e:
+            log.warning("could not count a run's images; again soon", extra={"run": run, "error": str(e)})
+            self._recount(name)
+            return
+        price = self.config.image_cost
+        decided = await self.ledger.reserve(run, owner, images, price, time.time())
+        if decided.admitted:
+            admission = Admission(run=run, images=decided.images)
+        else:
+            cost = decided.images * price
+            reason = (
+                f"out of credits: run {run} has {decided.images} images, which cost {cost}; refill and resume"
+            )
+            admission = Admission(run=run, refused=reason)
+            if await Schedules(self.batches.redis).get(name) is not None:
+                await self._patch(name, {"spec": {"schedule": {"suspend": True}}})
+                await pause(Schedules(self.batches.redis), name, reason)
+        await self._patch(name, {"metadata": {"annotations": admission.annotation()}})
+
+    async def _images(self, name: str, date: str | None) -> int:
+        """How many images a run of the batch classifies: its CSV's rows, or the images the manifest
+        lists for the run's date now."""
+        record = await self.batches.get(name)
+        if record is not None and record.column != "manifest":
+            return record.total
+        if date is None or self.config.manifest is None:
+            raise InputError(f"a run of {name} names no date, or no manifest is configured")
+        day = dt.date.fromisoformat(date)
+        return await asyncio.to_thread(count_for_date, self.config.manifest, day, self.state.store)
+
+    def _recount(self, name: str) -> None:
+        """Look at the batch again in a while (its run's images could not be counted)."""
+
+        async def again() -> None:
+            await asyncio.sleep(RECOUNT_SECONDS)
+            self.recounts.pop(name, None)
+            with contextlib.suppress(Exception):
+                await self._observe(await self._api("get", name))
+
+        if name not in self.recounts:
+            self.recounts[name] = asyncio.create_task(again())
+
+    async def _settle(self, body: dict[str, Any]) -> None:
+        """Settle each ended run of the batch in the ledger (once per run id: the ledger keeps it)."""
+        owner = (body["metadata"].get("labels") or {}).get(c.LABEL_OWNER)
+        for run in (body.get("status") or {}).get("recentRuns") or []:
+            if owner and run.get("phase") in ENDED and run.get("jobName"):
+                classified = int((run.get("counts") or {}).get("classified", 0))
+                await self.ledger.settle(run["jobName"], owner, classified)
+
+    async def _follow_schedule(self, schedule: ScheduleRecord, body: dict[str, Any]) -> None:
+        """Keep the schedule's record in step with its resource: the last date done, and a pause
+        when the operator stopped trying a date that keeps failing."""
         status = body.get("status") or {}
-        paused_for = ""
-        for run in status.get("recentRuns") or []:
-            if run.get("phase") not in ENDED or not run.get("jobName"):
-                continue
-            claim = f"kc:schedule-charged:{schedule.name}:{run['jobName']}"
-            if not await self.batches.redis.set(claim, "1", nx=True):
-                continue
-            cost = int((run.get("counts") or {}).get("classified", 0)) * self.config.image_cost
-            if cost and await self.state.accounts.debit(schedule.owner, cost) is None:
-                when = run.get("date")
-                paused_for = f"out of credits: the run for {when} cost {cost}; refill and resume"
-                await self._patch(schedule.name, {"spec": {"schedule": {"suspend": True}}})
-        # Read again just before writing: another replica or a request may have changed it meanwhile.
+        ready: dict[str, Any] = next(
+            (x for x in status.get("conditions") or [] if x.get("type") == "Ready"), {}
+        )
         schedules = Schedules(self.batches.redis)
-        fresh = await schedules.get(schedule.name) or schedule
-        fresh.last_date = status.get("lastProcessedDate") or fresh.last_date
-        if paused_for:
-            fresh.paused, fresh.reason = True, paused_for
-        await schedules.save(fresh)
+        fresh = await schedules.get(schedule.name)  # read just before writing: it may have changed
+        if fresh is None:
+            return
+        last_date = status.get("lastProcessedDate") or fresh.last_date
+        if last_date != fresh.last_date:
+
+            def advance(s: ScheduleRecord) -> None:
+                s.last_date = last_date
+
+            await schedules.change(schedule.name, advance)
+        if ready.get("reason") == "RetriesExhausted" and not fresh.paused:
+            await self._patch(schedule.name, {"spec": {"schedule": {"suspend": True}}})
+            await pause(schedules, schedule.name, str(ready.get("message") or "its runs kept failing"))
 
     async def _follow(self) -> None:
         """List, then watch from the list's version; resume after a watch ends, list again on 410."""
@@ -198,11 +273,14 @@ class KubernetesBatches:
             put(e)
 
     async def _observe(self, body: dict[str, Any]) -> None:
-        """Bring a batch's record, or a schedule's, in step with its resource."""
+        """Admit a run that waits, settle the runs that ended, and bring the batch's record (or
+        the schedule's) in step with its resource."""
         name = body["metadata"]["name"]
+        await self._admit(body)
+        await self._settle(body)
         schedule = await Schedules(self.batches.redis).get(name)
         if schedule is not None:
-            await self._charge(schedule, body)
+            await self._follow_schedule(schedule, body)
             return
         record = await self.batches.get(name)
         if record is None or record.state in ENDED:

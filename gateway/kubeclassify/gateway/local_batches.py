@@ -143,6 +143,7 @@ class LocalBatches:
         ]
         if record.column == "url" or record.column == "path":  # the owner's CSV: their rows, their images
             argv += ["--owner-prefix", owner_prefix(self.config.images_uri, record.owner)]
+        argv += ["--max-images", str(record.total)]  # what was paid for (a day's images may grow)
         for network in self.config.fetch_allowed_networks:
             argv += ["--allow-network", network]
         proc = await asyncio.create_subprocess_exec(

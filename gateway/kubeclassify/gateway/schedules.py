@@ -29,6 +29,7 @@ from kubeclassify.core.cron import next_fire
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.gateway.batches import Batches, BatchRecord, count_for_date, paths
+from kubeclassify.gateway.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,15 @@ async def run_ended(redis: Any, record: BatchRecord, state: str, message: str) -
     await Schedules(redis).change(record.schedule, edit)
 
 
+async def pause(schedules: Schedules, name: str, reason: str) -> None:
+    """Pause the schedule, saying why (its owner resumes it)."""
+
+    def edit(s: ScheduleRecord) -> None:
+        s.paused, s.reason = True, reason
+
+    await schedules.change(name, edit)
+
+
 def new_schedule_name(owner: str) -> str:
     return f"{owner}-s{secrets.token_hex(4)}"
 
@@ -186,15 +196,13 @@ async def _start(state: Any, schedule: ScheduleRecord, date: dt.date, manual: bo
     if count == 0:
         return None
     cost = count * config.image_cost
-    if await accounts.debit(schedule.owner, cost) is None:
-        reason = f"out of credits: {date} has {count} images, which cost {cost}; refill and resume"
-
-        def pause(s: ScheduleRecord) -> None:
-            s.paused, s.reason = True, reason
-
-        await schedules.change(schedule.name, pause)
-        raise OutOfCredits(reason)
     name = f"{schedule.name}-{date:%Y%m%d}-{secrets.token_hex(2)}"
+    if not (
+        await Ledger(accounts.redis).reserve(name, schedule.owner, count, config.image_cost, time.time())
+    ).admitted:
+        reason = f"out of credits: {date} has {count} images, which cost {cost}; refill and resume"
+        await pause(schedules, schedule.name, reason)
+        raise OutOfCredits(reason)
     record = BatchRecord(
         name=name,
         owner=schedule.owner,

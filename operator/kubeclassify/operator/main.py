@@ -118,6 +118,12 @@ def classification_batch_rerun(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
     _batch_step(classification_batch.rerun, body, memo)
 
 
+@kopf.on.update(*CB, field=["metadata", "annotations", c.ANNOTATION_ADMISSION])
+def classification_batch_admitted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The gateway admitted (or refused) a gateway user's pending run: it starts (or fails)."""
+    _batch_step(classification_batch.admitted, body, memo)
+
+
 @kopf.timer(*CB, interval=2.0, when=classification_batch.webhook_pending)
 def classification_batch_webhooks(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Send the runs' webhooks that are due: one try each, while any is pending."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from kubeclassify.core.constants import IMAGE_EXTENSIONS
+from kubeclassify.core.constants import ANNOTATION_ADMISSION, IMAGE_EXTENSIONS, LABEL_OWNER
 from kubeclassify.core.resources.common import (
     Condition,
     Cron,
@@ -24,7 +26,9 @@ from kubeclassify.core.resources.common import (
     one_of_required,
 )
 
-BatchPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Scheduled", "Suspended"]
+BatchPhase = Literal[
+    "Pending", "AwaitingAdmission", "Running", "Succeeded", "Failed", "Scheduled", "Suspended"
+]
 BatchMode = Literal["inProcess", "remote"]
 OutputFormat = Literal["csv", "jsonl"]
 
@@ -193,6 +197,12 @@ class BatchCounts(Model):
     classified: int = Field(0, ge=0, description="Images classified.")
     failed: int = Field(0, ge=0, description="Images that could not be read or decoded (error rows).")
     skipped: int = Field(0, ge=0, description="Objects that are not images, or already published.")
+    unadmitted: int | None = Field(
+        None,
+        ge=0,
+        description="Images left unclassified because the run was admitted (paid for) for fewer images"
+        " than its input listed when it ran.",
+    )
 
 
 class WebhookDelivery(Model):
@@ -229,6 +239,16 @@ class BatchRun(Model):
         description="The batch's metadata.generation the run was made from: an edit during a run applies"
         " to the next.",
     )
+
+
+class PendingRun(Model):
+    """A run recorded before its Job exists (intent before the side effect): its id is the name its
+    Job gets, so a handler run again finds that Job instead of making another."""
+
+    id: str = Field(description="The run's id, and its Job's name.")
+    date: IsoDate | None = Field(None, description="The date it processes.")
+    suffix: str | None = Field(None, description="What tells it from the date's other runs (t2, r1).")
+    rerun: bool | None = Field(None, description="Whether it replaces the date's published results.")
 
 
 class ClassificationBatchStatus(Model):
@@ -272,6 +292,65 @@ class ClassificationBatchStatus(Model):
         description="The rerun annotation being taken, recorded before its Job is made, so that a"
         " retry finds that Job instead of making another.",
     )
+    pending_run: PendingRun | None = Field(
+        None,
+        description="The run about to start: recorded before its Job is made; a gateway user's run waits"
+        " here (phase AwaitingAdmission) until the gateway admits it.",
+    )
+
+
+# A scheduled date is run at most this many times in a row while it fails (counting the runs made
+# from the current spec); then the schedule waits for its owner: a rerun of the date, or an edit
+# such as suspending and resuming it.
+MAX_FAILED_RUNS = 3
+
+
+def run_id(batch: str, date: dt.date | None, suffix: str | None = None) -> str:
+    """A run's id, which is its Job's name: the batch's name, the date for dated runs
+    (`daily-20261121`), and a suffix for a date's later runs (`-t2`, a retry; `-r1`, a rerun).
+    Within 52 characters (room for the pod names the Job controller derives), shortened with a
+    digest so that ids stay unique."""
+    parts = [part for part in (date.strftime("%Y%m%d") if date else "", suffix or "") if part]
+    return short_name(batch, "-".join(parts), limit=52)
+
+
+def short_name(name: str, suffix: str, limit: int = 63) -> str:
+    """`name-suffix` within `limit` characters, shortened with a digest so names stay unique."""
+    full = f"{name}-{suffix}" if suffix else name
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    keep = limit - len(suffix) - len(digest) - 2
+    return f"{name[:keep].rstrip('-')}-{digest}-{suffix}" if suffix else f"{name[:keep]}-{digest}"
+
+
+class Admission(Model):
+    """The gateway's answer to a pending run of one of its users' batches, in the batch's annotation
+    kubeclassify.io/admission: admitted for `images` images (their credits reserved), or refused."""
+
+    run: str = Field(description="The run's id (status.pendingRun.id).")
+    images: int | None = Field(
+        None, ge=0, description="Admitted: the images paid for; the run classifies at most these."
+    )
+    refused: str | None = Field(None, description="Refused: why (e.g. out of credits).")
+
+    def annotation(self) -> dict[str, str]:
+        return {ANNOTATION_ADMISSION: self.model_dump_json(by_alias=True, exclude_none=True)}
+
+
+def needs_admission(metadata: Mapping[str, Any]) -> bool:
+    """Whether a batch's runs wait for the gateway: a gateway user's batch (it carries the owner
+    label, which only the gateway may set). Batches applied with kubectl run as they are."""
+    return bool((metadata.get("labels") or {}).get(LABEL_OWNER))
+
+
+def admission_of(metadata: Mapping[str, Any]) -> Admission | None:
+    """The gateway's latest answer, or None (none yet, or one that cannot be read)."""
+    raw = (metadata.get("annotations") or {}).get(ANNOTATION_ADMISSION)
+    try:
+        return Admission.model_validate(json.loads(raw)) if raw else None
+    except (ValueError, TypeError):
+        return None
 
 
 # The conditions the operator sets on a ClassificationBatch: Ready (the spec and its model are

@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import time
 from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
@@ -16,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kubeclassify.core.fetch import FetchError, FetchPolicy, target
+from kubeclassify.core.resources.classification_batch import run_id
 from kubeclassify.core.sources import OUTPUT_COLUMNS, InputError
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
@@ -33,6 +35,7 @@ from kubeclassify.gateway.batches import (
 from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import SIGNED_IN, problems
+from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.routes.classify import LabelScore
 
 log = logging.getLogger(__name__)
@@ -182,15 +185,17 @@ async def create_batch(
         if await batches.webhook_secret(user.username) is None:
             raise HTTPException(409, "make a webhook secret first: POST /v1/webhook-secret")
     cost = count * config.image_cost
-    if await accounts.debit(user.username, cost) is None:
-        raise HTTPException(402, f"not enough credits: {count} images cost {cost}")
     name = new_name(user.username)
+    run = run_id(name, date)
+    ledger = Ledger(accounts.redis)
+    if not (await ledger.reserve(run, user.username, count, config.image_cost, time.time())).admitted:
+        raise HTTPException(402, f"not enough credits: {count} images cost {cost}")
     where = paths(config.batches_uri, user.username, name)
     if checked is not None:
         try:
             await asyncio.to_thread(store.write, where["input"], checked.data, "text/csv")
         except StorageError as e:
-            await accounts.credit(user.username, cost)
+            await ledger.settle(run, user.username, 0)  # nothing ran: every credit back
             raise HTTPException(503, "the CSV could not be stored; try again") from e
     record = BatchRecord(
         name=name,
@@ -204,6 +209,7 @@ async def create_batch(
         webhook_url=webhook_url or None,
         date=date.isoformat() if date is not None else None,
         max_failed_fraction=max_failed_fraction,
+        run=run,
     )
     await batches.add(record)
     try:

@@ -42,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="classify again and replace the published results; ID names this run (letters, digits, -)",
     )
+    p.add_argument(
+        "--max-images",
+        type=int,
+        metavar="N",
+        help="classify at most the input's first N images (what the run was admitted and paid for);"
+        " the rest are counted as unadmitted",
+    )
     p.add_argument("--workers", type=int, default=16, help="concurrent fetches and decodes (%(default)s)")
     p.add_argument(
         "--model-streams",
@@ -131,10 +138,15 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise InputError("this batch processes one date at a time: pass --date YYYY-MM-DD")
         if args.rerun is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", args.rerun):
             raise InputError(f"--rerun {args.rerun!r}: use letters, digits and dashes")
-        if args.model_streams < 0 or args.workers < 1 or not args.progress_every >= 0:
+        if (
+            args.model_streams < 0
+            or args.workers < 1
+            or not args.progress_every >= 0
+            or (args.max_images is not None and args.max_images < 0)
+        ):
             raise InputError(
                 "--model-streams must be 0 (automatic) or more, --workers 1 or more,"
-                " --progress-every 0 or more"
+                " --progress-every and --max-images 0 or more"
             )
         shards = args.shards or spec.parallelism
         shard = args.shard if args.shard is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
@@ -157,6 +169,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             owner=owner_of(batch_meta.get("labels")),
             policy=policy,
             progress_every=args.progress_every,
+            max_images=args.max_images,
         )
         if args.run_time:
             job.run_time = dt.datetime.fromisoformat(args.run_time)

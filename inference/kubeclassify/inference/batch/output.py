@@ -43,9 +43,10 @@ class Counts:
     classified: int = 0
     failed: int = 0
     skipped: int = 0
+    unadmitted: int = 0  # past the images the run was admitted for (--max-images): not classified
 
     def add(self, other: Counts) -> None:
-        for name in ("total", "classified", "failed", "skipped"):
+        for name in ("total", "classified", "failed", "skipped", "unadmitted"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 

@@ -12,6 +12,7 @@ import base64
 import concurrent.futures
 import datetime as dt
 import io
+import itertools
 import json
 import logging
 import sys
@@ -76,6 +77,7 @@ class BatchJob:
     owner: str | None = None  # the gateway user the batch is labelled with
     policy: Policy | None = None  # the namespace's policy (the operator's copy): checked again here
     progress_every: float = 5.0  # seconds between progress lines (the operator reads the last one)
+    max_images: int | None = None  # the input's first N images only: what the run was admitted for
 
 
 @dataclass
@@ -122,7 +124,8 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             raise InputError(f"the platform's policy refuses this batch: {describe(denials)}")
     extra = (["copy"] if job.spec.output.copy_images else []) + extra_columns(job.spec, store)
     copies: dict[int, str] = {}
-    every = _permitted(job, items(job.spec, store, job.date, job.owner_prefix))
+    counts = Counts()
+    every = _permitted(job, _admitted(job, items(job.spec, store, job.date, job.owner_prefix), counts))
     mine = (it for it in every if shard_of(it.source, job.shards) == job.shard)
     total = _Total(job, store)
     if job.spec.mode == "remote":
@@ -137,7 +140,6 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
         results = _ranked(
             _classified(job, store, mine, loaded.predict, copies, streams), labels, job.spec.output.top_k
         )
-    counts = Counts()
     part = PartWriter()
     started = last_report = time.monotonic()
     for item, ranked, error in results:
@@ -218,6 +220,17 @@ def _progress(job: BatchJob, counts: Counts, total: int | None, rate: float) -> 
     sys.stderr.flush()
 
 
+def _admitted(job: BatchJob, todo: Iterator[Item], counts: Counts) -> Iterator[Item]:
+    """The input's first `max_images` items (all of them without a limit). Every shard reads the
+    same listing in the same order, so the shards together classify exactly the first N; each
+    counts the items past the limit that fall to it as `unadmitted`."""
+    for n, item in enumerate(todo):
+        if job.max_images is None or n < job.max_images:
+            yield item
+        elif shard_of(item.source, job.shards) == job.shard:
+            counts.unadmitted += 1
+
+
 class _Total:
     """The shard's number of images, counted by a second, lighter pass over the input (a listing or
     a CSV, no images) on a thread of its own: the work streams its input and never holds it whole,
@@ -232,7 +245,7 @@ class _Total:
     def _count(self) -> None:
         job = self._job
         try:
-            todo = items(job.spec, self._store, job.date, job.owner_prefix)
+            todo = itertools.islice(items(job.spec, self._store, job.date, job.owner_prefix), job.max_images)
             self.value = sum(1 for it in todo if shard_of(it.source, job.shards) == job.shard)
         except Exception as e:  # noqa: BLE001 - the count only informs the ETA
             log.debug("could not count the input", extra={"error": str(e)})

@@ -9,13 +9,12 @@ ServiceAccount may patch that one object); the operator picks the date and creat
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from typing import Any
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.policy import ENV_POLICY, for_worker, owner_of
-from kubeclassify.core.resources.classification_batch import ClassificationBatch
+from kubeclassify.core.resources.classification_batch import ClassificationBatch, run_id, short_name
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
 from kubeclassify.core.sources import owner_prefix
 from kubeclassify.operator.builders.common import (
@@ -36,26 +35,13 @@ WORKER = "worker"
 EXIT_FINAL = [2, 3]
 
 
-def _short(name: str, suffix: str, limit: int = 63) -> str:
-    """`name-suffix` within `limit` characters, shortened with a digest so names stay unique."""
-    full = f"{name}-{suffix}" if suffix else name
-    if len(full) <= limit:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    keep = limit - len(suffix) - len(digest) - 2
-    return f"{name[:keep].rstrip('-')}-{digest}-{suffix}" if suffix else f"{name[:keep]}-{digest}"
-
-
 def job_name(batch: str, date: dt.date | None, rerun: str | None = None) -> str:
-    """The run's Job: the batch's name, the date for dated runs (`daily-20261121`), and a
-    replacing run's id (`daily-20261121-r0122013000`)."""
-    suffix = "-".join(part for part in (date.strftime("%Y%m%d") if date else "", rerun or "") if part)
-    # 52 leaves room for the pod names the Job controller derives from it.
-    return _short(batch, suffix, limit=52)
+    """The run's Job: named by the run's id (`core`'s run_id)."""
+    return run_id(batch, date, rerun)
 
 
 def tick_name(batch: str) -> str:
-    return _short(batch, "tick", limit=52)
+    return short_name(batch, "tick", limit=52)
 
 
 def batch_job(
@@ -66,10 +52,13 @@ def batch_job(
     date: dt.date | None,
     run_time: dt.datetime,
     predictor_url: str | None = None,
-    rerun: str | None = None,
+    suffix: str | None = None,
+    rerun: bool = False,
+    max_images: int | None = None,
 ) -> dict[str, Any]:
-    """The Indexed Job that classifies `cb`'s images (for `date`) with `model`, `md`'s stable one;
-    a `rerun` classifies them again and replaces the published results."""
+    """The Indexed Job that classifies `cb`'s images (for `date`) with `model`, `md`'s stable one,
+    named by the run's id (`suffix`: a date's later run); a `rerun` classifies them again and
+    replaces the published results; `max_images` is what the gateway admitted the run for."""
     name, spec = cb.metadata["name"], cb.spec
     owner = owner_of(cb.metadata.get("labels"))
     batch_json = {
@@ -87,8 +76,10 @@ def batch_job(
     args = ["--run-time", run_time.isoformat()]
     if date is not None:
         args = ["--date", date.isoformat(), *args]
-    if rerun is not None:
-        args += ["--rerun", rerun]
+    if rerun:
+        args += ["--rerun", suffix or "rerun"]
+    if max_images is not None:
+        args += ["--max-images", str(max_images)]
     if owner:  # a gateway user's batch: the worker keeps its rows to the owner's images
         args += ["--owner-prefix", owner_prefix(config.gateway_images_uri, owner)]
     env = [
@@ -154,7 +145,7 @@ def batch_job(
     }
     if spec.deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.deadline_seconds
-    metadata: dict[str, Any] = {"name": job_name(name, date, rerun), "labels": pod_labels, "annotations": {}}
+    metadata: dict[str, Any] = {"name": job_name(name, date, suffix), "labels": pod_labels, "annotations": {}}
     if date is not None:
         metadata["annotations"][ANNOTATION_DATE] = date.isoformat()
     if cb.metadata.get("generation") is not None:

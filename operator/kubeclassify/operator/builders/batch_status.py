@@ -51,6 +51,8 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunOutcome:
         counts = summary.get("counts") or {}
         for key in ("total", "classified", "failed", "skipped"):
             setattr(outcome.counts, key, getattr(outcome.counts, key) + int(counts.get(key) or 0))
+        if counts.get("unadmitted"):  # shown only when the run was admitted for fewer than it found
+            outcome.counts.unadmitted = (outcome.counts.unadmitted or 0) + int(counts["unadmitted"])
         outcome.output_uri = outcome.output_uri or summary.get("output")
     if "Complete" in conditions:
         outcome.phase = "Succeeded"

@@ -15,11 +15,16 @@ from kubeclassify.core.policy import Denial, batch_denials, describe, webhook_se
 from kubeclassify.core.resources.classification_batch import (
     CONDITION_READY,
     CONDITION_SUCCEEDED,
+    MAX_FAILED_RUNS,
     BatchCounts,
     BatchRun,
     ClassificationBatch,
     ClassificationBatchStatus,
+    PendingRun,
     WebhookDelivery,
+    admission_of,
+    needs_admission,
+    run_id,
 )
 from kubeclassify.core.resources.common import parse_resource, set_condition
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
@@ -30,7 +35,6 @@ from kubeclassify.operator.builders.batch import (
     ANNOTATION_DATE,
     ANNOTATION_GENERATION,
     batch_job,
-    job_name,
     tick_access,
     tick_cronjob,
 )
@@ -73,15 +77,17 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
         for obj in [*tick_access(cb), tick_cronjob(cb, config)]:
             kopf.adopt(obj, owner=as_body(body))
             kube.apply(namespace, obj)
-        running = status.phase == "Running"
-        status.phase = "Running" if running else "Suspended" if cb.spec.schedule.suspend else "Scheduled"
+        going = status.phase in ("Running", "AwaitingAdmission")  # a run's own state, kept
+        status.phase = status.phase if going else "Suspended" if cb.spec.schedule.suspend else "Scheduled"
         status.next_date = upcoming_date(cb.spec.schedule, status.last_processed_date, now)
         reason, message = "Scheduled", f"ticks on '{cb.spec.schedule.cron}' ({cb.spec.schedule.time_zone})"
     else:
+        if status.job_name is None and not status.recent_runs:
+            begin_run(body, cb, status, kube, config, cb.spec.date, now)
         if status.job_name is None:
-            job = start_run(body, cb, kube, config, cb.spec.date, now)
-            status = _started(status, job, cb.spec.date)
-        reason, message = "JobCreated", f"Job {status.job_name}"
+            reason, message = "AwaitingAdmission", "its run waits for the gateway to admit it"
+        else:
+            reason, message = "JobCreated", f"Job {status.job_name}"
     status.conditions = set_condition(status.conditions, CONDITION_READY, "True", reason, message, generation)
     status.observed_generation = generation
     write(kube, body, status)
@@ -94,18 +100,94 @@ def start_run(
     config: OperatorConfig,
     date: dt.date | None,
     now: dt.datetime,
-    rerun: str | None = None,
+    run: PendingRun,
+    max_images: int | None = None,
 ) -> dict[str, Any]:
     """Create the run's Job with the ModelDeployment's stable model; an Event says so."""
     namespace = body["metadata"]["namespace"]
     md, model, url = _model(cb, kube, namespace)
     refuse(batch_denials(config.policy, namespace, cb.spec, body["metadata"].get("labels"), md.spec))
-    job = batch_job(cb, md, model, config, date, now.replace(microsecond=0), url, rerun)
+    job = batch_job(
+        cb, md, model, config, date, now.replace(microsecond=0), url, run.suffix, bool(run.rerun), max_images
+    )
     kopf.adopt(job, owner=as_body(body))
     created = kube.create_job(namespace, job)
     what = f"Job {job['metadata']['name']}" + (f" for {date}" if date else "")
-    post(body, "Normal", "JobCreated", what + (", replacing its results" if rerun else ""))
+    post(body, "Normal", "JobCreated", what + (", replacing its results" if run.rerun else ""))
     return created
+
+
+def begin_run(
+    body: Mapping[str, Any],
+    cb: ClassificationBatch,
+    status: ClassificationBatchStatus,
+    kube: Kube,
+    config: OperatorConfig,
+    date: dt.date | None,
+    now: dt.datetime,
+    suffix: str | None = None,
+    rerun: bool = False,
+) -> None:
+    """Start a run: record it first (its id is its Job's name, so a handler run again finds that
+    Job), then make its Job once it may start: at once for a batch applied with kubectl; for a
+    gateway user's batch once the gateway has admitted this run id (its credits reserved), waiting
+    as AwaitingAdmission until then. A run the gateway refused ends as failed (AdmissionRefused).
+    `status` is written in every case; a rerun's annotation is removed once its Job exists."""
+    metadata = body["metadata"]
+    run = PendingRun(id=run_id(metadata["name"], date, suffix), date=date, suffix=suffix, rerun=rerun or None)
+    if status.pending_run != run:
+        status.pending_run = run
+        write(kube, body, status)  # intent before the side effect
+    admission = admission_of(metadata) if needs_admission(metadata) else None
+    if needs_admission(metadata) and (admission is None or admission.run != run.id):
+        if status.phase != "AwaitingAdmission":
+            post(body, "Normal", "AwaitingAdmission", f"run {run.id} waits for the gateway to admit it")
+        status.phase = "AwaitingAdmission"
+        write(kube, body, status)
+        return
+    if admission is not None and admission.refused is not None:
+        status.pending_run = None
+        refused = RunOutcome(
+            phase="Failed", reason="AdmissionRefused", message=f"the gateway refused it: {admission.refused}"
+        )
+        annotations = {ANNOTATION_DATE: date.isoformat()} if date else {}
+        status.completion_time = now.replace(microsecond=0)
+        _record_run(
+            body,
+            cb,
+            status,
+            refused,
+            {"metadata": {"name": run.id, "annotations": annotations}},
+            date,
+            config,
+            now,
+        )
+        write(kube, body, status)
+        if rerun:
+            kube.annotate_classification_batch(
+                metadata["namespace"], metadata["name"], {ANNOTATION_RERUN_DATE: None}
+            )
+        return
+    job = start_run(body, cb, kube, config, date, now, run, admission.images if admission else None)
+    next_date_before = status.next_date
+    status = _started(status, job, date)
+    if rerun and cb.spec.schedule is not None:  # a rerun leaves the schedule's next date alone
+        status.next_date = next_date_before
+    status.pending_run = None
+    write(kube, body, status)
+    if rerun:
+        kube.annotate_classification_batch(
+            metadata["namespace"], metadata["name"], {ANNOTATION_RERUN_DATE: None}
+        )
+
+
+def admitted(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+    """The gateway answered: the pending run starts (or ends as refused)."""
+    status = current_status(body)
+    run = status.pending_run
+    if run is None or status.phase != "AwaitingAdmission":
+        return
+    begin_run(body, parse(body), status, kube, config, run.date, now, run.suffix, bool(run.rerun))
 
 
 def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
@@ -137,7 +219,7 @@ def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.d
         )
         return
     taken = status.rerun_request == raw
-    if taken and status.job_name == job_name(name, date, f"r{status.reruns}"):
+    if taken and status.job_name == run_id(name, date, f"r{status.reruns}"):
         kube.annotate_classification_batch(namespace, name, {ANNOTATION_RERUN_DATE: None})
         return  # started before; only the annotation was left to remove
     if status.phase == "Running":
@@ -145,12 +227,7 @@ def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.d
     if not taken:  # intent before the side effect
         status.reruns, status.rerun_request = (status.reruns or 0) + 1, raw
         write(kube, body, status)
-    job = start_run(body, cb, kube, config, date, now, rerun=f"r{status.reruns}")
-    next_date_before = status.next_date
-    status = _started(status, job, date)
-    status.next_date = next_date_before if cb.spec.schedule is not None else status.next_date
-    write(kube, body, status)
-    kube.annotate_classification_batch(namespace, name, {ANNOTATION_RERUN_DATE: None})
+    begin_run(body, cb, status, kube, config, date, now, suffix=f"r{status.reruns}", rerun=True)
 
 
 def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
@@ -168,8 +245,44 @@ def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.da
         status.next_date = upcoming_date(cb.spec.schedule, status.last_processed_date, now)
         write(kube, body, status)
         return
-    job = start_run(body, cb, kube, config, due, now)
-    write(kube, body, _started(status, job, due))
+    generation = body["metadata"].get("generation")
+    before, failed = _runs_of(status, due, generation)
+    if failed >= MAX_FAILED_RUNS:
+        message = (
+            f"{due} failed {failed} times in a row; set the annotation {ANNOTATION_RERUN_DATE}: {due}"
+            " to run it again, or edit the batch (suspend and resume it) for three more tries"
+        )
+        if _condition_reason(status, CONDITION_READY) != "RetriesExhausted":
+            post(body, "Warning", "RetriesExhausted", message)
+        status.next_date = due
+        status.conditions = set_condition(
+            status.conditions, CONDITION_READY, "False", "RetriesExhausted", message, generation
+        )
+        write(kube, body, status)
+        return
+    if _condition_reason(status, CONDITION_READY) == "RetriesExhausted":
+        status.conditions = set_condition(
+            status.conditions, CONDITION_READY, "True", "Scheduled", f"runs {due}", generation
+        )
+    begin_run(body, cb, status, kube, config, due, now, suffix=f"t{before + 1}" if before else None)
+
+
+def _runs_of(status: ClassificationBatchStatus, date: dt.date, generation: int | None) -> tuple[int, int]:
+    """The date's latest runs that did not succeed, in a row: how many there are (each later run
+    gets a new id), and how many of them failed with a Job made from the current generation (the
+    tries counted against MAX_FAILED_RUNS)."""
+    before = failed = 0
+    for run in reversed(status.recent_runs):
+        if run.date != date or run.phase == "Succeeded":
+            break
+        before += 1
+        if run.reason != "AdmissionRefused" and (run.generation is None or run.generation == generation):
+            failed += 1
+    return before, failed
+
+
+def _condition_reason(status: ClassificationBatchStatus, type_: str) -> str | None:
+    return next((x.reason for x in status.conditions if x.type == type_), None)
 
 
 def _run_lost(
@@ -270,6 +383,11 @@ def _record_run(
             else f"{outcome.counts.classified} classified, {outcome.counts.failed} failed"
             f" of {outcome.counts.total}; results at {outcome.output_uri}"
         )
+        if outcome.counts.unadmitted:
+            message += (
+                f"; {outcome.counts.unadmitted} more images were listed by the time it ran, past the"
+                f" {outcome.counts.total} it was admitted for: run the date again to classify them"
+            )
         post(body, "Normal", reason, message)
         status.conditions = set_condition(
             status.conditions, CONDITION_SUCCEEDED, "True", reason, message, generation
