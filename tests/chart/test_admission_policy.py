@@ -5,6 +5,7 @@ one rule only admission can check, who may set a gateway owner label, tried as a
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -189,6 +190,42 @@ def test_only_the_gateway_may_label_a_resource_with_a_gateway_owner(rendered: di
         " kubernetes-admin may not"
     ]
     assert refusals(vap, theft, RELEASE_NS, GATEWAY) == []
+
+
+OPERATOR = f"system:serviceaccount:{RELEASE_NS}:kc-kubeclassify-operator"
+
+
+def test_others_may_update_a_gateway_batch_but_not_move_its_owner_or_admit_its_runs(
+    rendered: dict[str, Any],
+) -> None:
+    """The operator (its finalizer, Kopf's annotations, taking a rerun annotation) and a schedule's
+    tick pod update gateway batches: that is admitted while the owner label stays as it was (every
+    update of a gateway batch by anyone but the gateway was refused). Moving the owner label, or
+    admitting a run (the admission annotation says its credits were reserved), is the gateway's."""
+    vap = rendered["vaps"]["classificationbatches"]
+    old = batch(
+        "alice",
+        input={"urls": {"uri": "s3://kc-data/batches/alice/alice-1/input.csv", "column": "path"}},
+        output={"uri": "s3://kc-data/batches/alice/alice-1/results.csv"},
+    )
+    tick = copy.deepcopy(old)
+    tick["metadata"]["annotations"] = {"kubeclassify.io/tick": "1", "kopf.kubeclassify.io/x": "{}"}
+    tick["metadata"]["finalizers"] = ["kubeclassify.io/finalizer"]
+    assert refusals(vap, tick, RELEASE_NS, OPERATOR, old=old) == []
+    assert refusals(vap, tick, RELEASE_NS, "system:serviceaccount:kc:tick", old=old) == []
+
+    moved = copy.deepcopy(old)
+    moved["metadata"]["labels"]["kubeclassify.io/owner"] = "bob"
+    assert (
+        f"PolicyDenied: only the gateway labels a resource with kubeclassify.io/owner; {OPERATOR} may not"
+        in refusals(vap, moved, RELEASE_NS, OPERATOR, old=old)
+    )
+    admitted = copy.deepcopy(old)
+    admitted["metadata"]["annotations"] = {c.ANNOTATION_ADMISSION: '{"run":"alice-1","images":1000000}'}
+    assert refusals(vap, admitted, RELEASE_NS, OPERATOR, old=old) == [
+        f"PolicyDenied: only the gateway admits a run (kubeclassify.io/admission); {OPERATOR} may not"
+    ]
+    assert refusals(vap, admitted, RELEASE_NS, GATEWAY, old=old) == []
 
 
 def test_a_refusal_names_the_field(rendered: dict[str, Any]) -> None:

@@ -24,12 +24,20 @@ def _run(env: celpy.Environment, expression: str, activation: dict[str, Any]) ->
     return result
 
 
-def refusals(policy: dict[str, Any], obj: dict[str, Any], namespace: str, username: str) -> list[str]:
+def refusals(
+    policy: dict[str, Any],
+    obj: dict[str, Any],
+    namespace: str,
+    username: str,
+    old: dict[str, Any] | None = None,
+) -> list[str]:
     """The messages of the validations of `policy` (a rendered ValidatingAdmissionPolicy) that refuse
-    creating `obj` in `namespace` as `username`; empty when admitted."""
+    creating `obj` in `namespace` as `username` (or, given the `old` object, updating it to `obj`);
+    empty when admitted."""
     env = celpy.Environment()
-    request = {"namespace": namespace, "operation": "CREATE", "userInfo": {"username": username}}
-    activation: dict[str, Any] = {"object": _cel(obj), "request": _cel(request)}
+    operation = "CREATE" if old is None else "UPDATE"
+    request = {"namespace": namespace, "operation": operation, "userInfo": {"username": username}}
+    activation: dict[str, Any] = {"object": _cel(obj), "oldObject": _cel(old), "request": _cel(request)}
     variables: dict[str, Any] = {}
     for variable in policy["spec"].get("variables") or []:
         activation["variables"] = celtypes.MapType({celtypes.StringType(k): v for k, v in variables.items()})
