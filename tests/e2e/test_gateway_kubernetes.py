@@ -151,15 +151,15 @@ def manifest(store: ObjectStore, bucket: str, days: dict[dt.date, int]) -> Manif
     return ManifestInput(uri=f"s3://{bucket}/data/metadata.csv", root=f"s3://{bucket}/data/")
 
 
-def serve_digits(custom: client.CustomObjectsApi, namespace: str) -> None:
-    """Report the operator's InferenceService for `digits` ready, as KServe would, and wait for the
-    ModelDeployment to be Ready (batches from the gateway call its predictor)."""
+def serve_digits(custom: client.CustomObjectsApi, namespace: str, url: str = "http://digits.example") -> None:
+    """Report the operator's InferenceService for `digits` ready at `url`, as KServe would, and wait
+    for the ModelDeployment to be Ready (batches from the gateway call its predictor)."""
     isvc = ("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "digits")
     made = wait_for(
         lambda: custom.list_namespaced_custom_object(*isvc[:4])["items"], what="the InferenceService"
     )
     generation = made[0]["metadata"]["generation"]
-    serving = {"observedGeneration": generation, "url": "http://digits.example"}
+    serving: dict[str, Any] = {"observedGeneration": generation, "url": url, "address": {"url": url}}
     serving["conditions"] = [{"type": "Ready", "status": "True"}]  # as KServe reports it
     custom.patch_namespaced_custom_object_status(*isvc, {"status": serving})
     wait_for(

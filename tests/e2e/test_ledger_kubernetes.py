@@ -1,9 +1,13 @@
 """Every run of a gateway user's batch on the Kubernetes backend is admitted by the gateway before
 its Job exists, and paid for once: the real operator and the real gateway against the emulator,
-with a stand-in for the Job controller that ends each Job with the counts a worker would report."""
+with a stand-in for the Job controller that ends each Job with the counts a worker would report.
+Online classifications through the ModelDeployment's predictor go on meanwhile; a one-off batch,
+a schedule's dates (one paid for, one refused) and a rerun asked for while no gateway runs are
+each charged exactly the images they classified."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import time
@@ -13,12 +17,12 @@ from typing import Any
 from e2e.conftest import start_operator
 from e2e.test_gateway_kubernetes import kubernetes_backend, manifest, serve_digits
 from fastapi.testclient import TestClient
-from harness.gateway import sign_up
+from harness.gateway import digit_png, sign_up
 from harness.wait import wait_for
 from kubernetes import client
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import RedisServer
+from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app
@@ -62,6 +66,7 @@ def test_each_run_waits_for_the_gateway_and_is_paid_for_once(
     s3_settings: S3Settings,
     bucket: str,
     tmp_path: Path,
+    digits_predictor: PredictorServer,
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
     jobs = client.BatchV1Api(api_client)
@@ -88,9 +93,37 @@ def test_each_run_waits_for_the_gateway_and_is_paid_for_once(
         return sorted(j.metadata.name for j in jobs.list_namespaced_job(namespace).items)
 
     try:
-        serve_digits(custom, namespace)
-        with TestClient(create_app(settings)) as gw:
+        serve_digits(custom, namespace, digits_predictor.url)
+        with TestClient(create_app(settings)) as gw, concurrent.futures.ThreadPoolExecutor(4) as pool:
             auth = {"Authorization": f"Bearer {sign_up(gw)}"}  # 10 credits, 1 an image
+            # Carol classifies online all the while (through the ModelDeployment's predictor).
+            carol = {"Authorization": f"Bearer {sign_up(gw, 'carol')}"}
+            png = digit_png(1750)[0]
+            online = [
+                pool.submit(
+                    lambda: (
+                        gw.post(
+                            "/v1/classify", files={"file": ("d.png", png, "image/png")}, headers=carol
+                        ).status_code
+                    )
+                )
+                for _ in range(6)
+            ]
+
+            # A one-off batch is admitted as it is created: its Job runs at once, for its 2 rows.
+            bob = {"Authorization": f"Bearer {sign_up(gw, 'bob')}"}
+            rows = b"url\nhttps://images.example.com/a.png\nhttps://images.example.com/b.png\n"
+            one_off = gw.post("/v1/batches", files={"file": ("b.csv", rows, "text/csv")}, headers=bob)
+            assert one_off.status_code == 201, one_off.text
+            its_job = job(one_off.json()["name"])
+            args = its_job["spec"]["template"]["spec"]["containers"][0]["args"]
+            assert args[args.index("--max-images") + 1] == "2"
+            assert gw.get("/v1/credits", headers=bob).json()["credits"] == 8
+            end_job(api_client, namespace, its_job["metadata"]["name"], classified=1, failed=1)
+            wait_for(
+                lambda: gw.get("/v1/credits", headers=bob).json()["credits"] == 9,
+                what="bob's batch settled on the 1 image classified",
+            )
             made = gw.post(
                 "/v1/schedules",
                 json={"cron": "30 1 * * *", "start_date": DAY1.isoformat(), "catch_up": True},
@@ -121,8 +154,10 @@ def test_each_run_waits_for_the_gateway_and_is_paid_for_once(
                 what="DAY2 recorded",
             )
             assert refused[0]["reason"] == "AdmissionRefused"
-            assert job_names() == [first["metadata"]["name"]]
+            assert job_names() == sorted([its_job["metadata"]["name"], first["metadata"]["name"]])
             assert gw.get("/v1/credits", headers=auth).json()["credits"] == 8
+            assert [f.result() for f in online] == [200] * 6
+            assert gw.get("/v1/credits", headers=carol).json()["credits"] == 10 - 6
 
         # The gateway is down: a rerun asked for with kubectl waits, visibly, and makes no Job.
         rerun = {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: DAY1.isoformat()}}}
@@ -130,7 +165,7 @@ def test_each_run_waits_for_the_gateway_and_is_paid_for_once(
         wait_for(lambda: cb(name)["status"].get("phase") == "AwaitingAdmission", what="AwaitingAdmission")
         assert cb(name)["status"]["pendingRun"]["id"] == f"{name}-{DAY1:%Y%m%d}-r1"
         time.sleep(2.0)
-        assert job_names() == [first["metadata"]["name"]]
+        assert job_names() == sorted([its_job["metadata"]["name"], first["metadata"]["name"]])
 
         # A gateway again (a fresh process): it admits the waiting run, which is paid for once.
         with TestClient(create_app(settings)) as gw:

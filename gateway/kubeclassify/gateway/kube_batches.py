@@ -24,7 +24,12 @@ import time
 from typing import Any
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.resources.classification_batch import Admission, admission_of, failure_message
+from kubeclassify.core.resources.classification_batch import (
+    Admission,
+    BatchReason,
+    admission_of,
+    failure_message,
+)
 from kubeclassify.core.sources import InputError
 from kubeclassify.core.storage import StorageError, join
 from kubeclassify.gateway.batches import Batches, batch_resource, count_for_date, finish, schedule_resource
@@ -199,7 +204,7 @@ class KubernetesBatches:
                 s.last_date = last_date
 
             await schedules.change(schedule.name, advance)
-        if ready.get("reason") == "RetriesExhausted" and not fresh.paused:
+        if ready.get("reason") == BatchReason.RETRIES_EXHAUSTED and not fresh.paused:
             await self._patch(schedule.name, {"spec": {"schedule": {"suspend": True}}})
             await pause(schedules, schedule.name, str(ready.get("message") or "its runs kept failing"))
 

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -357,6 +358,29 @@ def admission_of(metadata: Mapping[str, Any]) -> Admission | None:
 # usable) and Succeeded (how the last run ended: False, with the failure's reason and message).
 CONDITION_READY = "Ready"
 CONDITION_SUCCEEDED = "Succeeded"
+
+
+class BatchReason(StrEnum):
+    """The reasons the operator gives in a ClassificationBatch's conditions, runs and Events (a
+    failed Job's own reason, such as DeadlineExceeded, is passed on as Kubernetes gives it)."""
+
+    SUCCEEDED = "Succeeded"  # a run classified its images
+    NO_IMAGES = "NoImages"  # a run found none: its date is done
+    JOB_CREATED = "JobCreated"
+    SCHEDULED = "Scheduled"
+    AWAITING_ADMISSION = "AwaitingAdmission"  # a gateway user's run waits for the gateway
+    ADMISSION_REFUSED = "AdmissionRefused"  # the gateway refused it (its owner cannot pay)
+    RETRIES_EXHAUSTED = "RetriesExhausted"  # a date failed MAX_FAILED_RUNS times in a row
+    JOB_DELETED = "JobDeleted"  # its Job was deleted before it finished
+    JOB_FAILED = "JobFailed"
+    TOO_MANY_UNREADABLE_IMAGES = "TooManyUnreadableImages"
+    INVALID_SPEC = "InvalidSpec"
+    INVALID_RERUN_DATE = "InvalidRerunDate"
+    POLICY_DENIED = "PolicyDenied"
+    WEBHOOK_FAILED = "WebhookFailed"
+    MODEL_DEPLOYMENT_NOT_FOUND = "ModelDeploymentNotFound"
+    MODEL_DEPLOYMENT_NOT_READY = "ModelDeploymentNotReady"
+    MODEL_DEPLOYMENT_INVALID = "ModelDeploymentInvalid"
 
 
 def failure_message(status: Mapping[str, Any] | None) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeclassify.core.progress import ShardProgress, last_progress
-from kubeclassify.core.resources.classification_batch import BatchCounts, BatchPhase
+from kubeclassify.core.resources.classification_batch import BatchCounts, BatchPhase, BatchReason
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
@@ -61,7 +61,11 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunOutcome:
         errors = [s["error"] for s in summaries if s.get("error")]
         exceeded = any(s.get("failed_fraction_exceeded") for s in summaries)
         outcome.phase = "Failed"
-        outcome.reason = "TooManyUnreadableImages" if exceeded else failed.get("reason") or "JobFailed"
+        outcome.reason = (
+            BatchReason.TOO_MANY_UNREADABLE_IMAGES
+            if exceeded
+            else failed.get("reason") or BatchReason.JOB_FAILED
+        )
         outcome.message = (
             errors[0]
             if errors

@@ -17,6 +17,7 @@ from kubeclassify.core.resources.classification_batch import (
     CONDITION_SUCCEEDED,
     MAX_FAILED_RUNS,
     BatchCounts,
+    BatchReason,
     BatchRun,
     ClassificationBatch,
     ClassificationBatchStatus,
@@ -50,7 +51,7 @@ def parse(body: Mapping[str, Any]) -> ClassificationBatch:
     try:
         return parse_resource(ClassificationBatch, dict(body))
     except ValidationError as e:
-        raise Problem("InvalidSpec", explain(e), permanent=True) from e
+        raise Problem(BatchReason.INVALID_SPEC, explain(e), permanent=True) from e
 
 
 def current_status(body: Mapping[str, Any]) -> ClassificationBatchStatus:
@@ -80,14 +81,17 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
         going = status.phase in ("Running", "AwaitingAdmission")  # a run's own state, kept
         status.phase = status.phase if going else "Suspended" if cb.spec.schedule.suspend else "Scheduled"
         status.next_date = upcoming_date(cb.spec.schedule, status.last_processed_date, now)
-        reason, message = "Scheduled", f"ticks on '{cb.spec.schedule.cron}' ({cb.spec.schedule.time_zone})"
+        reason, message = (
+            BatchReason.SCHEDULED,
+            f"ticks on '{cb.spec.schedule.cron}' ({cb.spec.schedule.time_zone})",
+        )
     else:
         if status.job_name is None and not status.recent_runs:
             begin_run(body, cb, status, kube, config, cb.spec.date, now)
         if status.job_name is None:
-            reason, message = "AwaitingAdmission", "its run waits for the gateway to admit it"
+            reason, message = BatchReason.AWAITING_ADMISSION, "its run waits for the gateway to admit it"
         else:
-            reason, message = "JobCreated", f"Job {status.job_name}"
+            reason, message = BatchReason.JOB_CREATED, f"Job {status.job_name}"
     status.conditions = set_condition(status.conditions, CONDITION_READY, "True", reason, message, generation)
     status.observed_generation = generation
     write(kube, body, status)
@@ -113,7 +117,7 @@ def start_run(
     kopf.adopt(job, owner=as_body(body))
     created = kube.create_job(namespace, job)
     what = f"Job {job['metadata']['name']}" + (f" for {date}" if date else "")
-    post(body, "Normal", "JobCreated", what + (", replacing its results" if run.rerun else ""))
+    post(body, "Normal", BatchReason.JOB_CREATED, what + (", replacing its results" if run.rerun else ""))
     return created
 
 
@@ -141,14 +145,21 @@ def begin_run(
     admission = admission_of(metadata) if needs_admission(metadata) else None
     if needs_admission(metadata) and (admission is None or admission.run != run.id):
         if status.phase != "AwaitingAdmission":
-            post(body, "Normal", "AwaitingAdmission", f"run {run.id} waits for the gateway to admit it")
+            post(
+                body,
+                "Normal",
+                BatchReason.AWAITING_ADMISSION,
+                f"run {run.id} waits for the gateway to admit it",
+            )
         status.phase = "AwaitingAdmission"
         write(kube, body, status)
         return
     if admission is not None and admission.refused is not None:
         status.pending_run = None
         refused = RunOutcome(
-            phase="Failed", reason="AdmissionRefused", message=f"the gateway refused it: {admission.refused}"
+            phase="Failed",
+            reason=BatchReason.ADMISSION_REFUSED,
+            message=f"the gateway refused it: {admission.refused}",
         )
         annotations = {ANNOTATION_DATE: date.isoformat()} if date else {}
         status.completion_time = now.replace(microsecond=0)
@@ -208,13 +219,18 @@ def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.d
     try:
         date = dt.date.fromisoformat(raw)
     except ValueError:
-        post(body, "Warning", "InvalidRerunDate", f"{ANNOTATION_RERUN_DATE}: {raw!r} is not YYYY-MM-DD")
+        post(
+            body,
+            "Warning",
+            BatchReason.INVALID_RERUN_DATE,
+            f"{ANNOTATION_RERUN_DATE}: {raw!r} is not YYYY-MM-DD",
+        )
         return
     if cb.spec.schedule is None and cb.spec.date != date:
         post(
             body,
             "Warning",
-            "InvalidRerunDate",
+            BatchReason.INVALID_RERUN_DATE,
             f"{ANNOTATION_RERUN_DATE}: this batch processes {cb.spec.date}",
         )
         return
@@ -252,17 +268,17 @@ def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.da
             f"{due} failed {failed} times in a row; set the annotation {ANNOTATION_RERUN_DATE}: {due}"
             " to run it again, or edit the batch (suspend and resume it) for three more tries"
         )
-        if _condition_reason(status, CONDITION_READY) != "RetriesExhausted":
-            post(body, "Warning", "RetriesExhausted", message)
+        if _condition_reason(status, CONDITION_READY) != BatchReason.RETRIES_EXHAUSTED:
+            post(body, "Warning", BatchReason.RETRIES_EXHAUSTED, message)
         status.next_date = due
         status.conditions = set_condition(
-            status.conditions, CONDITION_READY, "False", "RetriesExhausted", message, generation
+            status.conditions, CONDITION_READY, "False", BatchReason.RETRIES_EXHAUSTED, message, generation
         )
         write(kube, body, status)
         return
-    if _condition_reason(status, CONDITION_READY) == "RetriesExhausted":
+    if _condition_reason(status, CONDITION_READY) == BatchReason.RETRIES_EXHAUSTED:
         status.conditions = set_condition(
-            status.conditions, CONDITION_READY, "True", "Scheduled", f"runs {due}", generation
+            status.conditions, CONDITION_READY, "True", BatchReason.SCHEDULED, f"runs {due}", generation
         )
     begin_run(body, cb, status, kube, config, due, now, suffix=f"t{before + 1}" if before else None)
 
@@ -276,7 +292,9 @@ def _runs_of(status: ClassificationBatchStatus, date: dt.date, generation: int |
         if run.date != date or run.phase == "Succeeded":
             break
         before += 1
-        if run.reason != "AdmissionRefused" and (run.generation is None or run.generation == generation):
+        if run.reason != BatchReason.ADMISSION_REFUSED and (
+            run.generation is None or run.generation == generation
+        ):
             failed += 1
     return before, failed
 
@@ -323,7 +341,7 @@ def job_changed(
     cb = parse(body)
     outcome = job_outcome(dict(job), kube.job_pods(body["metadata"]["namespace"], name))
     if deleted and not outcome.finished:
-        outcome.phase, outcome.reason = "Failed", "JobDeleted"
+        outcome.phase, outcome.reason = "Failed", BatchReason.JOB_DELETED
         outcome.message = (
             f"its Job {name} was deleted before it finished; set the annotation {ANNOTATION_RERUN_DATE}"
             " to run it again"
@@ -376,7 +394,7 @@ def _record_run(
     generation = body["metadata"].get("generation")
     if outcome.phase == "Succeeded":
         empty = outcome.counts.total == 0
-        reason = "NoImages" if empty else "Succeeded"
+        reason = BatchReason.NO_IMAGES if empty else BatchReason.SUCCEEDED
         message = f"{date or 'the batch'}: " + (
             "no images; nothing to classify"
             if empty
@@ -518,7 +536,12 @@ def send_webhooks(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, n
                 delivery=sent.delivery,
             )
         if not run.webhook.delivered and not run.webhook.pending:
-            post(body, "Warning", "WebhookFailed", f"{hook.url if hook else 'webhook'}: {run.webhook.error}")
+            post(
+                body,
+                "Warning",
+                BatchReason.WEBHOOK_FAILED,
+                f"{hook.url if hook else 'webhook'}: {run.webhook.error}",
+            )
         status.webhook = run.webhook
     write(kube, body, status, guarded=True)
 
@@ -553,17 +576,24 @@ def _model(
     ref = cb.spec.model_ref.name
     raw = kube.get_model_deployment(namespace, ref)
     if raw is None:
-        raise Problem("ModelDeploymentNotFound", f"spec.modelRef: ModelDeployment {ref!r} does not exist")
+        raise Problem(
+            BatchReason.MODEL_DEPLOYMENT_NOT_FOUND, f"spec.modelRef: ModelDeployment {ref!r} does not exist"
+        )
     try:
         md = parse_resource(ModelDeployment, raw)
     except ValidationError as e:
-        raise Problem("ModelDeploymentInvalid", f"ModelDeployment {ref!r} is invalid: {explain(e)}") from e
+        raise Problem(
+            BatchReason.MODEL_DEPLOYMENT_INVALID, f"ModelDeployment {ref!r} is invalid: {explain(e)}"
+        ) from e
     model = stable_model(kube.get_inference_service(namespace, name_for(ref))) or md.spec.model
     url = None
     if cb.spec.mode == "remote":
         status = md.status
         if status is None or status.phase not in ("Ready", "Canary") or not status.url:
-            raise Problem("ModelDeploymentNotReady", f"mode remote needs ModelDeployment {ref!r} to be Ready")
+            raise Problem(
+                BatchReason.MODEL_DEPLOYMENT_NOT_READY,
+                f"mode remote needs ModelDeployment {ref!r} to be Ready",
+            )
         url = status.url
     return md, model, url
 
