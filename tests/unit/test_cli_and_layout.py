@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -14,13 +16,18 @@ from kubeclassify.core import cli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path = ROOT, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a process; `home` is its KUBECLASSIFY_HOME (a local stack it may find there)."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECLASSIFY_HOME"}
+    if home is not None:
+        env["KUBECLASSIFY_HOME"] = str(home)
     return subprocess.run(
         [sys.executable, "-m", "kubeclassify.core.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=60,
+        env=env,
     )
 
 
@@ -197,10 +204,32 @@ UNREACHABLE = ["--gateway", "http://127.0.0.1:9", "--api-key", "kc_x"]
     ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
 )
 def test_a_failing_command_says_why_in_one_line_with_its_exit_code(
-    args: list[str], code: int, says: str
+    args: list[str], code: int, says: str, tmp_path: Path
 ) -> None:
-    """The exit codes the README gives: 2 refused or bad input, 4 cannot reach (or the service failed)."""
-    done = run(*args)
+    """The exit codes the README gives: 2 refused or bad input, 4 cannot reach (or the service failed).
+    With no local stack (an empty home): what a checkout's `.local/stack` holds changes nothing here."""
+    done = run(*args, home=tmp_path)
     assert done.returncode == code, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("kubeclassify") and says in done.stderr, done.stderr
+
+
+def test_unusable_submit_arguments_are_refused_before_the_gateway_is_called(tmp_path: Path) -> None:
+    """With a local stack recorded (whose gateway is not running), `batch submit --resource` without
+    --kubeconfig is a usage error, exit 2: it signed in to the stack's gateway first and exited 4
+    with "cannot reach the gateway" (seen when a checkout had run `make up`)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    stack = {
+        "home": str(tmp_path),
+        "s3": {},
+        "redis_url": "redis://127.0.0.1:1/0",
+        "token_secret": "x" * 32,
+        "admin_password": "not-running",
+        "services": {"gateway": {"pid": 1, "url": f"http://127.0.0.1:{closed}", "log": "gateway.log"}},
+    }
+    (tmp_path / "stack.json").write_text(json.dumps(stack))
+    done = run("batch", "submit", "--resource", "examples/batch-one-date.yaml", home=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "--resource goes with --kubeconfig" in done.stderr

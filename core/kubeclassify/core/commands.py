@@ -262,11 +262,18 @@ def _gateway_options(p: argparse.ArgumentParser, *outputs: str) -> None:
 
 
 def _client(
-    name: str, help: str, subparsers: Parsers, func: Callable[..., Any], *outputs: str
+    name: str,
+    help: str,
+    subparsers: Parsers,
+    func: Callable[..., Any],
+    *outputs: str,
+    check: Callable[[argparse.Namespace], None] | None = None,
 ) -> argparse.ArgumentParser:
+    """A command that talks to the gateway (or the cluster); `check` refuses unusable arguments
+    before anything is contacted."""
     p = subparsers.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
     _gateway_options(p, *outputs)
-    p.set_defaults(func=lambda args: _call(func, args))
+    p.set_defaults(func=lambda args: _call(func, args, check))
     return p
 
 
@@ -299,7 +306,14 @@ def register_batch(subparsers: Parsers) -> None:
     commands = p.add_subparsers(title="batch commands", metavar="COMMAND")
     for ep in sorted(entry_points(group="kubeclassify.batch_commands"), key=lambda e: e.name):
         ep.load()(commands)
-    sub = _client("submit", "start a batch through the gateway, or as a resource", commands, _submit, "name")
+    sub = _client(
+        "submit",
+        "start a batch through the gateway, or as a resource",
+        commands,
+        _submit,
+        "name",
+        check=_submit_usage,
+    )
     source = sub.add_mutually_exclusive_group(required=True)
     source.add_argument("--csv", type=Path, help="a CSV with a url or a path column")
     source.add_argument("--date", help="a date (YYYY-MM-DD) of the gateway's daily manifest")
@@ -350,11 +364,15 @@ def _connect(args: argparse.Namespace) -> Any:
     return Gateway(url, api_key=args.api_key, username=username, password=password)
 
 
-def _call(func: Callable[..., Any], args: argparse.Namespace) -> int:
+def _call(
+    func: Callable[..., Any], args: argparse.Namespace, check: Callable[[argparse.Namespace], None] | None
+) -> int:
     from kubeclassify.core.client import GatewayError
     from kubeclassify.core.cluster import ClusterError
 
     try:
+        if check is not None:
+            check(args)
         with _connect(args) as gateway:
             result = func(gateway, args)
     except (GatewayError, ClusterError) as e:
@@ -427,13 +445,16 @@ def _follow(
     return (1 if info["state"] == "Failed" else 0), info, _batch_line
 
 
-def _submit(backend: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+def _submit_usage(args: argparse.Namespace) -> None:
     cluster = args.kubeconfig is not None
     if cluster != bool(args.resource):
         raise UsageError("--resource goes with --kubeconfig; through the gateway, give --csv or --date")
     if cluster and (args.model or args.max_failed_fraction is not None):
         raise UsageError("with --kubeconfig the resource names its model and maxFailedFraction")
-    if cluster:
+
+
+def _submit(backend: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    if args.kubeconfig is not None:
         return _follow(backend, backend.submit_batch(args.resource), args)
     batch = backend.submit_batch(args.csv, args.date, args.model, args.max_failed_fraction)
     return _follow(backend, batch, args)
