@@ -27,7 +27,7 @@ from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 
-TIERS = ("unit", "integration", "chart", "e2e")
+TIERS = ("unit", "integration", "chart", "e2e", "chaos")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -344,7 +344,7 @@ def test_a_timers_write_from_a_stale_copy_is_refused(
     running = classification_batch.current_status(stale)
     running.phase, running.progress = "Running", "3/31"
     with pytest.raises(ApiException) as refused:
-        classification_batch.write(kube, stale, running, guarded=True)
+        classification_batch.write(kube, stale, running)
     assert refused.value.status == 409
 
     def status() -> dict[str, Any]:
@@ -352,5 +352,5 @@ def test_a_timers_write_from_a_stale_copy_is_refused(
 
     assert (status()["phase"], status()["progress"]) == ("Succeeded", "31/31")
     fresh = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "stale")
-    classification_batch.write(kube, fresh, running, guarded=True)  # from the latest copy: written
+    classification_batch.write(kube, fresh, running)  # from the latest copy: written
     assert (status()["phase"], status()["progress"]) == ("Running", "3/31")

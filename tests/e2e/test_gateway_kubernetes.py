@@ -14,6 +14,7 @@ import numpy as np
 from e2e.conftest import start_operator
 from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, fresh_redis_url, sign_up
+from harness.kubelet import ready_inference_service
 from harness.schemas import load_crds, schema_errors
 from harness.wait import wait_for
 from kubernetes import client
@@ -152,27 +153,8 @@ def manifest(store: ObjectStore, bucket: str, days: dict[dt.date, int]) -> Manif
 
 
 def serve_digits(custom: client.CustomObjectsApi, namespace: str, url: str = "http://digits.example") -> None:
-    """Report the operator's InferenceService for `digits` ready at `url`, as KServe would, and wait
-    for the ModelDeployment to be Ready (batches from the gateway call its predictor)."""
-    isvc = ("serving.kserve.io", "v1beta1", namespace, "inferenceservices", "digits")
-    made = wait_for(
-        lambda: custom.list_namespaced_custom_object(*isvc[:4])["items"], what="the InferenceService"
-    )
-    generation = made[0]["metadata"]["generation"]
-    serving: dict[str, Any] = {"observedGeneration": generation, "url": url, "address": {"url": url}}
-    serving["conditions"] = [{"type": "Ready", "status": "True"}]  # as KServe reports it
-    custom.patch_namespaced_custom_object_status(*isvc, {"status": serving})
-    wait_for(
-        lambda: (
-            custom.get_namespaced_custom_object(
-                c.GROUP, c.VERSION, namespace, c.PLURALS[c.MODEL_DEPLOYMENT], "digits"
-            )
-            .get("status", {})
-            .get("phase")
-            == "Ready"
-        ),
-        what="the model Ready",
-    )
+    """The operator's InferenceService for `digits` ready at `url`, and its ModelDeployment Ready."""
+    ready_inference_service(custom, namespace, "digits", url)
 
 
 def test_batches_become_classification_batches_and_settle_once(

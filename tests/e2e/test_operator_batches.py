@@ -6,7 +6,6 @@ webhook; a daily batch gets its CronJob, and ticks run the due dates in order.""
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime as dt
 import io
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 from e2e.conftest import Operator, start_operator
 from harness.kubeapi_launch import append_pod_log, inject_fault
+from harness.kubelet import Cluster, end_job, fail_job, finish_job, run_index, run_job_locally, start_pod
 from harness.receiver import Receiver
 from harness.wait import wait_for
 from kubernetes import client
@@ -61,124 +61,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-class Cluster:
-    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
-        self.custom, self.core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
-        self.batch, self.rbac = client.BatchV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-        self.api, self.ns = api_client, namespace
-        self.url = api_client.configuration.host
-
-    def create(self, plural: str, body: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
-
-    def cb(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, CB, name)
-
-    def jobs(self) -> list[dict[str, Any]]:
-        items = self.api.sanitize_for_serialization(self.batch.list_namespaced_job(self.ns))["items"]
-        return [j for j in items if j["metadata"]["labels"].get(c.LABEL_COMPONENT) == "batch"]
-
-    def secret(self, name: str, data: dict[str, bytes], labels: dict[str, str] | None = None) -> None:
-        encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
-        metadata = {"name": name, "labels": labels or {}}
-        self.core.create_namespaced_secret(self.ns, {"metadata": metadata, "data": encoded})
-
-    def events(self, name: str) -> list[tuple[str, str]]:
-        return [
-            (e.type, e.reason)
-            for e in self.core.list_namespaced_event(self.ns).items
-            if e.involved_object.name == name and e.involved_object.kind == "ClassificationBatch"
-        ]
-
-
-def run_job_locally(cluster: Cluster, job: dict[str, Any], workdir: Path) -> None:
-    """Do what the kubelet and the Job controller would: run each index's container as a process,
-    then report the pods' termination messages and the Job's outcome to the API."""
-    failed = False
-    for index in range(job["spec"]["completions"]):
-        pod = start_pod(cluster, job, index)
-        failed = run_index(cluster, job, index, pod, workdir) != 0 or failed
-    finish_job(cluster, job, failed)
-
-
-def start_pod(cluster: Cluster, job: dict[str, Any], index: int) -> str:
-    """The pod of one completion index, Running, as the Job controller and the kubelet make it."""
-    spec = job["spec"]
-    name = f"{job['metadata']['name']}-{index}-x{os.urandom(2).hex()}"
-    labels = {
-        **spec["template"]["metadata"]["labels"],
-        "batch.kubernetes.io/job-name": job["metadata"]["name"],
-    }
-    annotations = {"batch.kubernetes.io/job-completion-index": str(index)}
-    pod = {
-        "metadata": {"name": name, "labels": labels, "annotations": annotations},
-        "spec": spec["template"]["spec"],
-    }
-    cluster.core.create_namespaced_pod(cluster.ns, pod)
-    cluster.core.patch_namespaced_pod_status(name, cluster.ns, {"status": {"phase": "Running"}})
-    active = {"status": {"active": 1}}  # as the Job controller counts its pods that have not ended
-    cluster.batch.patch_namespaced_job_status(job["metadata"]["name"], cluster.ns, active)
-    return name
-
-
-def run_index(cluster: Cluster, job: dict[str, Any], index: int, pod: str, workdir: Path) -> int:
-    """Run one index's container as a process into `pod`: its output becomes the pod's log, its
-    summary the termination message; returns its exit code."""
-    spec = job["spec"]
-    container = spec["template"]["spec"]["containers"][0]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECLASSIFY_", "AWS_"))}
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = var["value"]
-    for source in container.get("envFrom", []):
-        secret = cluster.core.read_namespaced_secret(source["secretRef"]["name"], cluster.ns)
-        env.update({k: base64.b64decode(v).decode() for k, v in secret.data.items()})
-    command = [
-        sys.executable if container["command"][0] == "python" else container["command"][0],
-        *container["command"][1:],
-    ]
-    message = workdir / f"{job['metadata']['name']}-{index}.termination"
-    argv = [*command, *container["args"], "--termination-log", str(message)]
-    done = subprocess.run(
-        argv, env={**env, "JOB_COMPLETION_INDEX": str(index)}, capture_output=True, timeout=240
-    )
-    assert message.exists(), done.stderr.decode()[-2000:]
-    append_pod_log(cluster.url, cluster.ns, pod, done.stdout.decode() + done.stderr.decode())
-    terminated = {
-        "exitCode": done.returncode,
-        "message": message.read_text(),
-        "reason": "Completed" if done.returncode == 0 else "Error",
-    }
-    status = {
-        "phase": "Succeeded" if done.returncode == 0 else "Failed",
-        "containerStatuses": [
-            {
-                "name": container["name"],
-                "ready": False,
-                "restartCount": 0,
-                "image": container["image"],
-                "imageID": "",
-                "state": {"terminated": terminated},
-            }
-        ],
-    }
-    cluster.core.patch_namespaced_pod_status(pod, cluster.ns, {"status": status})
-    return done.returncode
-
-
-def finish_job(cluster: Cluster, job: dict[str, Any], failed: bool) -> None:
-    """The Job's outcome, as the Job controller reports it."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    condition = {"type": "Failed" if failed else "Complete", "status": "True", "lastTransitionTime": now}
-    status = {
-        "startTime": now,
-        "completionTime": None if failed else now,
-        "conditions": [condition],
-        "succeeded": 0 if failed else job["spec"]["completions"],
-    }
-    cluster.batch.patch_namespaced_job_status(job["metadata"]["name"], cluster.ns, {"status": status})
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -503,14 +385,6 @@ def test_a_restart_creates_no_second_job_and_deleting_the_batch_stops_its_job(
         second.process.stop()
 
 
-def end_job(cluster: Cluster, name: str) -> None:
-    """Mark a Job complete, as the Job controller would (no pods: the run had no images)."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    complete = {"type": "Complete", "status": "True", "lastTransitionTime": now}
-    status = {"startTime": now, "completionTime": now, "conditions": [complete], "succeeded": 1}
-    cluster.batch.patch_namespaced_job_status(name, cluster.ns, {"status": status})
-
-
 def condition_reason(body: dict[str, Any], type_: str) -> str | None:
     return next((x["reason"] for x in body["status"].get("conditions", []) if x["type"] == type_), None)
 
@@ -559,6 +433,48 @@ def test_a_job_deleted_while_the_operator_was_away_fails_its_run(
     try:
         body = wait_for(lambda: (b := cluster.cb("away"))["status"]["phase"] == "Failed" and b, what="Failed")
         assert condition_reason(body, "Succeeded") == "JobDeleted"
+    finally:
+        second.process.stop()
+
+
+def test_a_run_recorded_before_the_operator_stopped_starts_when_it_comes_back(
+    kube_api,  # type: ignore[no-untyped-def]
+    stage: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """The operator stopped after recording a run (status.pendingRun: a daily batch's next date, as
+    a run's end records it) and before making its Job: the next operator makes it. Found by the
+    chaos tier: the catching-up batch waited for the next day's tick instead."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    schedule = {"cron": "30 1 * * *", "timeZone": "UTC", "startDate": DAY1.isoformat(), "catchUp": True}
+    cluster.create(CB, batch("stopped", bucket, schedule=schedule))
+    first = start_operator(kube_api.kubeconfig, tmp_path / "first", namespaces=json.dumps([cluster.ns]))
+    try:
+        wait_for(
+            lambda: cluster.cb("stopped").get("status", {}).get("phase") == "Scheduled", what="Scheduled"
+        )
+    finally:
+        first.process.stop()
+    recorded = {
+        "phase": "Scheduled",
+        "pendingRun": {"id": f"stopped-{DAY2:%Y%m%d}", "date": DAY2.isoformat()},
+    }
+    recorded["lastProcessedDate"] = DAY1.isoformat()
+    cluster.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, cluster.ns, CB, "stopped", {"status": recorded}
+    )
+    assert cluster.jobs() == []
+    second = start_operator(kube_api.kubeconfig, tmp_path / "second", namespaces=json.dumps([cluster.ns]))
+    try:
+        job = wait_for(lambda: cluster.jobs(), what="the recorded run's Job")[0]
+        assert job["metadata"]["name"] == f"stopped-{DAY2:%Y%m%d}"
+        body = wait_for(
+            lambda: (b := cluster.cb("stopped"))["status"]["phase"] == "Running" and b, what="Running"
+        )
+        assert (
+            body["status"].get("pendingRun") is None and body["status"]["jobName"] == job["metadata"]["name"]
+        )
     finally:
         second.process.stop()
 
@@ -660,13 +576,6 @@ def test_a_webhook_is_tried_again_by_the_operator_with_one_delivery_id(
         assert len({body for _, body in receiver.received}) == 1, "the same payload on every try"
     finally:
         receiver.close()
-
-
-def fail_job(cluster: Cluster, name: str) -> None:
-    """End a Job as failed, as the Job controller would (its pods' messages aside)."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now}
-    cluster.batch.patch_namespaced_job_status(name, cluster.ns, {"status": {"conditions": [failed]}})
 
 
 def test_a_failed_date_is_tried_again_by_a_new_job_three_times_then_waits(

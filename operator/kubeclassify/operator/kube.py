@@ -127,11 +127,11 @@ class Kube:
     @uses(c.GROUP, f"{c.PLURALS[c.CLASSIFICATION_BATCH]}/status", "patch")
     def patch_classification_batch_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
-    ) -> None:
+    ) -> dict[str, Any]:
         """Patch the status; with `resource_version`, only if the batch is still at that version (the
-        API answers 409 Conflict otherwise)."""
+        API answers 409 Conflict otherwise). The batch as written."""
         guard = {"metadata": {"resourceVersion": resource_version}} if resource_version else {}
-        self.custom.patch_namespaced_custom_object_status(
+        written = self.custom.patch_namespaced_custom_object_status(
             c.GROUP,
             c.VERSION,
             namespace,
@@ -140,6 +140,7 @@ class Kube:
             {**guard, "status": status},
             _request_timeout=self.timeout,
         )
+        return dict(written)  # type: ignore[call-overload]
 
     @uses(c.GROUP, c.PLURALS[c.CLASSIFICATION_BATCH], "patch")
     def annotate_classification_batch(
@@ -164,8 +165,9 @@ class Kube:
         return None if job is None else self.batch.api_client.sanitize_for_serialization(job)
 
     @uses("batch", "jobs", "create")
-    def create_job(self, namespace: str, job: Any) -> dict[str, Any]:
-        """Create the run's Job; an existing one (a restart mid-reconcile) is returned as it is."""
+    def create_job(self, namespace: str, job: Any) -> tuple[dict[str, Any], bool]:
+        """Create the run's Job; an existing one (a step run again) is returned as it is. The Job,
+        and whether this call made it."""
         try:
             created = self.batch.create_namespaced_job(namespace, job, _request_timeout=self.timeout)
         except ApiException as e:
@@ -174,8 +176,8 @@ class Kube:
             existing = self.get_job(namespace, job["metadata"]["name"])
             if existing is None:
                 raise
-            return existing
-        return dict(self.batch.api_client.sanitize_for_serialization(created))
+            return existing, False
+        return dict(self.batch.api_client.sanitize_for_serialization(created)), True
 
     @uses("", "pods", "list")
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ Run it with `kubeclassify operator run`."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -147,15 +147,28 @@ def batch_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
     """Follow a run's Job into its batch's status; at its end, the Event and the webhook. A Job
     deleted before it finished fails its run (the batch never waits on a Job that is gone)."""
     namespace, owner = body.metadata.namespace, body.metadata.labels[c.LABEL_CLASSIFICATION_BATCH]
-    parent = memo.kube.get_classification_batch(namespace, owner)
-    if parent is None or parent["metadata"].get("deletionTimestamp"):
-        return
-    with metrics.reconciling("Job"):
-        try:
-            deleted = event["type"] == "DELETED"
-            classification_batch.job_changed(parent, body, memo.kube, memo.config, _now(), deleted=deleted)
-        except Problem as problem:  # the next run could not start (e.g. its model is gone)
-            classification_batch.write(memo.kube, parent, classification_batch.failed(parent, problem))
+    deleted = event["type"] == "DELETED"
+    # Kopf does not retry an event handler: a status write refused because another handler wrote
+    # the batch meanwhile (409) is done again here, from the batch as it is now.
+    for attempt in range(JOB_EVENT_ATTEMPTS):
+        parent = memo.kube.get_classification_batch(namespace, owner)
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            return
+        with metrics.reconciling("Job"):
+            try:
+                classification_batch.job_changed(
+                    parent, body, memo.kube, memo.config, _now(), deleted=deleted
+                )
+                return
+            except Problem as problem:  # the next run could not start (e.g. its model is gone)
+                _record_problem(memo.kube, parent, problem)
+                return
+            except ApiException as e:
+                if e.status != 409 or attempt == JOB_EVENT_ATTEMPTS - 1:
+                    raise
+
+
+JOB_EVENT_ATTEMPTS = 5
 
 
 def _batch_step(step: Callable[..., None], body: kopf.Body, memo: kopf.Memo) -> None:
@@ -163,15 +176,25 @@ def _batch_step(step: Callable[..., None], body: kopf.Body, memo: kopf.Memo) -> 
     the API refused is retried after RETRY_DELAY: every step is safe to run again."""
     with metrics.reconciling(c.CLASSIFICATION_BATCH):
         try:
-            step(body, memo.kube, memo.config, _now())
-        except Problem as problem:
-            classification_batch.write(memo.kube, body, classification_batch.failed(body, problem))
-            raise as_kopf_error(problem, memo.config.retry_delay) from None
+            try:
+                step(body, memo.kube, memo.config, _now())
+            except Problem as problem:
+                _record_problem(memo.kube, body, problem)
+                raise as_kopf_error(problem, memo.config.retry_delay) from None
         except ApiException as e:
             if e.status == 409:  # the batch changed meanwhile: again soon, from its latest state
                 raise kopf.TemporaryError("the batch changed meanwhile; again", delay=1.0) from e
             message = f"the Kubernetes API answered {e.status} {e.reason}; retrying"
             raise kopf.TemporaryError(message, delay=memo.config.retry_delay) from e
+
+
+def _record_problem(kube: Kube, body: Mapping[str, Any], problem: Problem) -> None:
+    """The problem as the batch's status, written over the batch as it is now (the step may have
+    written it since `body` was read)."""
+    metadata = body["metadata"]
+    latest = kube.get_classification_batch(metadata["namespace"], metadata["name"])
+    if latest is not None:
+        classification_batch.write(kube, latest, classification_batch.failed(latest, problem))
 
 
 def _now() -> dt.datetime:

@@ -293,6 +293,9 @@ class ClassificationBatchStatus(Model):
         description="The rerun annotation being taken, recorded before its Job is made, so that a"
         " retry finds that Job instead of making another.",
     )
+    last_tick: str | None = Field(
+        None, description="Scheduled: the value of the kubeclassify.io/tick annotation last taken."
+    )
     pending_run: PendingRun | None = Field(
         None,
         description="The run about to start: recorded before its Job is made; a gateway user's run waits"

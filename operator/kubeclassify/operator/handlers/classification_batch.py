@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from kubeclassify.core.constants import ANNOTATION_RERUN_DATE
+from kubeclassify.core.constants import ANNOTATION_RERUN_DATE, ANNOTATION_TICK
 from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.policy import Denial, batch_denials, describe, webhook_secret_denial
 from kubeclassify.core.resources.classification_batch import (
@@ -43,7 +43,14 @@ from kubeclassify.operator.builders.batch_status import RunOutcome, duration_tex
 from kubeclassify.operator.builders.inference_service import name_for, stable_model
 from kubeclassify.operator.config import OperatorConfig
 from kubeclassify.operator.handlers.model_deployment import explain
-from kubeclassify.operator.handlers.status import Problem, as_body, post, refuse, write_status
+from kubeclassify.operator.handlers.status import (
+    Problem,
+    as_body,
+    post,
+    post_transitions,
+    refuse,
+    status_patch,
+)
 from kubeclassify.operator.kube import Kube
 
 
@@ -74,6 +81,7 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
     status = current_status(body)
     if _run_lost(body, status, kube, config, now):
         return  # recorded as failed; the next event (or tick) goes on from there
+    body = resume(body, status, kube, config, now)  # a run recorded before the operator stopped
     if cb.spec.schedule is not None:
         for obj in [*tick_access(cb), tick_cronjob(cb, config)]:
             kopf.adopt(obj, owner=as_body(body))
@@ -87,14 +95,17 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
         )
     else:
         if status.job_name is None and not status.recent_runs:
-            begin_run(body, cb, status, kube, config, cb.spec.date, now)
+            body = begin_run(body, cb, status, kube, config, cb.spec.date, now)
         if status.job_name is None:
             reason, message = BatchReason.AWAITING_ADMISSION, "its run waits for the gateway to admit it"
         else:
             reason, message = BatchReason.JOB_CREATED, f"Job {status.job_name}"
     status.conditions = set_condition(status.conditions, CONDITION_READY, "True", reason, message, generation)
     status.observed_generation = generation
-    write(kube, body, status)
+    body = write(kube, body, status)
+    ticked = (body["metadata"].get("annotations") or {}).get(ANNOTATION_TICK)
+    if cb.spec.schedule is not None and ticked and ticked != status.last_tick:
+        tick(body, kube, config, now)  # a tick that came while this step ran, not taken yet
 
 
 def start_run(
@@ -115,9 +126,10 @@ def start_run(
         cb, md, model, config, date, now.replace(microsecond=0), url, run.suffix, bool(run.rerun), max_images
     )
     kopf.adopt(job, owner=as_body(body))
-    created = kube.create_job(namespace, job)
-    what = f"Job {job['metadata']['name']}" + (f" for {date}" if date else "")
-    post(body, "Normal", BatchReason.JOB_CREATED, what + (", replacing its results" if run.rerun else ""))
+    created, made = kube.create_job(namespace, job)
+    if made:  # once, however often the step runs
+        what = f"Job {job['metadata']['name']}" + (f" for {date}" if date else "")
+        post(body, "Normal", BatchReason.JOB_CREATED, what + (", replacing its results" if run.rerun else ""))
     return created
 
 
@@ -131,17 +143,18 @@ def begin_run(
     now: dt.datetime,
     suffix: str | None = None,
     rerun: bool = False,
-) -> None:
+) -> Mapping[str, Any]:
     """Start a run: record it first (its id is its Job's name, so a handler run again finds that
     Job), then make its Job once it may start: at once for a batch applied with kubectl; for a
     gateway user's batch once the gateway has admitted this run id (its credits reserved), waiting
     as AwaitingAdmission until then. A run the gateway refused ends as failed (AdmissionRefused).
-    `status` is written in every case; a rerun's annotation is removed once its Job exists."""
+    `status` is written in every case (the batch as written is returned); a rerun's annotation is
+    removed once its Job exists."""
     metadata = body["metadata"]
     run = PendingRun(id=run_id(metadata["name"], date, suffix), date=date, suffix=suffix, rerun=rerun or None)
     if status.pending_run != run:
         status.pending_run = run
-        write(kube, body, status)  # intent before the side effect
+        body = write(kube, body, status)  # intent before the side effect
     admission = admission_of(metadata) if needs_admission(metadata) else None
     if needs_admission(metadata) and (admission is None or admission.run != run.id):
         if status.phase != "AwaitingAdmission":
@@ -152,8 +165,7 @@ def begin_run(
                 f"run {run.id} waits for the gateway to admit it",
             )
         status.phase = "AwaitingAdmission"
-        write(kube, body, status)
-        return
+        return write(kube, body, status)
     if admission is not None and admission.refused is not None:
         status.pending_run = None
         refused = RunOutcome(
@@ -173,32 +185,46 @@ def begin_run(
             config,
             now,
         )
-        write(kube, body, status)
+        body = write(kube, body, status)
         if rerun:
             kube.annotate_classification_batch(
                 metadata["namespace"], metadata["name"], {ANNOTATION_RERUN_DATE: None}
             )
-        return
+        return body
     job = start_run(body, cb, kube, config, date, now, run, admission.images if admission else None)
     next_date_before = status.next_date
     status = _started(status, job, date)
     if rerun and cb.spec.schedule is not None:  # a rerun leaves the schedule's next date alone
         status.next_date = next_date_before
     status.pending_run = None
-    write(kube, body, status)
+    body = write(kube, body, status)
     if rerun:
         kube.annotate_classification_batch(
             metadata["namespace"], metadata["name"], {ANNOTATION_RERUN_DATE: None}
         )
+    return body
+
+
+def resume(
+    body: Mapping[str, Any],
+    status: ClassificationBatchStatus,
+    kube: Kube,
+    config: OperatorConfig,
+    now: dt.datetime,
+) -> Mapping[str, Any]:
+    """Go on with the run recorded in status.pendingRun, if any and no run goes: one recorded just
+    before the operator stopped, or one the gateway has now answered. The batch as written."""
+    run = status.pending_run
+    if run is None or status.phase == "Running":
+        return body
+    return begin_run(body, parse(body), status, kube, config, run.date, now, run.suffix, bool(run.rerun))
 
 
 def admitted(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
     """The gateway answered: the pending run starts (or ends as refused)."""
     status = current_status(body)
-    run = status.pending_run
-    if run is None or status.phase != "AwaitingAdmission":
-        return
-    begin_run(body, parse(body), status, kube, config, run.date, now, run.suffix, bool(run.rerun))
+    if status.phase == "AwaitingAdmission":
+        resume(body, status, kube, config, now)
 
 
 def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
@@ -242,25 +268,45 @@ def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.d
         raise kopf.TemporaryError("a run is in progress; the rerun starts after it", delay=config.retry_delay)
     if not taken:  # intent before the side effect
         status.reruns, status.rerun_request = (status.reruns or 0) + 1, raw
-        write(kube, body, status)
+        body = write(kube, body, status)
     begin_run(body, cb, status, kube, config, date, now, suffix=f"r{status.reruns}", rerun=True)
 
 
 def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
-    """On a tick: start the run for the next due date, unless a run is in progress or none is due."""
+    """On a tick: start the run for the next due date, unless a run is in progress or none is due.
+    The tick taken is recorded in status.lastTick (so `ensure` takes one that came while another
+    step of the batch ran)."""
     cb = parse(body)
     if cb.spec.schedule is None:
         return
     status = current_status(body)
+    ticked = (body["metadata"].get("annotations") or {}).get(ANNOTATION_TICK)
+    if ticked is not None and ticked == status.last_tick:
+        return  # taken already (by `ensure`, or by this step before a retry)
+    status.last_tick = ticked
     if status.phase == "Running" and status.job_name:
         job = kube.get_job(body["metadata"]["namespace"], status.job_name)
         if job is not None and not job_outcome(job, []).finished:
             return  # the run in progress starts the next one when it ends
-    due = next_date(cb.spec.schedule, status.last_processed_date, now)
-    if due is None:
-        status.next_date = upcoming_date(cb.spec.schedule, status.last_processed_date, now)
+    upcoming = _next_run(body, cb, status, now)
+    if upcoming is None:
         write(kube, body, status)
         return
+    begin_run(body, cb, status, kube, config, upcoming.date, now, upcoming.suffix)
+
+
+def _next_run(
+    body: Mapping[str, Any], cb: ClassificationBatch, status: ClassificationBatchStatus, now: dt.datetime
+) -> PendingRun | None:
+    """The scheduled batch's next run, if a date is due and has tries left (a date that failed
+    MAX_FAILED_RUNS times in a row says so in Ready=False, RetriesExhausted, and waits); `status`
+    gets the next date and the Ready condition either way."""
+    schedule = cb.spec.schedule
+    assert schedule is not None
+    due = next_date(schedule, status.last_processed_date, now)
+    if due is None:
+        status.next_date = upcoming_date(schedule, status.last_processed_date, now)
+        return None
     generation = body["metadata"].get("generation")
     before, failed = _runs_of(status, due, generation)
     if failed >= MAX_FAILED_RUNS:
@@ -274,13 +320,13 @@ def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.da
         status.conditions = set_condition(
             status.conditions, CONDITION_READY, "False", BatchReason.RETRIES_EXHAUSTED, message, generation
         )
-        write(kube, body, status)
-        return
+        return None
     if _condition_reason(status, CONDITION_READY) == BatchReason.RETRIES_EXHAUSTED:
         status.conditions = set_condition(
             status.conditions, CONDITION_READY, "True", BatchReason.SCHEDULED, f"runs {due}", generation
         )
-    begin_run(body, cb, status, kube, config, due, now, suffix=f"t{before + 1}" if before else None)
+    suffix = f"t{before + 1}" if before else None
+    return PendingRun(id=run_id(body["metadata"]["name"], due, suffix), date=due, suffix=suffix)
 
 
 def _runs_of(status: ClassificationBatchStatus, date: dt.date, generation: int | None) -> tuple[int, int]:
@@ -337,6 +383,7 @@ def job_changed(
     status = current_status(body)
     name = job["metadata"]["name"]
     if status.job_name != name or status.phase not in ("Pending", "Running"):
+        resume(body, status, kube, config, now)  # the next run, if one was recorded and not started
         return  # an earlier run's Job, or this run is already recorded
     cb = parse(body)
     outcome = job_outcome(dict(job), kube.job_pods(body["metadata"]["namespace"], name))
@@ -370,15 +417,12 @@ def job_changed(
             pending=True,
             delivery=f"{namespace}.{name}",
         )
-    write(kube, body, status)
     schedule = cb.spec.schedule
-    if schedule is not None and not schedule.suspend and next_date(schedule, status.last_processed_date, now):
-        tick(
-            {**body, "status": status.model_dump(mode="json", by_alias=True, exclude_none=True)},
-            kube,
-            config,
-            now,
-        )
+    upcoming = _next_run(body, cb, status, now) if schedule is not None and not schedule.suspend else None
+    status.pending_run = upcoming  # recorded with this run's end: an operator that stops here starts it
+    body = write(kube, body, status)  # when it comes back (`ensure`)
+    if upcoming is not None:
+        begin_run(body, cb, status, kube, config, upcoming.date, now, upcoming.suffix)
 
 
 def _record_run(
@@ -484,7 +528,7 @@ def report_progress(body: Mapping[str, Any], kube: Kube, config: OperatorConfig,
         (now + dt.timedelta(seconds=left)).replace(microsecond=0) if left is not None else None
     )
     metrics.batch_progress(namespace, batch, progress.done, progress.total or 0)
-    write(kube, body, status, guarded=True)
+    write(kube, body, status)
 
 
 WEBHOOK_ATTEMPTS = 5
@@ -543,7 +587,7 @@ def send_webhooks(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, n
                 f"{hook.url if hook else 'webhook'}: {run.webhook.error}",
             )
         status.webhook = run.webhook
-    write(kube, body, status, guarded=True)
+    write(kube, body, status)
 
 
 def _payload(body: Mapping[str, Any], run: BatchRun) -> dict[str, Any]:
@@ -628,15 +672,20 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ClassificationBatchStat
     return status
 
 
-def write(
-    kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus, guarded: bool = False
-) -> None:
-    """Patch the status when it changed; a Ready condition that changes posts an Event (runs post
-    their own). `guarded`: only if the batch is still the version `body` is (for the timers, which
-    run beside the other handlers: a stale copy never overwrites a newer status)."""
-    version = body["metadata"].get("resourceVersion") if guarded else None
-
-    def patch(namespace: str, name: str, patch: dict[str, Any]) -> None:
-        kube.patch_classification_batch_status(namespace, name, patch, version)
-
-    write_status(patch, body, status, types=(CONDITION_READY,))
+def write(kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus) -> Mapping[str, Any]:
+    """Patch the status when it changed, only if the batch is still the version `body` is: a handler
+    that read it before another wrote it gets 409 and runs again from the batch as it is, so no
+    write is ever lost under another (handlers of the batch, of its Jobs and its timers run side by
+    side). A Ready condition that changes posts an Event (runs post their own). The batch as
+    written: a step that writes again passes it on."""
+    old = body.get("status")
+    patch = status_patch(status, old)
+    if patch is None:
+        return body
+    post_transitions(body, old, status, (CONDITION_READY,))
+    metadata = body["metadata"]
+    written = kube.patch_classification_batch_status(
+        metadata["namespace"], metadata["name"], patch, metadata.get("resourceVersion")
+    )
+    version = (written.get("metadata") or {}).get("resourceVersion")
+    return {**body, "metadata": {**metadata, "resourceVersion": version}, "status": written.get("status")}

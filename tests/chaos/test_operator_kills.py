@@ -1,0 +1,211 @@
+"""The operator killed (SIGKILL) at random moments, many times, while twenty-odd runs go: one-off
+batches, daily batches catching up over a missed week, and reruns. A kubelet stand-in runs every Job
+the operator makes with the real batch worker (mode remote, against the digits predictor). At the
+end: no duplicate Job, no batch stuck, every run's results published once with a row per image, and
+every run's webhook delivered with one delivery id per run.
+
+The kills follow a seeded random sequence: KUBECLASSIFY_CHAOS_SEED (`make test-chaos SEED=...`)
+replays one; the seed is printed, and named in every failure."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+import os
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from e2e.conftest import Operator, start_operator
+from harness.kubelet import CB, Cluster, Kubelet, ready_inference_service
+from harness.receiver import Receiver
+from harness.wait import wait_for
+from kubernetes import client
+from PIL import Image
+
+from kubeclassify.core import constants as c
+from kubeclassify.core.local import PredictorServer, S3Server
+from kubeclassify.core.model_card import ModelCard
+from kubeclassify.core.storage import ObjectStore
+from kubeclassify.core.webhooks import DELIVERY_HEADER
+
+TODAY = dt.datetime.now(dt.UTC).date()
+DAYS = [TODAY - dt.timedelta(days=n) for n in range(7, 0, -1)]  # a missed week, up to yesterday
+PER_DAY = 3
+ONE_OFFS, DAILIES, RERUNS = 12, 3, 3
+KILLS = 8
+
+
+@pytest.fixture
+def seed() -> int:
+    chosen = int(os.environ.get("KUBECLASSIFY_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
+    print(f"chaos seed {chosen} (KUBECLASSIFY_CHAOS_SEED={chosen} replays it)")
+    return chosen
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def png(index: int) -> bytes:
+    from sklearn.datasets import load_digits
+
+    pixels = (load_digits().images[index] * (255.0 / 16.0)).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def stage(cluster: Cluster, store: ObjectStore, bucket: str, s3: S3Server, digits_model: Path) -> None:
+    """PER_DAY digits on each day of the week in a manifest, the S3 and webhook Secrets, and the
+    ModelDeployment `digits` (its predictor: the test's digits predictor)."""
+    rows = ["filepath,date"]
+    for d, day in enumerate(DAYS):
+        for i in range(PER_DAY):
+            path = f"images/{day}/{i}.png"
+            store.write(f"s3://{bucket}/{path}", png(1600 + d * PER_DAY + i))
+            rows.append(f"{path},{day}")
+    store.write(f"s3://{bucket}/manifest.csv", ("\n".join(rows) + "\n").encode())
+    keys = {"AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.secret_access_key}
+    cluster.secret("s3", {k: v.encode() for k, v in keys.items()})
+    hook = {"metadata": {"name": "hook", "labels": {c.LABEL_WEBHOOK_SECRET: "true"}}}
+    cluster.core.create_namespaced_secret(
+        cluster.ns, {**hook, "data": {"secret": base64.b64encode(b"k").decode()}}
+    )
+    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
+    cluster.create(
+        c.PLURALS[c.MODEL_DEPLOYMENT],
+        {
+            "apiVersion": c.API_VERSION,
+            "kind": c.MODEL_DEPLOYMENT,
+            "metadata": {"name": "digits"},
+            "spec": {
+                "model": {"uri": f"s3://{bucket}/models/digits/"},
+                "input": card.input.to_k8s(),
+                "storage": {"secretName": "s3", "endpoint": s3.endpoint_url},
+            },
+        },
+    )
+
+
+def batch(name: str, bucket: str, hook: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.CLASSIFICATION_BATCH,
+        "metadata": {"name": name},
+        "spec": {
+            "modelRef": {"name": "digits"},
+            "input": {"manifest": {"uri": f"s3://{bucket}/manifest.csv", "root": f"s3://{bucket}/"}},
+            "output": {"uri": f"s3://{bucket}/results/{name}/{{date}}/predictions.csv"},
+            "mode": "remote",
+            "webhook": {"url": hook, "secretName": "hook"},
+            **spec,
+        },
+    }
+
+
+@pytest.mark.timeout(900)
+def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
+    seed: int,
+    kube_api,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+    store: ObjectStore,
+    bucket: str,
+    s3_server: S3Server,
+    digits_model: Path,
+    digits_predictor: PredictorServer,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(seed)
+    cluster = Cluster(api_client, namespace)
+    settings = {"namespaces": f'["{namespace}"]', "webhook_allowed_networks": '["127.0.0.0/8"]'}
+    operator: Operator = start_operator(kube_api.kubeconfig, tmp_path / "operator-0", **settings)
+    kubelet = Kubelet(cluster, tmp_path / "pods")
+    kills = 0
+    one_offs = {f"once-{i}": DAYS[i % 7] for i in range(ONE_OFFS)}
+    dailies = [f"daily-{i}" for i in range(DAILIES)]
+    reruns = rng.sample(sorted(one_offs), RERUNS)
+
+    def status(name: str) -> dict[str, Any]:
+        return dict(cluster.cb(name).get("status") or {})
+
+    def annotate(name: str, key: str, value: str) -> None:
+        patch = {"metadata": {"annotations": {key: value}}}
+        cluster.custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, CB, name, patch)
+
+    def settled() -> bool:
+        once = all(
+            status(n).get("phase") == "Succeeded"
+            and len(status(n).get("recentRuns", [])) == 1 + (n in reruns)
+            for n in one_offs
+        )
+        return once and all(status(n).get("lastProcessedDate") == str(DAYS[-1]) for n in dailies)
+
+    try:
+        stage(cluster, store, bucket, s3_server, digits_model)
+        ready_inference_service(cluster.custom, namespace, "digits", digits_predictor.url)
+        for i, (name, day) in enumerate(one_offs.items()):
+            cluster.create(CB, batch(name, bucket, receiver.url, date=str(day), parallelism=1 + i % 2))
+        schedule = {"cron": "30 1 * * *", "startDate": str(DAYS[0]), "catchUp": True}
+        for name in dailies:
+            cluster.create(CB, batch(name, bucket, receiver.url, schedule=schedule))
+        for name in dailies:  # the CronJob's first tick, as its pod would stamp it
+            wait_for(lambda n=name: status(n).get("phase") == "Scheduled", what=name)
+            annotate(name, c.ANNOTATION_TICK, str(time.time()))
+
+        asked: set[str] = set()
+        for k in range(KILLS):
+            time.sleep(rng.uniform(0.2, 2.0))
+            os.killpg(operator.process.pid, signal.SIGKILL)
+            operator.process.popen.wait()
+            kills += 1
+            for name in reruns:  # a rerun is asked for once the batch's first run has ended
+                if name not in asked and status(name).get("phase") == "Succeeded":
+                    annotate(name, c.ANNOTATION_RERUN_DATE, str(one_offs[name]))
+                    asked.add(name)
+            operator = start_operator(kube_api.kubeconfig, tmp_path / f"operator-{k + 1}", **settings)
+        for name in set(reruns) - asked:
+            wait_for(lambda n=name: status(n).get("phase") == "Succeeded", timeout=180)
+            annotate(name, c.ANNOTATION_RERUN_DATE, str(one_offs[name]))
+
+        try:
+            wait_for(settled, timeout=300, what=f"every run to end (seed {seed}, {kills} kills)")
+        except AssertionError as e:
+            keys = ("phase", "jobName", "nextDate", "lastProcessedDate", "pendingRun", "conditions")
+            where = {n: {k: status(n).get(k) for k in keys} for n in [*one_offs, *dailies]}
+            raise AssertionError(f"{e}: {json.dumps(where, indent=1)}; Jobs run {kubelet.ran}") from None
+        assert kubelet.errors == []
+        webhooks = ONE_OFFS + RERUNS + DAILIES * 7
+        wait_for(lambda: len(receiver.received) >= webhooks, timeout=60, what=f"the webhooks (seed {seed})")
+
+        jobs = Counter(j["metadata"]["labels"][c.LABEL_CLASSIFICATION_BATCH] for j in cluster.jobs())
+        runs = {n: status(n)["recentRuns"] for n in [*one_offs, *dailies]}
+        expected = {**{n: 1 + (n in reruns) for n in one_offs}, **{n: 7 for n in dailies}}
+        assert dict(jobs) == expected, f"one Job per run, none twice (seed {seed})"
+        every = [r for rs in runs.values() for r in rs]
+        assert all(r["phase"] == "Succeeded" and r["counts"]["total"] == PER_DAY for r in every), seed
+        assert [r["date"] for r in runs[dailies[0]]] == [str(d) for d in DAYS], "each date once, in order"
+        for r in every:
+            rows = list(csv.DictReader(io.StringIO(store.read(r["outputUri"]).decode())))
+            assert len(rows) == PER_DAY, f"{r['jobName']}: a row per image (seed {seed})"
+        deliveries = {headers[DELIVERY_HEADER] for headers, _ in receiver.received}
+        assert deliveries == {f"{namespace}.{r['jobName']}" for r in every}, f"one id per run (seed {seed})"
+        hooks = len(receiver.received)
+        print(f"chaos seed {seed}: {kills} kills, {len(kubelet.ran)} Jobs run, {hooks} webhooks")
+    finally:
+        kubelet.stop()
+        operator.process.stop()
