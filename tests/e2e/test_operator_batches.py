@@ -611,3 +611,25 @@ def test_a_failed_date_is_tried_again_by_a_new_job_three_times_then_waits(
     tick = {"metadata": {"annotations": {c.ANNOTATION_TICK: str(time.time())}}}
     cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, cluster.ns, CB, "flaky", tick)
     wait_for(lambda: f"flaky-{DAY1:%Y%m%d}-t4" in [j["metadata"]["name"] for j in cluster.jobs()], what="t4")
+
+
+def test_a_daily_batchs_cronjob_deleted_by_hand_is_made_again(
+    operator: Operator, stage: dict[str, Any]
+) -> None:
+    """Without its CronJob a daily batch would never tick again, and say Scheduled all the while."""
+    cluster, bucket = stage["cluster"], stage["bucket"]
+    cluster.create(MD, stage["md"])
+    schedule = {"cron": "30 1 * * *", "timeZone": "UTC", "startDate": TODAY.isoformat()}
+    cluster.create(CB, batch("lostcron", bucket, schedule=schedule))
+
+    def cronjob() -> list[Any]:
+        crons = cluster.batch.list_namespaced_cron_job(cluster.ns).items
+        return [j for j in crons if j.metadata.labels.get(c.LABEL_CLASSIFICATION_BATCH) == "lostcron"]
+
+    first = wait_for(cronjob, what="the CronJob")[0]
+    cluster.batch.delete_namespaced_cron_job(first.metadata.name, cluster.ns)
+    again = wait_for(
+        lambda: [j for j in cronjob() if j.metadata.uid != first.metadata.uid], what="the CronJob made again"
+    )[0]
+    assert (again.metadata.name, again.spec.schedule) == (first.metadata.name, "30 1 * * *")
+    assert again.metadata.owner_references[0].name == "lostcron"

@@ -171,6 +171,21 @@ def batch_job_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
 JOB_EVENT_ATTEMPTS = 5
 
 
+@kopf.on.event(
+    "batch", "v1", "cronjobs", labels={c.LABEL_CLASSIFICATION_BATCH: kopf.PRESENT, c.LABEL_COMPONENT: "tick"}
+)
+def tick_cronjob_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A daily batch's CronJob deleted (by hand, or lost) is made again while its batch lives."""
+    if event["type"] != "DELETED":
+        return
+    namespace, owner = body.metadata.namespace, body.metadata.labels[c.LABEL_CLASSIFICATION_BATCH]
+    parent = memo.kube.get_classification_batch(namespace, owner)
+    if parent is None or parent["metadata"].get("deletionTimestamp"):
+        return  # its batch is gone or going: the CronJob goes with it
+    with metrics.reconciling("CronJob"):
+        classification_batch.apply_tick(parent, memo.kube, memo.config)
+
+
 def _batch_step(step: Callable[..., None], body: kopf.Body, memo: kopf.Memo) -> None:
     """Run one step for a batch; a problem becomes its status, and Kopf waits or retries. A call
     the API refused is retried after RETRY_DELAY: every step is safe to run again."""

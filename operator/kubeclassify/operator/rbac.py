@@ -65,7 +65,7 @@ DECLARED: set[Permission] = FRAMEWORK | (
     | _perms(c.GROUP, f"{CB}/status", "patch")
     | _perms("serving.kserve.io", "inferenceservices", "get", "list", "watch", "create", "patch")
     | _perms("batch", "jobs", "get", "list", "watch", "create")
-    | _perms("batch", "cronjobs", "create", "patch")
+    | _perms("batch", "cronjobs", "list", "watch", "create", "patch")  # watched: one deleted is made again
     | _perms("", "pods", "list")
     | _perms("", "pods/log", "get")  # a running batch pod's progress lines
     | _perms("", "serviceaccounts", "create", "patch")

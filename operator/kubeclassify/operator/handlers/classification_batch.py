@@ -83,9 +83,7 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
         return  # recorded as failed; the next event (or tick) goes on from there
     body = resume(body, status, kube, config, now)  # a run recorded before the operator stopped
     if cb.spec.schedule is not None:
-        for obj in [*tick_access(cb), tick_cronjob(cb, config)]:
-            kopf.adopt(obj, owner=as_body(body))
-            kube.apply(namespace, obj)
+        apply_tick(body, kube, config)
         going = status.phase in ("Running", "AwaitingAdmission")  # a run's own state, kept
         status.phase = status.phase if going else "Suspended" if cb.spec.schedule.suspend else "Scheduled"
         status.next_date = upcoming_date(cb.spec.schedule, status.last_processed_date, now)
@@ -106,6 +104,17 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
     ticked = (body["metadata"].get("annotations") or {}).get(ANNOTATION_TICK)
     if cb.spec.schedule is not None and ticked and ticked != status.last_tick:
         tick(body, kube, config, now)  # a tick that came while this step ran, not taken yet
+
+
+def apply_tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig) -> None:
+    """A scheduled batch's CronJob and the tick's access, as its spec says (server-side apply: made
+    again when deleted, left alone when unchanged); nothing for a one-off batch."""
+    cb = parse(body)
+    if cb.spec.schedule is None:
+        return
+    for obj in [*tick_access(cb), tick_cronjob(cb, config)]:
+        kopf.adopt(obj, owner=as_body(body))
+        kube.apply(body["metadata"]["namespace"], obj)
 
 
 def start_run(
