@@ -9,9 +9,7 @@ replays one; the seed is printed, and named in every failure."""
 
 from __future__ import annotations
 
-import base64
 import csv
-import datetime as dt
 import io
 import json
 import os
@@ -19,101 +17,24 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from chaos.conftest import DAYS, PER_DAY, batch, stage
 from e2e.conftest import Operator, start_operator
 from harness.kubelet import CB, Cluster, Kubelet, ready_inference_service
 from harness.receiver import Receiver
 from harness.wait import wait_for
 from kubernetes import client
-from PIL import Image
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.local import PredictorServer, S3Server
-from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.core.webhooks import DELIVERY_HEADER
 
-TODAY = dt.datetime.now(dt.UTC).date()
-DAYS = [TODAY - dt.timedelta(days=n) for n in range(7, 0, -1)]  # a missed week, up to yesterday
-PER_DAY = 3
 ONE_OFFS, DAILIES, RERUNS = 12, 3, 3
 KILLS = 8
-
-
-@pytest.fixture
-def seed() -> int:
-    chosen = int(os.environ.get("KUBECLASSIFY_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
-    print(f"chaos seed {chosen} (KUBECLASSIFY_CHAOS_SEED={chosen} replays it)")
-    return chosen
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-def png(index: int) -> bytes:
-    from sklearn.datasets import load_digits
-
-    pixels = (load_digits().images[index] * (255.0 / 16.0)).round().astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def stage(cluster: Cluster, store: ObjectStore, bucket: str, s3: S3Server, digits_model: Path) -> None:
-    """PER_DAY digits on each day of the week in a manifest, the S3 and webhook Secrets, and the
-    ModelDeployment `digits` (its predictor: the test's digits predictor)."""
-    rows = ["filepath,date"]
-    for d, day in enumerate(DAYS):
-        for i in range(PER_DAY):
-            path = f"images/{day}/{i}.png"
-            store.write(f"s3://{bucket}/{path}", png(1600 + d * PER_DAY + i))
-            rows.append(f"{path},{day}")
-    store.write(f"s3://{bucket}/manifest.csv", ("\n".join(rows) + "\n").encode())
-    keys = {"AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.secret_access_key}
-    cluster.secret("s3", {k: v.encode() for k, v in keys.items()})
-    hook = {"metadata": {"name": "hook", "labels": {c.LABEL_WEBHOOK_SECRET: "true"}}}
-    cluster.core.create_namespaced_secret(
-        cluster.ns, {**hook, "data": {"secret": base64.b64encode(b"k").decode()}}
-    )
-    card = ModelCard.model_validate_json((digits_model / "model-card.json").read_text())
-    cluster.create(
-        c.PLURALS[c.MODEL_DEPLOYMENT],
-        {
-            "apiVersion": c.API_VERSION,
-            "kind": c.MODEL_DEPLOYMENT,
-            "metadata": {"name": "digits"},
-            "spec": {
-                "model": {"uri": f"s3://{bucket}/models/digits/"},
-                "input": card.input.to_k8s(),
-                "storage": {"secretName": "s3", "endpoint": s3.endpoint_url},
-            },
-        },
-    )
-
-
-def batch(name: str, bucket: str, hook: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.CLASSIFICATION_BATCH,
-        "metadata": {"name": name},
-        "spec": {
-            "modelRef": {"name": "digits"},
-            "input": {"manifest": {"uri": f"s3://{bucket}/manifest.csv", "root": f"s3://{bucket}/"}},
-            "output": {"uri": f"s3://{bucket}/results/{name}/{{date}}/predictions.csv"},
-            "mode": "remote",
-            "webhook": {"url": hook, "secretName": "hook"},
-            **spec,
-        },
-    }
 
 
 @pytest.mark.timeout(900)

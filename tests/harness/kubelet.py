@@ -89,26 +89,11 @@ def start_pod(cluster: Cluster, job: dict[str, Any], index: int) -> str:
 def run_index(cluster: Cluster, job: dict[str, Any], index: int, pod: str, workdir: Path) -> int:
     """Run one index's container as a process into `pod`: its output becomes the pod's log, its
     summary the termination message; returns its exit code."""
-    spec = job["spec"]
-    container = spec["template"]["spec"]["containers"][0]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECLASSIFY_", "AWS_"))}
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = var["value"]
-    for source in container.get("envFrom", []):
-        secret = cluster.core.read_namespaced_secret(source["secretRef"]["name"], cluster.ns)
-        env.update({k: base64.b64decode(v).decode() for k, v in secret.data.items()})
-    command = [
-        sys.executable if container["command"][0] == "python" else container["command"][0],
-        *container["command"][1:],
-    ]
-    message = workdir / f"{job['metadata']['name']}-{index}.termination"
-    argv = [*command, *container["args"], "--termination-log", str(message)]
-    done = subprocess.run(
-        argv, env={**env, "JOB_COMPLETION_INDEX": str(index)}, capture_output=True, timeout=240
-    )
+    argv, env, message = _container(cluster, job, index, workdir)
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=240)
     assert message.exists(), done.stderr.decode()[-2000:]
     append_pod_log(cluster.url, cluster.ns, pod, done.stdout.decode() + done.stderr.decode())
+    container = job["spec"]["template"]["spec"]["containers"][0]
     terminated = {
         "exitCode": done.returncode,
         "message": message.read_text(),
@@ -129,6 +114,46 @@ def run_index(cluster: Cluster, job: dict[str, Any], index: int, pod: str, workd
     }
     cluster.core.patch_namespaced_pod_status(pod, cluster.ns, {"status": status})
     return done.returncode
+
+
+def kill_index(
+    cluster: Cluster, job: dict[str, Any], index: int, pod: str, workdir: Path, after: float
+) -> bool:
+    """`kubectl delete pod` while one index runs: its process is killed (SIGKILL) `after` seconds
+    in and the pod is gone, leaving no termination message. False if it had ended by then."""
+    argv, env, _ = _container(cluster, job, index, workdir)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        process.wait(timeout=after)
+        ended = True
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        ended = False
+    cluster.core.delete_namespaced_pod(pod, cluster.ns)
+    return not ended
+
+
+def _container(
+    cluster: Cluster, job: dict[str, Any], index: int, workdir: Path
+) -> tuple[list[str], dict[str, str], Path]:
+    """The argv and environment of one index's container, and where its termination message goes."""
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBECLASSIFY_", "AWS_"))}
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+    for source in container.get("envFrom", []):
+        secret = cluster.core.read_namespaced_secret(source["secretRef"]["name"], cluster.ns)
+        env.update({k: base64.b64decode(v).decode() for k, v in secret.data.items()})
+    command = [
+        sys.executable if container["command"][0] == "python" else container["command"][0],
+        *container["command"][1:],
+    ]
+    message = workdir / f"{job['metadata']['name']}-{index}.termination"
+    message.unlink(missing_ok=True)
+    argv = [*command, *container["args"], "--termination-log", str(message)]
+    return argv, {**env, "JOB_COMPLETION_INDEX": str(index)}, message
 
 
 def finish_job(cluster: Cluster, job: dict[str, Any], failed: bool) -> None:
@@ -163,13 +188,21 @@ class Kubelet:
     """Runs every batch Job of the namespace that has not ended, in the background, one Job at a
     time per worker thread, as `run_job_locally` does. A Job deleted while it runs is left as it
     is (its pods' writes fail); a Job whose pods exist already (run before a restart of the test's
-    view) is not run twice. `ran` counts the Jobs run."""
+    view) is not run twice. `ran` counts the Jobs run.
+
+    For chaos: a Job named in `hold` gets its first pod, Running, and goes no further until the
+    Job is deleted (its pod then goes too, as the garbage collector takes it); a Job named in
+    `interrupt` has its first index's pod deleted that many seconds into its run, and the Job
+    controller's replacement pod runs the index again (`interrupted` lists those cut mid-run)."""
 
     def __init__(self, cluster: Cluster, workdir: Path, workers: int = 2) -> None:
         self.cluster, self.workdir = cluster, workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.ran: list[str] = []
         self.errors: list[str] = []  # what went wrong running a Job (the test says so)
+        self.hold: set[str] = set()
+        self.interrupt: dict[str, float] = {}
+        self.interrupted: list[str] = []
         self._taken: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -193,6 +226,28 @@ class Kubelet:
                 return job
         return None
 
+    def _run(self, job: dict[str, Any]) -> None:
+        name = job["metadata"]["name"]
+        if name in self.hold:
+            pod = start_pod(self.cluster, job, 0)
+            wait_for(lambda: self._gone(name), timeout=240, what=f"the held Job {name} deleted")
+            self.cluster.core.delete_namespaced_pod(pod, self.cluster.ns)
+            return
+        if name in self.interrupt:
+            pod = start_pod(self.cluster, job, 0)
+            if kill_index(self.cluster, job, 0, pod, self.workdir, self.interrupt[name]):
+                self.interrupted.append(name)
+        run_job_locally(self.cluster, job, self.workdir)
+
+    def _gone(self, job: str) -> bool:
+        try:
+            self.cluster.batch.read_namespaced_job(job, self.cluster.ns)
+        except ApiException as e:
+            if e.status == 404:
+                return True
+            raise
+        return False
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             job = self._next()
@@ -200,7 +255,7 @@ class Kubelet:
                 self._stop.wait(0.2)
                 continue
             try:
-                run_job_locally(self.cluster, job, self.workdir)
+                self._run(job)
             except ApiException as e:  # deleted meanwhile: its pods and status have nowhere to go
                 if e.status != 404:
                     self.errors.append(f"{job['metadata']['name']}: {e.status} {e.reason}")
