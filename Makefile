@@ -85,7 +85,7 @@ test-chart: tools  ## helm lint and template, schemas
 test-e2e: tools  ## operator and clients against the Kubernetes API emulator
 	$(PYTEST) -m e2e
 
-test-chaos: tools  ## kill the operator and delete its children while batches run; SEED=n replays a run
+test-chaos: tools  ## kill the operator, delete its children, restart Redis and gateways while batches run; SEED=n replays a run
 	KUBECLASSIFY_CHAOS_SEED=$(SEED) $(PYTEST) -m chaos
 
 test-calendar: tools  ## the tests that depend on today's date, with the clock a year ahead

@@ -21,6 +21,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
+from kubeclassify.gateway.cancel import stop_if_cancelled
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
@@ -92,6 +93,7 @@ async def _retry(start: Callable[[], Awaitable[None]]) -> None:
             await start()
             return
         except (RedisError, SecondReplica) as e:
+            stop_if_cancelled(e)
             log.warning("the gateway's background work cannot start yet", extra={"error": str(e)})
             delay = min(delay * 2, 30.0)
 

@@ -33,6 +33,7 @@ from kubeclassify.core.resources.classification_batch import (
 from kubeclassify.core.sources import InputError
 from kubeclassify.core.storage import StorageError, join
 from kubeclassify.gateway.batches import Batches, batch_resource, count_for_date, finish, schedule_resource
+from kubeclassify.gateway.cancel import stop_if_cancelled
 from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.schedules import ScheduleRecord, Schedules, pause
 
@@ -220,7 +221,8 @@ class KubernetesBatches:
                 delay = 1.0
             except _Gone:
                 version = None  # the version is older than the API server keeps: list again
-            except Exception:  # noqa: BLE001 - the API may be away for a while; try again later
+            except Exception as e:  # noqa: BLE001 - the API or Redis may be away a while; again later
+                stop_if_cancelled(e)
                 log.warning("could not follow the ClassificationBatches", exc_info=True)
                 version = None
                 await asyncio.sleep(delay)

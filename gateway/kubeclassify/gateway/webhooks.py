@@ -27,6 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.webhooks import deliver
 from kubeclassify.gateway.batches import WEBHOOKS, Batches, BatchRecord
+from kubeclassify.gateway.cancel import cancelling, stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,6 @@ def payload(record: BatchRecord) -> dict[str, Any]:
         "results": f"/v1/batches/{record.name}/results.csv",
         "finished": dt.datetime.fromtimestamp(record.finished or time.time(), dt.UTC).isoformat(),
     }
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 class Webhooks:
@@ -92,7 +88,7 @@ class Webhooks:
 
     async def _consume(self) -> None:
         next_claim = 0.0
-        while not _cancelling():
+        while not cancelling():
             try:
                 entries: list[tuple[str, dict[str, str]]] = []
                 if time.monotonic() >= next_claim:  # a replica that stopped mid-delivery left these
@@ -118,8 +114,7 @@ class Webhooks:
             except asyncio.CancelledError:
                 raise
             except RedisError as e:
-                if _cancelling():  # a cancel that reached redis-py mid-call can come out as its error
-                    raise asyncio.CancelledError from e
+                stop_if_cancelled(e)
                 log.warning("webhooks cannot be read from Redis; retrying", extra={"error": str(e)})
                 await asyncio.sleep(5)
         raise asyncio.CancelledError
