@@ -54,11 +54,18 @@ def png(index: int) -> bytes:
     return buf.getvalue()
 
 
-def stage(cluster: Cluster, store: ObjectStore, bucket: str, s3: S3Server, digits_model: Path) -> None:
-    """PER_DAY digits on each day of the week in a manifest, the S3 and webhook Secrets, and the
-    ModelDeployment `digits` (its predictor: the test's digits predictor)."""
+def stage(
+    cluster: Cluster,
+    store: ObjectStore,
+    bucket: str,
+    s3: S3Server,
+    digits_model: Path,
+    days: list[dt.date] = DAYS,
+) -> None:
+    """PER_DAY digits on each of `days` (the missed week) in a manifest, the S3 and webhook Secrets,
+    and the ModelDeployment `digits` (its predictor: the test's digits predictor)."""
     rows = ["filepath,date"]
-    for d, day in enumerate(DAYS):
+    for d, day in enumerate(days):
         for i in range(PER_DAY):
             path = f"images/{day}/{i}.png"
             store.write(f"s3://{bucket}/{path}", png(1600 + d * PER_DAY + i))

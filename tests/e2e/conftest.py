@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from harness import clock
 from kubernetes import client, config
 
 from kubeclassify.core.local import LocalProcess, free_ports, port_open, start_process
@@ -55,8 +57,11 @@ OPEN_POLICY = json.dumps(
 )
 
 
-def start_operator(kubeconfig: Path, log_dir: Path, **settings: str) -> Operator:
-    """Start the real operator process; ready once its watches on both kinds are running."""
+def start_operator(
+    kubeconfig: Path, log_dir: Path, now: dt.datetime | None = None, **settings: str
+) -> Operator:
+    """Start the real operator process; ready once its watches on both kinds are running. With
+    `now`, its clock starts at that instant (`harness.clock`)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     metrics_port, liveness_port = free_ports(2)
     env = dict(
@@ -69,6 +74,7 @@ def start_operator(kubeconfig: Path, log_dir: Path, **settings: str) -> Operator
         KUBECLASSIFY_OPERATOR__PROGRESS_SECONDS="1",
         KUBECLASSIFY_OPERATOR__INFERENCE_IMAGE="registry.example/kubeclassify/inference:test",
         **{f"KUBECLASSIFY_OPERATOR__{k.upper()}": v for k, v in {"policy": OPEN_POLICY, **settings}.items()},
+        **(clock.set_to(now) if now is not None else {}),
     )
     log = log_dir / "operator.log"
 

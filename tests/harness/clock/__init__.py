@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 ENV = "KUBECLASSIFY_TEST_DAYS_AHEAD"
+NOW_ENV = "KUBECLASSIFY_TEST_NOW"  # an instant (ISO 8601, with its offset): a process's clock starts there
 SITE = Path(__file__).resolve().parent / "site"
 
 _moved = False
@@ -33,16 +34,25 @@ def days_ahead() -> int:
     return int(value)
 
 
+def set_to(now: dt.datetime) -> dict[str, str]:
+    """The environment under which a Python process the test starts lives from `now` on (its clock
+    then runs as usual): the chaos tier's operator, moved over a missed week and a DST change."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {NOW_ENV: now.isoformat(), "PYTHONPATH": os.pathsep.join(p for p in (str(SITE), path) if p)}
+
+
 def follow_environment() -> None:
-    """Move this process's clock as `KUBECLASSIFY_TEST_DAYS_AHEAD` says, once, and have the Python
-    processes it starts do the same. Nothing happens when the variable is unset or 0."""
+    """Move this process's clock as `KUBECLASSIFY_TEST_DAYS_AHEAD` (or `KUBECLASSIFY_TEST_NOW`) says,
+    once, and have the Python processes it starts do the same. Nothing happens when neither is set."""
     global _moved
     days = days_ahead()
-    if _moved or not days:
+    now = os.environ.get(NOW_ENV, "").strip()
+    if _moved or not (days or now):
         return
     import time_machine
 
-    time_machine.travel(dt.timedelta(days=days), tick=True).start()
+    destination = dt.datetime.fromisoformat(now) if now else dt.timedelta(days=days)
+    time_machine.travel(destination, tick=True).start()
     _sign_s3_with_the_real_time()
     path = os.environ.get("PYTHONPATH", "")
     if str(SITE) not in path.split(os.pathsep):

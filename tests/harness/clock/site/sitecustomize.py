@@ -4,7 +4,8 @@ their clock is moved (see `harness.clock`), so that the processes they start sha
 import os
 import sys
 
-if os.environ.get("KUBECLASSIFY_TEST_DAYS_AHEAD"):  # what it says is read by `follow_environment`
+# What the variables say is read by `follow_environment`.
+if os.environ.get("KUBECLASSIFY_TEST_DAYS_AHEAD") or os.environ.get("KUBECLASSIFY_TEST_NOW"):
     sys.path.append(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     from harness.clock import follow_environment
 
