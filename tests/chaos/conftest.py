@@ -8,7 +8,7 @@ import datetime as dt
 import io
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,27 @@ DAYS = [TODAY - dt.timedelta(days=n) for n in range(7, 0, -1)]  # a missed week,
 PER_DAY = 3
 
 
+REPORT: list[str] = []
+
+
 @pytest.fixture
-def seed() -> int:
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Say what a test did (kills, deletions, restarts): shown in the run's summary, also on success."""
+    return lambda line: REPORT.append(f"{request.node.name}: {line}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section("chaos")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def seed(report: Callable[[str], None]) -> int:
     chosen = int(os.environ.get("KUBECLASSIFY_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
     print(f"chaos seed {chosen} (KUBECLASSIFY_CHAOS_SEED={chosen} replays it)")
+    report(f"seed {chosen}")
     return chosen
 
 

@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,6 +51,7 @@ def test_a_missed_week_across_a_dst_change_runs_each_due_date_once_in_order(
     digits_predictor: PredictorServer,
     receiver: Receiver,
     tmp_path: Path,
+    report: Callable[[str], None],
 ) -> None:
     assert BACK.utcoffset() != FIRST.utcoffset(), "the week crosses the change"
     cluster = Cluster(api_client, namespace)
@@ -101,7 +103,7 @@ def test_a_missed_week_across_a_dst_change_runs_each_due_date_once_in_order(
             out = store.read(f"s3://{bucket}/results/dst/{d}/predictions.csv").decode()
             assert len(list(csv.DictReader(io.StringIO(out)))) == PER_DAY, d
         assert kubelet.errors == []
-        print(f"clock: {FIRST.isoformat()} -> {BACK.isoformat()}, {len(due)} dates, {len(kubelet.ran)} Jobs")
+        report(f"clock: {FIRST.isoformat()} -> {BACK.isoformat()}, {len(due)} dates, {len(kubelet.ran)} Jobs")
     finally:
         kubelet.stop()
         operator.process.stop()

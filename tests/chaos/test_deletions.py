@@ -13,6 +13,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def test_children_deleted_by_hand_leave_no_batch_stuck_and_nothing_twice(
     digits_predictor: PredictorServer,
     receiver: Receiver,
     tmp_path: Path,
+    report: Callable[[str], None],
 ) -> None:
     rng = random.Random(seed)
     cluster = Cluster(api_client, namespace)
@@ -164,7 +166,7 @@ def test_children_deleted_by_hand_leave_no_batch_stuck_and_nothing_twice(
         }
         assert set(deliveries) == ids, f"a webhook for each run, failed ones too (seed {seed})"
         hooks = sum(deliveries.values())
-        print(f"chaos seed {seed}: deleted {dict(deleted)}, {len(kubelet.ran)} Jobs run, {hooks} webhooks")
+        report(f"deleted {dict(deleted)}, {len(kubelet.ran)} Jobs run, {hooks} webhooks")
     finally:
         kubelet.stop()
         operator.process.stop()

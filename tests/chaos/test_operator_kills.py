@@ -17,6 +17,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
     digits_predictor: PredictorServer,
     receiver: Receiver,
     tmp_path: Path,
+    report: Callable[[str], None],
 ) -> None:
     rng = random.Random(seed)
     cluster = Cluster(api_client, namespace)
@@ -126,7 +128,7 @@ def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
         deliveries = {headers[DELIVERY_HEADER] for headers, _ in receiver.received}
         assert deliveries == {f"{namespace}.{r['jobName']}" for r in every}, f"one id per run (seed {seed})"
         hooks = len(receiver.received)
-        print(f"chaos seed {seed}: {kills} kills, {len(kubelet.ran)} Jobs run, {hooks} webhooks")
+        report(f"{kills} kills, {len(kubelet.ran)} Jobs run, {hooks} webhooks")
     finally:
         kubelet.stop()
         operator.process.stop()
