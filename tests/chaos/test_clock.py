@@ -59,11 +59,10 @@ def test_a_missed_week_across_a_dst_change_runs_each_due_date_once_in_order(
     kubelet = Kubelet(cluster, tmp_path / "pods")
 
     def status() -> dict[str, Any]:
-        return dict(cluster.cb("dst").get("status") or {})
+        return cluster.status("dst")
 
     def tick() -> None:  # what the CronJob's pod stamps
-        patch = {"metadata": {"annotations": {c.ANNOTATION_TICK: str(time.time())}}}
-        cluster.custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, CB, "dst", patch)
+        cluster.annotate("dst", c.ANNOTATION_TICK, str(time.time()))
 
     def jobs() -> list[str]:
         return sorted(j["metadata"]["name"] for j in cluster.jobs())

@@ -62,12 +62,7 @@ def test_children_deleted_by_hand_leave_no_batch_stuck_and_nothing_twice(
     def job_of(name: str) -> str:
         return f"{name}-{day[name]:%Y%m%d}"
 
-    def status(name: str) -> dict[str, Any]:
-        return dict(cluster.cb(name).get("status") or {})
-
-    def annotate(name: str, key: str, value: str) -> None:
-        patch = {"metadata": {"annotations": {key: value}}}
-        cluster.custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, CB, name, patch)
+    status, annotate = cluster.status, cluster.annotate
 
     def pods_of(job: str) -> list[Any]:
         return list(

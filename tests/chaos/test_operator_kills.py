@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from chaos.conftest import DAYS, PER_DAY, batch, stage
@@ -63,12 +62,7 @@ def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
     dailies = [f"daily-{i}" for i in range(DAILIES)]
     reruns = rng.sample(sorted(one_offs), RERUNS)
 
-    def status(name: str) -> dict[str, Any]:
-        return dict(cluster.cb(name).get("status") or {})
-
-    def annotate(name: str, key: str, value: str) -> None:
-        patch = {"metadata": {"annotations": {key: value}}}
-        cluster.custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, CB, name, patch)
+    status, annotate = cluster.status, cluster.annotate
 
     def settled() -> bool:
         once = all(

@@ -39,6 +39,15 @@ class Cluster:
     def cb(self, name: str) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, CB, name)
 
+    def status(self, name: str) -> dict[str, Any]:
+        """The ClassificationBatch's status ({} before the operator wrote one)."""
+        return dict(self.cb(name).get("status") or {})
+
+    def annotate(self, name: str, key: str, value: str) -> None:
+        """Set one annotation of the ClassificationBatch (a tick, a rerun date), as kubectl would."""
+        patch = {"metadata": {"annotations": {key: value}}}
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, CB, name, patch)
+
     def jobs(self) -> list[dict[str, Any]]:
         items = self.api.sanitize_for_serialization(self.batch.list_namespaced_job(self.ns))["items"]
         return [j for j in items if j["metadata"]["labels"].get(c.LABEL_COMPONENT) == "batch"]
