@@ -1,7 +1,8 @@
-"""The ledger while what it stands on restarts: two gateway replicas against one Redis follow the
-runs of a Kubernetes backend (one-off batches, schedules catching up over missed days, runs of a
-date asked for again) while Redis is killed (SIGKILL) and started again from its append-only file,
-and replicas are stopped and started, at seeded random moments. The real operator admits nothing
+"""The ledger while Redis restarts: two gateway replicas against one Redis follow the runs of a
+Kubernetes backend (one-off batches, schedules catching up over missed days, runs of a date asked
+for again) while Redis is killed (SIGKILL) and started again from its append-only file at seeded
+random moments. (Restarting a replica here is left out: its shutdown sometimes never ends after a
+Redis restart, an open defect.) The real operator admits nothing
 the gateway has not; a stand-in for the Job controller ends each Job with counts of its own choosing,
 never more images than the run was admitted for. At the end every run was admitted before its Job
 existed and settled once: each account's debits are the images its runs classified, and no balance
@@ -46,17 +47,11 @@ class Replicas:
     def __init__(self, settings: Any, count: int) -> None:
         self.settings = settings
         self.running: list[TestClient] = [self._start() for _ in range(count)]
-        self.restarts = 0
 
     def _start(self) -> TestClient:
         replica = TestClient(create_app(self.settings))
         replica.__enter__()
         return replica
-
-    def restart(self, index: int) -> None:
-        self.running[index].__exit__(None, None, None)
-        self.running[index] = self._start()
-        self.restarts += 1
 
     def close(self) -> None:
         for replica in self.running:
@@ -64,7 +59,7 @@ class Replicas:
 
 
 @pytest.mark.timeout(600)
-def test_every_run_is_paid_for_once_while_redis_and_gateways_restart(
+def test_every_run_is_paid_for_once_while_redis_restarts(
     seed: int,
     kube_api,  # type: ignore[no-untyped-def]
     api_client: client.ApiClient,
@@ -139,7 +134,7 @@ def test_every_run_is_paid_for_once_while_redis_and_gateways_restart(
     controller = threading.Thread(target=job_controller, daemon=True)
     replicas: Replicas | None = None
     lowest: dict[str, int] = {}
-    restarts = {"redis": 0, "gateway": 0}
+    restarts = 0
     try:
         serve_digits(custom, namespace)
         replicas = Replicas(settings, 2)
@@ -170,10 +165,8 @@ def test_every_run_is_paid_for_once_while_redis_and_gateways_restart(
         again = rng.choice(USERS)  # asks for its first date again, mid-way
         for k in range(RESTARTS):
             time.sleep(rng.uniform(0.2, 1.5))
-            # Restarting a replica here is left out: its shutdown sometimes never ends after a Redis
-            # restart (an open defect, not yet found); both replicas run throughout.
             restart_redis()
-            restarts["redis"] += 1
+            restarts += 1
             with Redis.from_url(store_url) as r:
                 for user in USERS:
                     lowest[user] = min(lowest.get(user, CREDITS), int(r.get(f"kc:credits:{user}") or 0))
@@ -215,7 +208,7 @@ def test_every_run_is_paid_for_once_while_redis_and_gateways_restart(
             classified = sum(n for job, n in ended.items() if owners[job] == user)
             assert spent == classified, f"{user}: debits are the images classified (seed {seed})"
             assert lowest[user] >= 0
-        what = f"Redis restarted {restarts['redis']}x, a gateway replica {restarts['gateway']}x"
+        what = f"Redis restarted {restarts}x"
         report(f"{what}; {len(ended)} runs settled")
     finally:
         stop.set()
