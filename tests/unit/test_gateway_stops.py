@@ -103,3 +103,43 @@ def test_starting_again_stops() -> None:
         await stopped(stop)
 
     run(scenario())
+
+
+class AnsweredAsCancelled:
+    """A Redis call whose reply comes in the same turn of the loop as the cancel: redis-py sends
+    each command under `asyncio.wait_for` when a socket timeout is set, and Python 3.11's wait_for
+    then returns the reply and drops the cancel (CPython gh-86296). The chaos tier met it while
+    Redis restarted, in the follower's settlement of a run."""
+
+    def __init__(self) -> None:
+        self.reply = asyncio.Event()
+
+    async def call(self, *_: Any, **__: Any) -> str:
+        await asyncio.wait_for(self.reply.wait(), 5)
+        return "1"
+
+
+def test_the_follower_stops_when_a_reply_and_the_cancel_cross() -> None:
+    async def scenario() -> None:
+        state = types.SimpleNamespace(
+            config=config(), accounts=types.SimpleNamespace(redis=RedisRestarting())
+        )
+        backend = KubernetesBatches(state, client.ApiClient())
+        redis = AnsweredAsCancelled()
+        backend.refresh = redis.call  # type: ignore[method-assign]
+
+        async def quiet_watch(version: str) -> str:  # a watch with nothing to say: it waits
+            await asyncio.Event().wait()
+            return version
+
+        backend._watch = quiet_watch  # type: ignore[method-assign]
+        await backend.start()
+        await asyncio.sleep(0.05)  # in the middle of its first list
+
+        async def stop() -> None:
+            redis.reply.set()  # the reply and the cancel in one turn of the loop
+            await backend.stop()
+
+        await stopped(stop)
+
+    run(scenario())

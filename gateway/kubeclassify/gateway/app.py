@@ -21,7 +21,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
-from kubeclassify.gateway.cancel import stop_if_cancelled
+from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
@@ -142,10 +142,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 retrying = asyncio.create_task(_retry(start))
             yield
         finally:
-            if retrying is not None:
-                retrying.cancel()
+            await stop_tasks([retrying])
             if scheduler is not None and scheduler.running:
-                scheduler.stop()
+                await scheduler.stop()
             await app.state.batch_backend.stop()
             await webhooks.stop()
             await app.state.http.close()

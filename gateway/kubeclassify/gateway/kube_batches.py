@@ -33,7 +33,7 @@ from kubeclassify.core.resources.classification_batch import (
 from kubeclassify.core.sources import InputError
 from kubeclassify.core.storage import StorageError, join
 from kubeclassify.gateway.batches import Batches, batch_resource, count_for_date, finish, schedule_resource
-from kubeclassify.gateway.cancel import stop_if_cancelled
+from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.schedules import ScheduleRecord, Schedules, pause
 
@@ -68,11 +68,7 @@ class KubernetesBatches:
 
     async def stop(self) -> None:
         self.stopping.set()
-        for task in [self.follower, *self.recounts.values()]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_tasks([self.follower, *self.recounts.values()])
 
     async def submit(self, name: str) -> None:
         """Create the batch's ClassificationBatch; the Kubernetes API's refusal is raised."""

@@ -30,6 +30,7 @@ from kubeclassify.gateway.batches import (
     spec_of,
     too_many_failed,
 )
+from kubeclassify.gateway.cancel import stop_tasks
 from kubeclassify.gateway.schedules import run_ended
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,7 @@ class LocalBatches:
             await self.submit(name)  # what a previous gateway left unfinished
 
     async def stop(self) -> None:
-        for task in [*self.tasks.values(), *([self.lease_task] if self.lease_task else [])]:
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await stop_tasks([*self.tasks.values(), self.lease_task])
         if self.lease_task is not None:  # started: give the lease back for the next gateway
             redis = self.batches.redis
             with contextlib.suppress(RedisError):

@@ -29,6 +29,7 @@ from kubeclassify.core.cron import next_fire
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.gateway.batches import Batches, BatchRecord, count_for_date, paths
+from kubeclassify.gateway.cancel import stop_tasks
 from kubeclassify.gateway.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -310,10 +311,8 @@ class Scheduler:
         except Exception:  # one schedule's failure stops no other; the next firing tries again
             log.exception("a schedule's tick failed", extra={"schedule": name})
 
-    def stop(self) -> None:
-        for task in [self._task, *self._ticks.values()]:
-            if task is not None:
-                task.cancel()
+    async def stop(self) -> None:
+        await stop_tasks([self._task, *self._ticks.values()])
 
     async def create(self, schedule: ScheduleRecord) -> None:
         await Schedules(self.state.accounts.redis).save(schedule)

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.webhooks import deliver
 from kubeclassify.gateway.batches import WEBHOOKS, Batches, BatchRecord
-from kubeclassify.gateway.cancel import cancelling, stop_if_cancelled
+from kubeclassify.gateway.cancel import cancelling, stop_if_cancelled, stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,7 @@ class Webhooks:
 
     async def stop(self) -> None:
         """Stop taking webhooks; those being sent are dropped unacknowledged, for another replica."""
-        for task in [*([self.task] if self.task else []), *self.sending]:
-            task.cancel()
-        await asyncio.gather(*([self.task] if self.task else []), *self.sending, return_exceptions=True)
+        await stop_tasks([self.task, *self.sending])
         self.pool.shutdown(wait=False, cancel_futures=True)
         try:  # a consumer with nothing pending leaves the group (with pending ones, they would go too)
             if not await self.redis.xpending_range(WEBHOOKS, GROUP, "-", "+", 1, consumername=self.consumer):
