@@ -1,7 +1,9 @@
 """A gateway replica stops when it is asked to, also when the cancel reaches redis-py in the middle of
-a call and comes out as redis-py's own error (a ConnectionError, a TimeoutError), as it can while
-Redis restarts. Each background loop that retries on Redis errors would take that for a failure
-and go on for ever; the chaos tier saw a replica that never finished shutting down."""
+a call and comes out as redis-py's own error (a ConnectionError, a TimeoutError), or is dropped by
+Python 3.11's wait_for, as both can while Redis restarts; the chaos tier saw replicas that never
+finished shutting down. The backends' and the consumer's stops cancel until their tasks end
+(`stop_tasks`); the start-up retry is cancelled once here, so its test also shows that the loop
+itself tells a cancel from a Redis failure (`stop_if_cancelled`)."""
 
 from __future__ import annotations
 

@@ -3,12 +3,14 @@
 Two ways a cancel goes astray, both met while Redis restarts:
 
 - It reaches redis-py in the middle of a call and comes out as redis-py's own error (a
-  ConnectionError, a TimeoutError). A loop that retries on errors would take it for one and go on
-  for ever: every such loop calls `stop_if_cancelled` first in its error handler.
+  ConnectionError, a TimeoutError). A loop that retries on errors would take it for one, log a
+  Redis failure and wait to try again: every such loop calls `stop_if_cancelled` first in its
+  error handler, so that it stops at once and says nothing.
 - It is dropped. redis-py sends each command under `asyncio.wait_for` when a socket timeout is
   set, and on Python 3.11 wait_for returns the reply instead of raising when the reply and the
   cancel come in the same turn of the loop (CPython gh-86296, fixed in 3.12). The task goes on as
-  if never asked. `stop_tasks` asks again until each task has ended, as anyio's cancel scopes do.
+  if never asked. `stop_tasks` asks again until each task has ended, as anyio's cancel scopes do:
+  it is what guarantees that a stop ends, whatever a library does with a cancel.
 """
 
 from __future__ import annotations
