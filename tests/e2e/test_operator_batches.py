@@ -25,7 +25,7 @@ from e2e.conftest import Operator, start_operator
 from harness.kubeapi_launch import append_pod_log, inject_fault
 from harness.kubelet import Cluster, end_job, fail_job, finish_job, run_index, run_job_locally, start_pod
 from harness.receiver import Receiver
-from harness.wait import wait_for
+from harness.wait import wait_for, wait_for_event
 from kubernetes import client
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
@@ -164,7 +164,7 @@ def test_a_batch_runs_as_an_indexed_job_and_reports_back(
     truth = {r["filepath"]: r["label"] for r in stage["rows"]}
     right = sum(1 for r in rows if r["label"] == truth[r["source"].removeprefix(f"s3://{bucket}/")])
     assert len(rows) == 31 and right >= 27, f"{right}/30 digits right"
-    assert ("Normal", "Succeeded") in wait_for(lambda: cluster.events("once"))
+    wait_for_event(lambda: cluster.events("once"), ("Normal", "Succeeded"))
     metrics = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(
@@ -343,7 +343,7 @@ def test_a_missing_model_deployment_or_a_bad_spec_is_a_condition(
         lambda: (s := cluster.cb("early").get("status")) and s["conditions"] and s, what="a condition"
     )
     assert status["conditions"][0]["reason"] == "ModelDeploymentNotFound"
-    assert ("Warning", "ModelDeploymentNotFound") in wait_for(lambda: cluster.events("early"))
+    wait_for_event(lambda: cluster.events("early"), ("Warning", "ModelDeploymentNotFound"))
     cluster.create(MD, stage["md"])
     wait_for(lambda: cluster.jobs(), timeout=30, what="the Job once the ModelDeployment exists")
 
@@ -402,7 +402,7 @@ def test_a_deleted_job_fails_its_run_and_a_rerun_starts_another(
     cluster.batch.delete_namespaced_job(job, cluster.ns, propagation_policy="Background")
     body = wait_for(lambda: (b := cluster.cb("gone"))["status"]["phase"] == "Failed" and b, what="Failed")
     assert condition_reason(body, "Succeeded") == "JobDeleted"
-    assert ("Warning", "JobDeleted") in wait_for(lambda: cluster.events("gone"))
+    wait_for_event(lambda: cluster.events("gone"), ("Warning", "JobDeleted"))
     time.sleep(3)
     assert cluster.jobs() == [], "the operator does not recreate a Job the user deleted"
 

@@ -13,7 +13,7 @@ import pytest
 from e2e.conftest import Operator, start_operator
 from harness.kubeapi_launch import KSERVE_CRD
 from harness.schemas import load_crds, schema_errors
-from harness.wait import wait_for
+from harness.wait import wait_for, wait_for_event
 from kubernetes import client
 
 from kubeclassify.core import constants as c
@@ -113,7 +113,7 @@ def test_a_model_deployment_is_served_then_canaried_and_promoted(
     assert md["status"]["url"] == "http://digits.ns.svc.cluster.local"
     assert md["status"]["externalUrl"] == "http://digits.ns.example.com"
     assert md["status"]["observedGeneration"] == md["metadata"]["generation"]
-    assert ("Normal", "InferenceServiceReady") in wait_for(lambda: cluster.events("digits"))
+    wait_for_event(lambda: cluster.events("digits"), ("Normal", "InferenceServiceReady"))
 
     cluster.patch_spec("digits", {"model": {"uri": "s3://models/digits/v2/"}})
     isvc = wait_for(
@@ -171,7 +171,7 @@ def test_a_model_that_fails_to_load_fails_the_deployment(operator: Operator, clu
         "ModelLoadFailed",
         "no labels beside the model",
     )
-    assert ("Warning", "ModelLoadFailed") in wait_for(lambda: cluster.events("broken"))
+    wait_for_event(lambda: cluster.events("broken"), ("Warning", "ModelLoadFailed"))
 
 
 def test_an_invalid_spec_is_a_condition_and_an_event_not_a_retry_storm(
@@ -197,7 +197,7 @@ def test_a_missing_storage_secret_waits_for_the_secret(operator: Operator, clust
     )
     md = phase(cluster, "private", "Failed")
     assert next(c for c in md["status"]["conditions"] if c["type"] == "Ready")["reason"] == "SecretNotFound"
-    assert ("Warning", "SecretNotFound") in wait_for(lambda: cluster.events("private"))
+    wait_for_event(lambda: cluster.events("private"), ("Warning", "SecretNotFound"))
     assert cluster.isvcs() == []
 
     cluster.core.create_namespaced_secret(

@@ -22,3 +22,10 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condi
             return last
         time.sleep(0.1)
     raise AssertionError(f"{what} not met in {timeout} s (last: {last!r})")
+
+
+def wait_for_event(events: Callable[[], list[tuple[str, str]]], event: tuple[str, str]) -> None:
+    """Wait until `event` (type, reason) is among `events()`. Kopf posts Events from a queue of its
+    own, after the write that caused them: an Event may come later than one posted before it, and
+    later than the status it tells of."""
+    wait_for(lambda: event in events(), what=f"the Event {event}")

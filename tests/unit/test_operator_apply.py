@@ -22,9 +22,13 @@ from kubeclassify.operator.kube import FIELD_MANAGER, Kube
 
 
 class Recorder:
-    """Answers every PATCH with its own body, and keeps (method, path, query, headers, body)."""
+    """Answers every PATCH with its own body, and keeps (method, path, query, headers, body).
+
+    It answers `200 OK`, or `201 Created` while `creates` is set (an apply to an object that did
+    not exist, as the API server answers it)."""
 
     def __init__(self) -> None:
+        self.creates = False
         self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, str], Any]] = []
         outer = self
 
@@ -35,7 +39,7 @@ class Recorder:
                 outer.requests.append(
                     ("PATCH", url.path, parse_qs(url.query), dict(self.headers), json.loads(raw))
                 )
-                self.send_response(200)
+                self.send_response(201 if outer.creates else 200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 self.wfile.write(raw)
@@ -80,6 +84,20 @@ def test_an_inference_service_is_applied_whole_as_the_operators_field_manager(
         request, "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/digits-predictor"
     )
     assert request[4] == desired, "the whole desired object, kind and apiVersion included, nothing else"
+
+
+def test_an_inference_service_the_apply_creates_is_returned_too(recorded: tuple[Kube, Recorder]) -> None:
+    """The API server answers an apply that creates the object with 201 Created, a code the
+    Kubernetes client's custom-object patch does not decode (it returned None)."""
+    kube, recorder = recorded
+    recorder.creates = True
+    desired = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "digits", "namespace": "ml"},
+        "spec": {"predictor": {"minReplicas": 1}},
+    }
+    assert kube.apply_inference_service("ml", desired) == desired
 
 
 def test_the_tick_cronjob_is_applied_as_built(recorded: tuple[Kube, Recorder]) -> None:

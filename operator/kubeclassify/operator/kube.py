@@ -6,6 +6,7 @@ Appliers are idempotent: an object is created when missing and replaced only whe
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,8 +89,11 @@ class Kube:
 
     @uses(ISVC_GROUP, ISVC_PLURAL, "create", "patch")
     def apply_inference_service(self, namespace: str, desired: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply `desired`; returns the stored object."""
-        applied: Any = self.custom.patch_namespaced_custom_object(
+        """Server-side apply `desired`; returns the stored object.
+
+        The answer is decoded here: an apply that creates the object is answered 201 Created, which
+        the client's custom-object patch does not decode (it would return None)."""
+        response: Any = self.custom.patch_namespaced_custom_object(
             ISVC_GROUP,
             ISVC_VERSION,
             namespace,
@@ -98,7 +102,9 @@ class Kube:
             desired,
             **APPLY,
             _request_timeout=self.timeout,
+            _preload_content=False,
         )
+        applied: dict[str, Any] = json.loads(response.data)
         return applied
 
     # -- Namespaced objects we own: ServiceAccounts, RBAC for ticks, CronJobs -----------------
