@@ -45,10 +45,11 @@ browser:  ## Debian's chromium and chromedriver (the web page test) and curl (th
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver curl ca-certificates; }
 
-lint: install  ## ruff, mypy, and the CRDs in step with the models
+lint: install  ## ruff, mypy, the layers (import-linter), and the CRDs in step with the models
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/kubeclassify crds --check
 
 format: install  ## format and fix what ruff can

@@ -45,8 +45,8 @@ from kubeclassify.inference.batch.output import (
     published,
 )
 from kubeclassify.inference.predictor.batching import run_padded
-from kubeclassify.inference.predictor.protocol import top_k
 from kubeclassify.inference.preprocess import ImageError, decode, prepare, scale_pixels
+from kubeclassify.inference.ranking import top_k
 
 # One input's outcome so far: (item, decoded pixels, error).
 Ready = tuple[Item, np.ndarray | None, str | None]

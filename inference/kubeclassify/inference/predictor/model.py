@@ -28,11 +28,11 @@ from kubeclassify.inference.predictor.protocol import (
     Batch,
     parse_v1,
     parse_v2,
-    top_k,
     v1_response,
     v2_response,
 )
 from kubeclassify.inference.preprocess import MAX_BYTES, MAX_PIXELS, ImageError, load_image, scale_pixels
+from kubeclassify.inference.ranking import top_k
 
 log = logging.getLogger(__name__)
 WARM_UP_UP_TO = 64  # larger padded shapes are traced on first use

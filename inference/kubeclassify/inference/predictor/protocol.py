@@ -96,13 +96,6 @@ def parse_v2(request: InferRequest, spec: ImageInputSpec) -> Batch:
     return Batch(tensor=array)
 
 
-def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
-    """The k best (label, score) pairs of each row, best first."""
-    k = min(k, probabilities.shape[1])
-    best = np.argsort(-probabilities, axis=1)[:, :k]
-    return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(probabilities, best, strict=True)]
-
-
 def v1_response(ranked: list[list[tuple[str, float]]], name: str, version: str) -> dict[str, Any]:
     return {
         "predictions": [
