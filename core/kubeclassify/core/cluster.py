@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from kubeclassify.core.client import until_finished
 from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH, GROUP, VERSION
+from kubeclassify.core.kubeapi import api_client
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
@@ -34,12 +35,12 @@ class Batches:
 
     def __init__(self, kubeconfig: str | None, namespace: str) -> None:
         """`kubeconfig` None or empty: $KUBECONFIG, else ~/.kube/config, as kubectl reads them."""
-        from kubernetes import client, config
+        from kubernetes import client
         from kubernetes.config.config_exception import ConfigException
 
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         try:
-            self.api = client.CustomObjectsApi(config.new_client_from_config(kubeconfig or None))
+            self.api = client.CustomObjectsApi(api_client(kubeconfig))
         except (ConfigException, OSError, ValueError) as e:
             raise ClusterError(0, f"cannot use the kubeconfig {where}: {e}") from e
         self.namespace = namespace

@@ -43,5 +43,16 @@ ENV_MODEL_DEPLOYMENT = "KUBECLASSIFY_MODEL_DEPLOYMENT"
 ENV_BATCH = "KUBECLASSIFY_BATCH"
 ENV_PREDICTOR_URL = "KUBECLASSIFY_PREDICTOR_URL"
 
+# The batch worker's exit codes, which the operator's Jobs act on (podFailurePolicy): the predictor
+# could not be reached (the Job retries), unusable input, too many unreadable images (both final).
+EXIT_PREDICTOR_UNAVAILABLE = 1
+EXIT_UNUSABLE_INPUT = 2
+EXIT_TOO_MANY_FAILED = 3
+EXIT_FINAL = (EXIT_UNUSABLE_INPUT, EXIT_TOO_MANY_FAILED)
+
+# A CSV cell starting with one of these is one a spreadsheet would run as a formula (OWASP's list):
+# the gateway refuses an uploaded CSV that has one, the batch worker escapes one in its results.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
 # File extensions taken as images when listing a prefix or a folder (compared lower-cased).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")

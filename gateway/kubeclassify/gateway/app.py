@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from kubeclassify.core.kubeapi import api_client
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
@@ -59,28 +60,12 @@ the statuses it answers with. Times are RFC 3339, in UTC."""
 def _catalog(config: GatewayConfig, http: aiohttp.ClientSession) -> Catalog:
     if config.models_source == "predictors":
         return Predictors(config.predictors, http)
-    return ModelDeployments(_kube_api(config), config.namespace)
-
-
-def _kube_api(config: GatewayConfig) -> Any:
-    """A client of the Kubernetes API: the kubeconfig setting, else in-cluster, else ~/.kube/config."""
-    import kubernetes
-
-    if config.kubeconfig:
-        api = kubernetes.config.new_client_from_config(config_file=config.kubeconfig)
-    else:
-        cfg = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=cfg)
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=cfg)
-        api = kubernetes.client.ApiClient(cfg)
-    return api
+    return ModelDeployments(api_client(config.kubeconfig), config.namespace)
 
 
 def _batch_backend(config: GatewayConfig, state: Any) -> LocalBatches | KubernetesBatches:
     if config.batch_backend == "kubernetes":
-        return KubernetesBatches(state, _kube_api(config))
+        return KubernetesBatches(state, api_client(config.kubeconfig))
     return LocalBatches(state)
 
 

@@ -26,7 +26,6 @@ from kubeclassify.core.storage import join
 from kubeclassify.gateway.ledger import Ledger
 
 COLUMNS = ("url", "path")
-FORMULA_START = ("=", "+", "-", "@")
 ACTIVE = "kc:batches:active"
 STATES = ("Pending", "Running", "Succeeded", "Failed")
 
@@ -87,7 +86,7 @@ def check_csv(data: bytes, max_rows: int) -> CheckedCsv:
         if rows > max_rows:
             raise CsvError(f"the CSV has more than {max_rows} rows; split it")
         for name, cell in row.items():
-            if cell.startswith(FORMULA_START):
+            if cell.startswith(c.FORMULA_START):
                 raise CsvError(f"row {line}, column {name!r} starts with {cell[0]!r}: formulas are refused")
         value = row[column].strip()
         if not value:

@@ -81,22 +81,15 @@ def _run(args: argparse.Namespace) -> int:
 def _tick(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    import kubernetes
-
     from kubeclassify.core.constants import ANNOTATION_TICK
+    from kubeclassify.core.kubeapi import api_client
     from kubeclassify.operator.kube import Kube
 
     if not args.namespace:
         print("kubeclassify operator tick: no namespace: pass --namespace or set NAMESPACE", file=sys.stderr)
         return 2
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    Kube(kubernetes.client.ApiClient()).annotate_classification_batch(
-        args.namespace, args.name, {ANNOTATION_TICK: now}
-    )
+    Kube(api_client()).annotate_classification_batch(args.namespace, args.name, {ANNOTATION_TICK: now})
     print(f"ticked {args.namespace}/{args.name} at {now}")
     return 0
 

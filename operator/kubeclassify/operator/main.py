@@ -9,11 +9,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
-import kubernetes
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import start_http_server
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.kubeapi import api_client
 from kubeclassify.operator import metrics
 from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION
 from kubeclassify.operator.config import OperatorSettings
@@ -43,12 +43,8 @@ def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.watching.server_timeout = config.watch_timeout
     settings.watching.client_timeout = config.watch_timeout + 30
     settings.execution.max_workers = config.handler_threads
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
     memo.config = config
-    memo.kube = Kube(kubernetes.client.ApiClient(), config.request_timeout)
+    memo.kube = Kube(api_client(), config.request_timeout)
     start_http_server(config.metrics_port)
 
 

@@ -22,15 +22,15 @@ import yaml
 
 from kubeclassify.core import constants as c
 
-ENV_BATCH, ENV_MODEL = c.ENV_BATCH, c.ENV_MODEL_DEPLOYMENT
 TERMINATION_LOG = Path("/dev/termination-log")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch", help=f"a ClassificationBatch as YAML or JSON (default: ${ENV_BATCH})")
+    p.add_argument("--batch", help=f"a ClassificationBatch as YAML or JSON (default: ${c.ENV_BATCH})")
     p.add_argument(
         "--model-deployment",
-        help=f"its ModelDeployment as YAML or JSON (default: ${ENV_MODEL}); mode remote needs none",
+        help=f"its ModelDeployment as YAML or JSON (default: ${c.ENV_MODEL_DEPLOYMENT});"
+        " mode remote needs none",
     )
     p.add_argument("--model-name", help="the model's name (default: the ModelDeployment's name)")
     p.add_argument("--date", help="the date to process, YYYY-MM-DD (default: the batch's spec.date)")
@@ -119,14 +119,16 @@ def run_from_args(args: argparse.Namespace) -> int:
     from kubeclassify.core.sources import InputError
     from kubeclassify.core.storage import ObjectStore, StorageError
     from kubeclassify.inference.artifacts import ModelError
-    from kubeclassify.inference.batch.worker import EXIT_TOO_MANY_FAILED, BatchJob, PredictorUnavailable, run
+    from kubeclassify.inference.batch.worker import BatchJob, PredictorUnavailable, run
 
     try:
-        raw_batch, batch_meta = _resource(args.batch, ENV_BATCH, "ClassificationBatch")
+        raw_batch, batch_meta = _resource(args.batch, c.ENV_BATCH, "ClassificationBatch")
         spec = ClassificationBatchSpec.model_validate(raw_batch)
         model, model_name = None, None
-        if spec.mode != "remote" or args.model_deployment or os.environ.get(ENV_MODEL):
-            raw_model, model_meta = _resource(args.model_deployment, ENV_MODEL, "ModelDeployment")
+        if spec.mode != "remote" or args.model_deployment or os.environ.get(c.ENV_MODEL_DEPLOYMENT):
+            raw_model, model_meta = _resource(
+                args.model_deployment, c.ENV_MODEL_DEPLOYMENT, "ModelDeployment"
+            )
             model, model_name = ModelDeploymentSpec.model_validate(raw_model), model_meta.get("name")
         policy = Policy.model_validate_json(os.environ[ENV_POLICY]) if os.environ.get(ENV_POLICY) else None
         date = dt.date.fromisoformat(args.date) if args.date else spec.date
@@ -177,15 +179,15 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (ValueError, ValidationError, InputError, StorageError, ModelError) as e:
         print(f"kubeclassify batch: error: {e}", file=sys.stderr)
         _terminate(args, json.dumps({"error": str(e)}))
-        return 2
+        return c.EXIT_UNUSABLE_INPUT
     except PredictorUnavailable as e:  # retried by the Job: the predictor may come back
         print(f"kubeclassify batch: error: {e}", file=sys.stderr)
         _terminate(args, json.dumps({"error": str(e)}))
-        return 1
+        return c.EXIT_PREDICTOR_UNAVAILABLE
     text = summary.to_json()
     print(text)
     _terminate(args, text)
-    return EXIT_TOO_MANY_FAILED if summary.failed_fraction_exceeded else 0
+    return c.EXIT_TOO_MANY_FAILED if summary.failed_fraction_exceeded else 0
 
 
 def _terminate(args: argparse.Namespace, message: str) -> None:

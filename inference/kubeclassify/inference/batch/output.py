@@ -23,16 +23,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+from kubeclassify.core import constants as c
 from kubeclassify.core.sources import OUTPUT_COLUMNS
 from kubeclassify.core.storage import AlreadyExists, ObjectNotFound, ObjectStore, join
 
 COLUMNS = list(OUTPUT_COLUMNS)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def escape_cell(value: str) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
+    return "'" + value if value.startswith(c.FORMULA_START) else value
 
 
 @dataclass

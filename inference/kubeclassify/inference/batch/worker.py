@@ -52,7 +52,6 @@ from kubeclassify.inference.ranking import top_k
 Ready = tuple[Item, np.ndarray | None, str | None]
 
 log = logging.getLogger(__name__)
-EXIT_TOO_MANY_FAILED = 3  # the Job's podFailurePolicy fails the batch on it instead of retrying
 
 
 @dataclass

@@ -31,8 +31,6 @@ LABEL_DATE = f"{c.GROUP}/date"
 ANNOTATION_DATE = f"{c.GROUP}/date"
 ANNOTATION_GENERATION = f"{c.GROUP}/generation"  # the batch's, that the Job was made from
 WORKER = "worker"
-# The worker's exit codes that no retry can fix: 2 unusable input, 3 too many unreadable images.
-EXIT_FINAL = [2, 3]
 
 
 def job_name(batch: str, date: dt.date | None, rerun: str | None = None) -> str:
@@ -134,7 +132,7 @@ def batch_job(
                 # Bad input or too many unreadable images: every retry would end the same way.
                 {
                     "action": "FailJob",
-                    "onExitCodes": {"containerName": WORKER, "operator": "In", "values": EXIT_FINAL},
+                    "onExitCodes": {"containerName": WORKER, "operator": "In", "values": list(c.EXIT_FINAL)},
                 },
                 # Evictions, preemption and node loss are not the batch's fault: not counted.
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
