@@ -34,7 +34,8 @@ class Batches:
     """The ClassificationBatches of one namespace, through a kubeconfig."""
 
     def __init__(self, kubeconfig: str | None, namespace: str) -> None:
-        """`kubeconfig` None or empty: $KUBECONFIG, else ~/.kube/config, as kubectl reads them."""
+        """`kubeconfig` None or empty: found as `core.kubeapi` finds it ($KUBECONFIG, in a pod its
+        service account, else ~/.kube/config)."""
         from kubernetes import client
         from kubernetes.config.config_exception import ConfigException
 
