@@ -13,9 +13,8 @@ import yaml
 from harness.clock import follow_environment
 from harness.kubeapi_launch import ROOT, kubeconfig_for, start_kube_api
 
-from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
-from kubeclassify.core.local import (
-    LocalProcess,
+from kubeclassify.cli.processes import LocalProcess
+from kubeclassify.cli.services import (
     PredictorServer,
     RedisServer,
     S3Server,
@@ -23,6 +22,7 @@ from kubeclassify.core.local import (
     start_redis,
     start_seaweedfs,
 )
+from kubeclassify.core.constants import API_VERSION, MODEL_DEPLOYMENT
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore

@@ -32,7 +32,7 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import build_model, digits_cnn, model_only_fresh, photos, write_results  # noqa: E402
 
-from kubeclassify.core.local import S3Server, start_seaweedfs  # noqa: E402
+from kubeclassify.cli.services import S3Server, start_seaweedfs
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec  # noqa: E402
 from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402

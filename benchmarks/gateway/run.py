@@ -37,15 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import DIGITS_INPUT, digits_cnn, write_results  # noqa: E402
 
-from kubeclassify.core.local import (  # noqa: E402
-    LocalProcess,
-    free_port,
-    start_gateway,
-    start_predictor,
-    start_process,
-    start_redis,
-    start_seaweedfs,
-)
+from kubeclassify.cli.processes import LocalProcess, free_port, start_process  # noqa: E402
+from kubeclassify.cli.services import start_gateway, start_predictor, start_redis, start_seaweedfs  # noqa: E402
 from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402
 

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from common import write_results  # noqa: E402
 from harness.kubeapi_launch import kubeconfig_for, start_kube_api  # noqa: E402
 
+from kubeclassify.cli.processes import free_ports, port_open, start_process  # noqa: E402
 from kubeclassify.core import constants as c  # noqa: E402
-from kubeclassify.core.local import free_ports, port_open, start_process  # noqa: E402
 
 NS = "bench"
 DATE = dt.date(2026, 11, 21)
@@ -179,7 +179,7 @@ def gateway_lag(kubeconfig: Path, tmp: Path, logs: Path, batches: int) -> dict[s
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
 
-    from kubeclassify.core.local import start_redis, start_seaweedfs
+    from kubeclassify.cli.services import start_redis, start_seaweedfs
     from kubeclassify.core.settings import S3Settings
     from kubeclassify.core.storage import ObjectStore
     from kubeclassify.gateway.app import create_app

@@ -28,7 +28,7 @@ import yaml  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import build_model, model_only, photos, write_results  # noqa: E402
 
-from kubeclassify.core.local import start_predictor  # noqa: E402
+from kubeclassify.cli.services import start_predictor
 
 
 def load(

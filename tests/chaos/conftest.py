@@ -19,8 +19,8 @@ from harness.kubelet import Cluster
 from harness.receiver import Receiver
 from PIL import Image
 
+from kubeclassify.cli.services import S3Server
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import S3Server
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.storage import ObjectStore
 

@@ -29,8 +29,8 @@ from harness.wait import wait_for
 from kubernetes import client
 from redis import Redis
 
+from kubeclassify.cli.services import RedisServer, start_redis
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import RedisServer, start_redis
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app

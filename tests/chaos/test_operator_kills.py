@@ -28,8 +28,8 @@ from harness.receiver import Receiver
 from harness.wait import wait_for
 from kubernetes import client
 
+from kubeclassify.cli.services import PredictorServer, S3Server
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import PredictorServer, S3Server
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.core.webhooks import DELIVERY_HEADER
 

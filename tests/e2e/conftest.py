@@ -12,7 +12,7 @@ import pytest
 from harness import clock
 from kubernetes import client, config
 
-from kubeclassify.core.local import LocalProcess, free_ports, port_open, start_process
+from kubeclassify.cli.processes import LocalProcess, free_ports, port_open, start_process
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ from kubernetes import client
 from PIL import Image
 from pydantic import SecretStr
 
+from kubeclassify.cli.services import PredictorServer, RedisServer
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.resources import ClassificationBatch
 from kubeclassify.core.resources.classification_batch import Admission, ManifestInput, admission_of
 from kubeclassify.core.settings import S3Settings
@@ -96,7 +96,7 @@ def test_readiness_needs_the_kubernetes_api_when_models_come_from_it(
 ) -> None:
     from harness.kubeapi_launch import kubeconfig_for
 
-    from kubeclassify.core.local import free_port
+    from kubeclassify.cli.processes import free_port
 
     config = GatewayConfig(
         registration="open",

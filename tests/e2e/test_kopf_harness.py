@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from kubeclassify.core.local import LocalProcess, start_process
+from kubeclassify.cli.processes import LocalProcess, start_process
 
 GROUP, VERSION, PLURAL = "kubeclassify.io", "v1alpha1", "classificationbatches"
 HERE = Path(__file__).resolve().parent

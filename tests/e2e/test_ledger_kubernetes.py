@@ -21,8 +21,8 @@ from harness.gateway import digit_png, sign_up
 from harness.wait import wait_for
 from kubernetes import client
 
+from kubeclassify.cli.services import PredictorServer, RedisServer
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app

@@ -30,8 +30,8 @@ from kubernetes import client
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubeclassify.cli.services import S3Server
 from kubeclassify.core import constants as c
-from kubeclassify.core.local import S3Server
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.progress import ShardProgress
 from kubeclassify.core.storage import ObjectStore

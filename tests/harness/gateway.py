@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from redis.asyncio import Redis
 
-from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.cli.services import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from kubeclassify.core.local import LocalProcess, free_port, port_open, start_process
+from kubeclassify.cli.processes import LocalProcess, free_port, port_open, start_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "charts" / "kubeclassify-crds" / "templates"

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from harness.gateway import digit_png, local_settings, sign_up
 from pydantic import SecretStr
 
-from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.cli.services import PredictorServer, RedisServer
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.policy import Policy
 from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from harness.gateway import PASSWORD, TOKEN_SECRET, Site, fresh_redis_url
 from pydantic import SecretStr
 
-from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.cli.services import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.gateway import security
 from kubeclassify.gateway.app import create_app

@@ -13,7 +13,7 @@ from harness.gateway import fresh_redis_url
 from harness.receiver import Receiver
 from redis.asyncio import Redis
 
-from kubeclassify.core.local import RedisServer
+from kubeclassify.cli.services import RedisServer
 from kubeclassify.core.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from kubeclassify.gateway.batches import WEBHOOKS, Batches, BatchRecord, finish
 from kubeclassify.gateway.config import GatewayConfig

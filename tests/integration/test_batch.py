@@ -369,7 +369,7 @@ def test_a_shard_killed_mid_run_loses_and_duplicates_nothing(
 def test_remote_mode_classifies_through_the_predictor(
     store: ObjectStore, dataset: dict[str, Any], digits_model: Path, tmp_path: Path
 ) -> None:
-    from kubeclassify.core.local import start_predictor
+    from kubeclassify.cli.services import start_predictor
     from kubeclassify.inference.batch.worker import PredictorUnavailable
 
     bucket = dataset["bucket"]

@@ -16,7 +16,7 @@ from harness.gateway import PASSWORD, TOKEN_SECRET, fresh_redis_url, sign_up
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from kubeclassify.core.local import RedisServer, start_redis
+from kubeclassify.cli.services import RedisServer, start_redis
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.app import create_app

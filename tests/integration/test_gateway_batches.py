@@ -25,7 +25,8 @@ from harness.gateway import (
 from harness.wait import wait_for
 from pydantic import SecretStr
 
-from kubeclassify.core.local import PredictorServer, RedisServer, free_port, start_redis
+from kubeclassify.cli.processes import free_port
+from kubeclassify.cli.services import PredictorServer, RedisServer, start_redis
 from kubeclassify.core.resources.classification_batch import ManifestInput
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from harness.gateway import TOKEN_SECRET, digit_png, fresh_redis_url, predicted_label, sign_up
 from pydantic import SecretStr
 
-from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.cli.services import PredictorServer, RedisServer
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app
@@ -261,7 +261,7 @@ def test_fifty_concurrent_classifications_against_twenty_credits(
 def test_models_are_listed_with_version_labels_and_readiness(
     redis_server: RedisServer, s3_settings: S3Settings, bucket: str, digits_predictor: PredictorServer
 ) -> None:
-    from kubeclassify.core.local import free_port
+    from kubeclassify.cli.processes import free_port
 
     config = GatewayConfig(
         registration="open",

@@ -11,7 +11,8 @@ import pytest
 from harness.gateway import fresh_redis_url, gateway_env
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubeclassify.core.local import PredictorServer, RedisServer, free_port, start_gateway
+from kubeclassify.cli.processes import free_port
+from kubeclassify.cli.services import PredictorServer, RedisServer, start_gateway
 from kubeclassify.core.settings import S3Settings
 
 

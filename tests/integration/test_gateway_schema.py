@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from kubeclassify.core.local import GatewayServer, PredictorServer, RedisServer, start_gateway
+from kubeclassify.cli.services import GatewayServer, PredictorServer, RedisServer, start_gateway
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.app import create_app

@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as visible
 from selenium.webdriver.support.ui import WebDriverWait
 
-from kubeclassify.core.local import GatewayServer, PredictorServer, RedisServer, start_gateway
+from kubeclassify.cli.services import GatewayServer, PredictorServer, RedisServer, start_gateway
 from kubeclassify.core.settings import S3Settings
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from kubeclassify.core.local import LaunchError, RedisServer, port_open, start_process
+from kubeclassify.cli.processes import LaunchError, port_open, start_process
+from kubeclassify.cli.services import RedisServer
 
 
 def test_redis_requires_its_password(redis_server: RedisServer) -> None:
@@ -53,7 +54,7 @@ def test_a_process_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
 
 
 def test_seaweedfs_refuses_unknown_keys_and_stops(tmp_path: Path) -> None:
-    from kubeclassify.core.local import start_seaweedfs
+    from kubeclassify.cli.services import start_seaweedfs
     from kubeclassify.core.settings import S3Settings
     from kubeclassify.core.storage import AccessDenied, ObjectStore
 
@@ -84,7 +85,7 @@ def test_seaweedfs_takes_writes_into_more_buckets_than_it_has_gib_of_free_disk(t
     """Each bucket holds a volume of its own, and weed mini's default limit is one volume per GiB
     free: with 76 GiB free, a write into the 77th bucket failed with InternalError (the test suite
     makes a bucket per test, so a runner with less disk failed the last tests of a run)."""
-    from kubeclassify.core.local import start_seaweedfs
+    from kubeclassify.cli.services import start_seaweedfs
     from kubeclassify.core.settings import S3Settings
     from kubeclassify.core.storage import ObjectStore
 

@@ -8,7 +8,7 @@ import asyncio
 from harness.gateway import fresh_redis_url
 from redis.asyncio import Redis
 
-from kubeclassify.core.local import RedisServer
+from kubeclassify.cli.services import RedisServer
 from kubeclassify.gateway.ledger import Ledger
 
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from harness.gateway import Site, digit_png, local_settings, sign_up
 from harness.wait import wait_for
 
-from kubeclassify.core.local import PredictorServer, RedisServer
+from kubeclassify.cli.services import PredictorServer, RedisServer
 from kubeclassify.core.resources.classification_batch import ManifestInput
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore

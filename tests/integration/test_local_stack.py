@@ -22,7 +22,7 @@ import yaml
 from harness import clock
 from harness.readme import commands
 
-from kubeclassify.core import stack
+from kubeclassify.cli import stack
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.resources import ImageInputSpec, ModelDeployment
 

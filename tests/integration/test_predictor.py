@@ -24,7 +24,7 @@ import tritonclient.http as triton
 import yaml
 from PIL import Image
 
-from kubeclassify.core.local import PredictorServer, start_predictor
+from kubeclassify.cli.services import PredictorServer, start_predictor
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.inference.datasets import materialize, samples_from
 from kubeclassify.inference.training import TrainConfig, split
@@ -342,7 +342,7 @@ def test_all_metric_families_are_exported(predictor: PredictorServer) -> None:
 
 
 def test_a_missing_model_fails_the_start_with_a_clear_message(tmp_path: Path) -> None:
-    from kubeclassify.core.local import LaunchError
+    from kubeclassify.cli.processes import LaunchError
 
     (tmp_path / "empty").mkdir()
     spec = {"metadata": {"name": "ghost"}, "spec": {"model": {"uri": f"file://{tmp_path / 'empty'}"}}}

@@ -164,7 +164,7 @@ def test_every_command_says_what_it_does_in_its_help() -> None:
 
 
 def test_a_table_shows_nothing_for_a_missing_value(capsys: pytest.CaptureFixture[str]) -> None:
-    from kubeclassify.core.console import table
+    from kubeclassify.cli.console import table
 
     table([{"name": "digits", "description": None}], ["name", "description"])
     assert "None" not in capsys.readouterr().out

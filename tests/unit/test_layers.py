@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPONENTS = ("core", "operator", "gateway", "inference")
+COMPONENTS = ("core", "cli", "operator", "gateway", "inference")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -43,19 +43,34 @@ def test_the_tree_keeps_every_layer() -> None:
             "core is the contract: it imports no component",
         ),
         (
+            "core/kubeclassify/core/broken.py",
+            "from kubeclassify.cli import stack",
+            "core is the contract: it imports no component",
+        ),
+        (
             "gateway/kubeclassify/gateway/broken.py",
             "from kubeclassify.operator import kube",
             "no component imports another",
         ),
         (
+            "cli/kubeclassify/cli/broken.py",
+            "from kubeclassify.gateway import app",
+            "no component imports another",
+        ),
+        (
+            "cli/kubeclassify/cli/broken.py",
+            "import tensorflow",
+            "the gateway, the operator and the CLI load neither TensorFlow nor KServe",
+        ),
+        (
             "operator/kubeclassify/operator/broken.py",
             "import tensorflow",
-            "the gateway and the operator load neither TensorFlow nor KServe",
+            "the gateway, the operator and the CLI load neither TensorFlow nor KServe",
         ),
         (
             "gateway/kubeclassify/gateway/broken.py",
             "from kubeclassify.core import constants\nimport kserve",
-            "the gateway and the operator load neither TensorFlow nor KServe",
+            "the gateway, the operator and the CLI load neither TensorFlow nor KServe",
         ),
         (
             "inference/kubeclassify/inference/batch/broken.py",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kubeclassify.core import stack
+from kubeclassify.cli import stack
+from kubeclassify.cli.processes import LaunchError
 from kubeclassify.core.cli import main
-from kubeclassify.core.local import LaunchError
 
 
 @pytest.mark.parametrize("command", [["up"], ["demo"]])

@@ -1,2 +1,2 @@
-"""What every KubeClassify component shares: the custom-resource contract, settings, logging,
-storage, SSRF-safe fetching, webhook signing and launchers for local services."""
+"""The contract every KubeClassify component shares: the custom-resource models and CRDs, the names
+that cross processes, settings, logging, storage, SSRF-safe fetching and webhook signing."""

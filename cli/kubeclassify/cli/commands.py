@@ -39,7 +39,7 @@ def _home(p: argparse.ArgumentParser) -> None:
 
 
 def _home_of(args: argparse.Namespace) -> Path:
-    from kubeclassify.core.stack import default_home
+    from kubeclassify.cli.stack import default_home
 
     return (args.home or default_home()).resolve()
 
@@ -111,7 +111,7 @@ def _starting(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 
 @_starting
 def _up(args: argparse.Namespace) -> int:
-    from kubeclassify.core import stack
+    from kubeclassify.cli import stack
 
     home = _home_of(args)
     if args.model is not None:
@@ -160,7 +160,7 @@ def _shown(path: Path) -> str:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from kubeclassify.core import stack
+    from kubeclassify.cli import stack
 
     if not stack.down(_home_of(args)):
         print("nothing was running")
@@ -168,8 +168,8 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from kubeclassify.core import stack
-    from kubeclassify.core.console import table
+    from kubeclassify.cli import stack
+    from kubeclassify.cli.console import table
 
     found = stack.status(_home_of(args))
     if args.output == "json":
@@ -183,7 +183,7 @@ def _status(args: argparse.Namespace) -> int:
 
 @_starting
 def _demo(args: argparse.Namespace) -> int:
-    from kubeclassify.core import demo
+    from kubeclassify.cli import demo
 
     train_args = ("--epochs", str(args.epochs)) if args.epochs else ()
     return demo.run(_home_of(args), args.keep, args.images_per_day, args.gateway_port, train_args)
@@ -348,11 +348,11 @@ def register_batch(subparsers: Parsers) -> None:
 
 
 def _connect(args: argparse.Namespace) -> Any:
-    from kubeclassify.core import stack
-    from kubeclassify.core.client import Gateway
+    from kubeclassify.cli import stack
+    from kubeclassify.cli.client import Gateway
 
     if getattr(args, "kubeconfig", None) is not None:
-        from kubeclassify.core.cluster import Batches
+        from kubeclassify.cli.cluster import Batches
 
         return Batches(args.kubeconfig, args.namespace)
 
@@ -367,8 +367,8 @@ def _connect(args: argparse.Namespace) -> Any:
 def _call(
     func: Callable[..., Any], args: argparse.Namespace, check: Callable[[argparse.Namespace], None] | None
 ) -> int:
-    from kubeclassify.core.client import GatewayError
-    from kubeclassify.core.cluster import ClusterError
+    from kubeclassify.cli.client import GatewayError
+    from kubeclassify.cli.cluster import ClusterError
 
     try:
         if check is not None:
@@ -401,13 +401,13 @@ def _classify(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callabl
 
 
 def _models(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
-    from kubeclassify.core.console import table
+    from kubeclassify.cli.console import table
 
     return 0, gateway.models(), lambda ms: table(ms, ["name", "ready", "default", "version", "description"])
 
 
 def _images(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
-    from kubeclassify.core.console import table
+    from kubeclassify.cli.console import table
 
     page = gateway.images(args.category, args.limit)
     return 0, page, lambda p: table(p["items"], ["uid", "label", "score", "filename", "model_name"])
@@ -438,7 +438,7 @@ def _batch_line(info: dict[str, Any]) -> None:
 def _follow(
     gateway: Any, info: dict[str, Any], args: argparse.Namespace
 ) -> tuple[int, Any, Callable[[Any], None]]:
-    from kubeclassify.core.console import batch_progress
+    from kubeclassify.cli.console import batch_progress
 
     if args.wait:
         info = gateway.wait_for_batch(info["name"], on_progress=batch_progress())

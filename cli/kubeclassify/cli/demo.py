@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubeclassify.core import sample_data, stack
-from kubeclassify.core.client import Gateway
-from kubeclassify.core.console import batch_progress, table
+from kubeclassify.cli import sample_data, stack
+from kubeclassify.cli.client import Gateway
+from kubeclassify.cli.console import batch_progress, table
 
 ROOT = stack.MANIFEST["root"]
 

@@ -28,15 +28,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from kubeclassify.core.local import (
-    LocalProcess,
-    free_port,
-    port_open,
-    start_gateway,
-    start_predictor,
-    start_redis,
-    start_seaweedfs,
-)
+from kubeclassify.cli.processes import LocalProcess, free_port, port_open
+from kubeclassify.cli.services import start_gateway, start_predictor, start_redis, start_seaweedfs
 from kubeclassify.core.model_card import CARD_FILE, ModelCard, model_deployment
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.storage import ObjectStore
@@ -217,7 +210,7 @@ class Samples:
 def prepare_samples(running: Stack, per_date: int = 100) -> Samples:
     """Upload the sample days (up to yesterday) with their manifest when missing, copy a few of the
     first day's readable images to `<home>/samples`, and write `<home>/env.sh`."""
-    from kubeclassify.core import sample_data
+    from kubeclassify.cli import sample_data
 
     store = ObjectStore(running.s3_settings())
     yesterday = dt.date.today() - dt.timedelta(days=1)
@@ -319,7 +312,7 @@ def publish_model(
 def train_digits(home: Path, export: Path, say: Callable[[str], None], train_args: tuple[str, ...]) -> None:
     """Train the digits model into `export`, unless it is there already."""
     if not (export / CARD_FILE).exists():
-        from kubeclassify.core import sample_data
+        from kubeclassify.cli import sample_data
 
         train_dir = sample_data.write_training_set(home / "data" / "train")
         say("training the digits model (a minute or so, once)")

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kubeclassify.core.client import until_finished
+from kubeclassify.cli.client import until_finished
 from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH, GROUP, VERSION
 from kubeclassify.core.kubeapi import api_client
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
