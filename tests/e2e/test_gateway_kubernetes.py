@@ -198,7 +198,7 @@ def test_batches_become_classification_batches_and_settle_once(
             lambda: (b := gw.get(f"/v1/batches/{name}", headers=auth).json())["state"] == "Succeeded" and b,
             what="the gateway to see the batch end",
         )
-        assert info["counts"] == {"total": 2, "classified": 1, "failed": 1, "skipped": 0}
+        assert info["counts"] == {"total": 2, "classified": 1, "failed": 1, "skipped": 0, "unadmitted": None}
         time.sleep(1.0)  # both replicas have seen the event since
         assert replica.get("/v1/credits", headers=auth).json()["credits"] == 9
 

@@ -14,6 +14,7 @@ from harness.receiver import Receiver
 from redis.asyncio import Redis
 
 from kubeclassify.cli.services import RedisServer
+from kubeclassify.core.resources import BatchCounts
 from kubeclassify.core.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from kubeclassify.gateway.batches import WEBHOOKS, Batches, BatchRecord, finish
 from kubeclassify.gateway.config import GatewayConfig
@@ -45,7 +46,7 @@ def record(owner: str, url: str) -> BatchRecord:
         column="url",
         input_uri="s3://b/in.csv",
         output_uri="s3://b/out.csv",
-        total=3,
+        counts=BatchCounts(total=3),
         reserved=3,
         webhook_url=url,
     )
@@ -80,15 +81,15 @@ def test_a_receiver_that_holds_its_webhook_holds_up_no_ones_settlement(
                 await redis.set(f"kc:credits:{r.owner}", 3)
                 assert (await Ledger(redis).reserve(r.run_id, r.owner, 3, 1, 0.0)).admitted
                 await batches.add(r)
-            await finish(batches, CONFIG, alice, "Succeeded", "", {"classified": 1, "failed": 2})
-            await finish(batches, CONFIG, bob, "Succeeded", "", {"classified": 3})
+            await finish(batches, CONFIG, alice, "Succeeded", "", BatchCounts(classified=1, failed=2))
+            await finish(batches, CONFIG, bob, "Succeeded", "", BatchCounts(classified=3))
             assert await redis.get("kc:credits:alice") == "2", "settled, whatever her receiver does"
             await until(lambda: _delivered(batches, bob.name), "bob's webhook")
             assert slow.received and not slow.answered, "bob was announced while alice's receiver held"
 
             slow.release.set()
             await until(lambda: _delivered(batches, alice.name), "alice's webhook")
-            await finish(batches, CONFIG, alice, "Succeeded", "", {"classified": 1})  # seen again
+            await finish(batches, CONFIG, alice, "Succeeded", "", BatchCounts(classified=1))  # seen again
             await asyncio.sleep(0.5)
             assert len(slow.received) == 1 and await redis.xlen(WEBHOOKS) == 0
             headers, body = slow.received[0]
@@ -117,7 +118,7 @@ def test_a_gateway_that_stops_mid_delivery_leaves_the_webhook_to_another(
         await batches.rotate_webhook_secret("carol")
         carol = record("carol", receiver.url)
         await batches.add(carol)
-        await finish(batches, CONFIG, carol, "Failed", "the model is gone", {})
+        await finish(batches, CONFIG, carol, "Failed", "the model is gone", BatchCounts())
         await until(lambda: _true(bool(receiver.received)), "the first try")
         await first.stop()  # mid-delivery: never acknowledged
         receiver.release.set()

@@ -102,7 +102,7 @@ def test_a_url_batch_is_classified_paid_for_and_announced(
 
         done = wait_done(client, token, batch["name"])
         assert done["state"] == "Succeeded", done
-        assert done["counts"] == {"total": 8, "classified": 6, "failed": 2, "skipped": 0}
+        assert done["counts"] == {"total": 8, "classified": 6, "failed": 2, "skipped": 0, "unadmitted": None}
         # the two unreadable images are given back; settling again gives nothing more
         assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 6
 
@@ -143,7 +143,7 @@ def test_a_batch_whose_images_all_fail_fails_and_says_why(settings: GatewaySetti
         # the default share of failures a batch allows is the ClassificationBatch's (5%)
         assert done["state"] == "Failed", done
         assert done["message"].startswith("2 of 3 images failed (67%), more than the 5% this batch allows")
-        assert done["counts"] == {"total": 3, "classified": 1, "failed": 2, "skipped": 0}
+        assert done["counts"] == {"total": 3, "classified": 1, "failed": 2, "skipped": 0, "unadmitted": None}
         assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 1
         rows = client.get(f"/v1/batches/{done['name']}/results", headers=auth(token)).json()["rows"]
         assert len(rows) == 3 and sum(1 for r in rows if r["error"]) == 2  # published all the same

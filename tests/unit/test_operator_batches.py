@@ -12,7 +12,7 @@ import pytest
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.progress import ShardProgress, last_progress
-from kubeclassify.core.resources.classification_batch import ClassificationBatch, ScheduleSpec
+from kubeclassify.core.resources.classification_batch import ENDED_PHASES, ClassificationBatch, ScheduleSpec
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.operator.builders.batch import batch_job, job_name, tick_access, tick_cronjob
@@ -365,7 +365,6 @@ def test_the_gateway_reads_every_run_end_the_operator_writes(
     """One vocabulary: the status the operator's own code records for a run's end, read by the
     gateway's reader (the phase it ends on and the reason it shows)."""
     from kubeclassify.core.resources.classification_batch import failure_message
-    from kubeclassify.gateway.kube_batches import ENDED
     from kubeclassify.operator.handlers import classification_batch as handler
 
     monkeypatch.setattr(handler, "post", lambda *_: None)  # Events need a running operator
@@ -375,7 +374,7 @@ def test_the_gateway_reads_every_run_end_the_operator_writes(
     job = {"metadata": {"name": "once-20261121", "annotations": {}}}
     handler._record_run(body, cb, status, outcome, job, None, CONFIG, RUN_TIME)
     written = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert written["phase"] == outcome.phase and written["phase"] in ENDED
+    assert written["phase"] == outcome.phase and written["phase"] in ENDED_PHASES
     assert failure_message(written) == (f"the batch: {outcome.message}" if outcome.phase == "Failed" else "")
 
 
@@ -384,11 +383,10 @@ def test_the_gateway_reads_why_the_operator_refused_a_batch(reason: str) -> None
     """A batch the operator refuses to run at all ends Failed with Ready=False: the gateway shows why
     (it showed nothing: it only read the Succeeded condition)."""
     from kubeclassify.core.resources.classification_batch import failure_message
-    from kubeclassify.gateway.kube_batches import ENDED
     from kubeclassify.operator.handlers import classification_batch as handler
     from kubeclassify.operator.handlers.status import Problem
 
     body = {"metadata": {"name": "once", "namespace": "ml", "generation": 1}, "spec": {}}
     refused = handler.failed(body, Problem(reason, f"{reason}: what to fix", permanent=True))
     written = refused.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert written["phase"] in ENDED and failure_message(written) == f"{reason}: what to fix"
+    assert written["phase"] in ENDED_PHASES and failure_message(written) == f"{reason}: what to fix"

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-FINISHED = ("Succeeded", "Failed")
+from kubeclassify.core.resources.classification_batch import ENDED_PHASES
 
 
 def until_finished(
@@ -24,7 +24,7 @@ def until_finished(
         info = read()
         if on_progress is not None:
             on_progress(info)
-        if info["state"] in FINISHED:
+        if info["state"] in ENDED_PHASES:
             return info
         time.sleep(every)
 

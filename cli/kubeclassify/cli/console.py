@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from kubeclassify.core.resources.classification_batch import ENDED_PHASES
+
 
 def table(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO = sys.stdout, indent: str = ""
@@ -32,7 +34,7 @@ def batch_progress(out: TextIO = sys.stderr) -> Callable[[dict[str, Any]], None]
         if counts["failed"]:
             line += f", {counts['failed']} failed"
         if live:
-            end = "\n" if info["state"] in ("Succeeded", "Failed") else ""
+            end = "\n" if info["state"] in ENDED_PHASES else ""
             out.write(f"\r{line}{end}")
             out.flush()
         elif not last or last[-1] != line:

@@ -20,14 +20,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.resources.classification_batch import Admission, ClassificationBatchSpec, ManifestInput
+from kubeclassify.core.resources.classification_batch import (
+    ENDED_PHASES,
+    Admission,
+    BatchCounts,
+    ClassificationBatchSpec,
+    ManifestInput,
+)
 from kubeclassify.core.sources import InputError, items, owner_source, read_table
 from kubeclassify.core.storage import join
 from kubeclassify.gateway.ledger import Ledger
 
 COLUMNS = ("url", "path")
 ACTIVE = "kc:batches:active"
-STATES = ("Pending", "Running", "Succeeded", "Failed")
 
 WEBHOOKS = "kc:webhooks"  # the stream of webhooks to deliver (kubeclassify.gateway.webhooks)
 # Announce once: the first caller claims the batch's webhook and queues it, atomically.
@@ -113,13 +118,10 @@ class BatchRecord:
     column: str  # what the input lists: url, path, or manifest (the configured one, for `date`)
     input_uri: str
     output_uri: str
-    total: int
+    counts: BatchCounts  # total: the images listed (and reserved for) at creation; the rest when it ends
     reserved: int  # credits taken at creation
     created: float = field(default_factory=time.time)
     state: str = "Pending"
-    classified: int = 0
-    failed: int = 0
-    skipped: int = 0
     message: str = ""
     finished: float | None = None
     webhook_url: str | None = None
@@ -134,8 +136,18 @@ class BatchRecord:
     def run_id(self) -> str:
         return self.run or self.name
 
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "counts": self.counts.model_dump()})
+
+    @classmethod
+    def from_json(cls, raw: str) -> BatchRecord:
+        fields = json.loads(raw)
+        if "counts" not in fields:  # written before counts were one object: total, classified, ... at the top
+            fields["counts"] = {k: fields.pop(k, 0) for k in ("total", "classified", "failed", "skipped")}
+        return cls(**{**fields, "counts": BatchCounts.read(fields["counts"])})
+
     def public(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {**asdict(self), "counts": self.counts.model_dump()}
         for private in (
             "input_uri",
             "output_uri",
@@ -146,7 +158,6 @@ class BatchRecord:
             "run",
         ):
             del out[private]
-        out["counts"] = {k: out.pop(k) for k in ("total", "classified", "failed", "skipped")}
         out["input"] = self.column
         return out
 
@@ -172,19 +183,19 @@ class Batches:
 
     async def add(self, record: BatchRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"kc:batch:{record.name}", mapping={"json": json.dumps(asdict(record))})
+            pipe.hset(f"kc:batch:{record.name}", mapping={"json": record.to_json()})
             pipe.zadd(f"kc:batches:{record.owner}", {record.name: record.created})
             pipe.sadd(ACTIVE, record.name)
             await pipe.execute()
 
     async def get(self, name: str) -> BatchRecord | None:
         raw = await self.redis.hget(f"kc:batch:{name}", "json")
-        return BatchRecord(**json.loads(raw)) if raw else None
+        return BatchRecord.from_json(raw) if raw else None
 
     async def update(self, record: BatchRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"kc:batch:{record.name}", mapping={"json": json.dumps(asdict(record))})
-            if record.state in ("Succeeded", "Failed"):
+            pipe.hset(f"kc:batch:{record.name}", mapping={"json": record.to_json()})
+            if record.state in ENDED_PHASES:
                 pipe.srem(ACTIVE, record.name)
             await pipe.execute()
 
@@ -213,19 +224,17 @@ class Batches:
 
 
 async def finish(
-    batches: Batches, config: Any, record: BatchRecord, state: str, message: str, counts: dict[str, Any]
+    batches: Batches, config: Any, record: BatchRecord, state: str, message: str, counts: BatchCounts
 ) -> None:
     """Record how a batch ended, give back what was not used, and queue its webhook: each once,
     however many gateways see the end (settlement and the webhook are claimed in Redis). The
     webhook is delivered from its queue (`kubeclassify.gateway.webhooks`), never here: a slow
     receiver holds up no one's settlement."""
-    record.classified = int(counts.get("classified", 0))
-    record.failed = int(counts.get("failed", 0))
-    record.skipped = int(counts.get("skipped", 0))
+    record.counts = counts.model_copy(update={"total": record.counts.total})  # the total it was paid for
     record.state, record.message = state, message[:1000]
     record.finished = record.finished or time.time()
     await batches.update(record)
-    await Ledger(batches.redis).settle(record.run_id, record.owner, record.classified)
+    await Ledger(batches.redis).settle(record.run_id, record.owner, record.counts.classified)
     if record.webhook_url:
         await batches.announce(record)
 
@@ -254,9 +263,9 @@ def failed_fraction_allowed(record: BatchRecord, config: Any) -> float:
     return float(config.max_failed_fraction if limit is None else limit)
 
 
-def too_many_failed(counts: dict[str, Any], limit: float) -> str:
+def too_many_failed(counts: BatchCounts, limit: float) -> str:
     """Why a batch failed when more of its images failed than it allows."""
-    failed, total = int(counts.get("failed", 0)), int(counts.get("total", 0))
+    failed, total = counts.failed, counts.total
     share = f" ({failed / total:.0%})" if total else ""
     return (
         f"{failed} of {total} images failed{share}, more than the {limit:.0%} this batch allows"
@@ -274,7 +283,7 @@ def batch_resource(record: BatchRecord, config: Any) -> dict[str, Any]:
             "name": record.name,
             "namespace": config.namespace,
             "labels": {c.LABEL_OWNER: record.owner, c.LABEL_MANAGED_BY: c.MANAGED_BY_GATEWAY},
-            "annotations": Admission(run=record.run_id, images=record.total).annotation(),
+            "annotations": Admission(run=record.run_id, images=record.counts.total).annotation(),
         },
         "spec": spec_of(record, config),
     }

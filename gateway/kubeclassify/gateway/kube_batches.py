@@ -25,7 +25,9 @@ from typing import Any
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.resources.classification_batch import (
+    ENDED_PHASES,
     Admission,
+    BatchCounts,
     BatchReason,
     admission_of,
     failure_message,
@@ -39,7 +41,6 @@ from kubeclassify.gateway.schedules import ScheduleRecord, Schedules, pause
 
 log = logging.getLogger(__name__)
 
-ENDED = ("Succeeded", "Failed")
 SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_GATEWAY}"
 RECOUNT_SECONDS = 5.0  # a run whose images could not be counted (S3 away) is looked at again after
 WATCH_SECONDS = 60  # a watch the API server ends after this long is resumed (a stopped gateway's
@@ -157,7 +158,7 @@ class KubernetesBatches:
         lists for the run's date now."""
         record = await self.batches.get(name)
         if record is not None and record.column != "manifest":
-            return record.total
+            return record.counts.total
         if date is None or self.config.manifest is None:
             raise InputError(f"a run of {name} names no date, or no manifest is configured")
         day = dt.date.fromisoformat(date)
@@ -179,7 +180,7 @@ class KubernetesBatches:
         """Settle each ended run of the batch in the ledger (once per run id: the ledger keeps it)."""
         owner = (body["metadata"].get("labels") or {}).get(c.LABEL_OWNER)
         for run in (body.get("status") or {}).get("recentRuns") or []:
-            if owner and run.get("phase") in ENDED and run.get("jobName"):
+            if owner and run.get("phase") in ENDED_PHASES and run.get("jobName"):
                 classified = int((run.get("counts") or {}).get("classified", 0))
                 await self.ledger.settle(run["jobName"], owner, classified)
 
@@ -286,11 +287,11 @@ class KubernetesBatches:
             await self._follow_schedule(schedule, body)
             return
         record = await self.batches.get(name)
-        if record is None or record.state in ENDED:
+        if record is None or record.state in ENDED_PHASES:
             return
         status = body.get("status") or {}
-        counts = status.get("counts") or {}
-        if status.get("phase") in ENDED:
+        counts = BatchCounts.read(status.get("counts"))
+        if status.get("phase") in ENDED_PHASES:
             await finish(self.batches, self.config, record, status["phase"], failure_message(status), counts)
         elif status.get("phase") == "Running" and record.state != "Running":
             record.state = "Running"
@@ -299,9 +300,9 @@ class KubernetesBatches:
     async def _deleted(self, body: dict[str, Any]) -> None:
         """A batch's resource deleted before its end (by hand): the batch fails, and says why."""
         record = await self.batches.get(body["metadata"]["name"])
-        if record is not None and record.state not in ENDED:
+        if record is not None and record.state not in ENDED_PHASES:
             message = f"its ClassificationBatch {record.name} was deleted before the batch ended"
-            await finish(self.batches, self.config, record, "Failed", message, {})
+            await finish(self.batches, self.config, record, "Failed", message, BatchCounts())
 
     async def refresh(self) -> str:
         """Bring every record in step with its resource, from one list; the list's resourceVersion."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.sources import owner_prefix
 from kubeclassify.gateway.batches import (
@@ -106,7 +107,7 @@ class LocalBatches:
     async def _run(self, name: str) -> None:
         async with self.slots:
             record = await self.batches.get(name)
-            if record is None or record.state in ("Succeeded", "Failed"):
+            if record is None or record.state in ENDED_PHASES:
                 return
             record.state = "Running"
             await self.batches.update(record)
@@ -142,7 +143,7 @@ class LocalBatches:
         ]
         if record.column == "url" or record.column == "path":  # the owner's CSV: their rows, their images
             argv += ["--owner-prefix", owner_prefix(self.config.images_uri, record.owner)]
-        argv += ["--max-images", str(record.total)]  # what was paid for (a day's images may grow)
+        argv += ["--max-images", str(record.counts.total)]  # what was paid for (a day's images may grow)
         for network in self.config.fetch_allowed_networks:
             argv += ["--allow-network", network]
         proc = await asyncio.create_subprocess_exec(
@@ -166,13 +167,14 @@ class LocalBatches:
         return summary
 
     async def _finish(self, record: BatchRecord, summary: dict[str, Any]) -> None:
+        counts = BatchCounts.read(summary.get("counts"))
         if summary.get("error"):
             state, message = "Failed", str(summary["error"])
         elif summary.get("failed_fraction_exceeded"):
             limit = failed_fraction_allowed(record, self.config)
-            state, message = "Failed", too_many_failed(summary.get("counts") or {}, limit)
+            state, message = "Failed", too_many_failed(counts, limit)
         else:
             state, message = "Succeeded", ""
         # The schedule first: until the batch shows its end, a firing sees its run still going.
         await run_ended(self.batches.redis, record, state, message)
-        await finish(self.batches, self.config, record, state, message, summary.get("counts") or {})
+        await finish(self.batches, self.config, record, state, message, counts)

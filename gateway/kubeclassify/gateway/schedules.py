@@ -26,7 +26,7 @@ from typing import Any
 from redis.exceptions import LockError, WatchError
 
 from kubeclassify.core.cron import next_fire
-from kubeclassify.core.resources.classification_batch import ScheduleSpec
+from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts, ScheduleSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.gateway.batches import Batches, BatchRecord, count_for_date, paths
 from kubeclassify.gateway.cancel import stop_tasks
@@ -123,7 +123,6 @@ class Schedules:
 
 
 MAX_FAILURES = 3  # failed runs in a row before a schedule pauses
-FINISHED = ("Succeeded", "Failed")
 
 
 class RunInProgress(Exception):
@@ -191,7 +190,7 @@ async def _start(state: Any, schedule: ScheduleRecord, date: dt.date, manual: bo
     schedules, batches = Schedules(accounts.redis), Batches(accounts.redis)
     last = (await schedules.runs(schedule.name))[-1:]
     running = await batches.get(last[0]) if last else None
-    if running is not None and running.state not in FINISHED:
+    if running is not None and running.state not in ENDED_PHASES:
         raise RunInProgress(f"its run {running.name} for {running.date} has not ended")
     count = await asyncio.to_thread(count_for_date, config.manifest, date, state.store)
     if count == 0:
@@ -211,7 +210,7 @@ async def _start(state: Any, schedule: ScheduleRecord, date: dt.date, manual: bo
         column="manifest",
         input_uri="",
         output_uri=paths(config.batches_uri, schedule.owner, name)["output"],
-        total=count,
+        counts=BatchCounts(total=count),
         reserved=cost,
         webhook_url=schedule.webhook_url,
         date=date.isoformat(),
@@ -343,7 +342,7 @@ class Scheduler:
         """The results of the schedule's finished runs: each date's latest run once, by date."""
         batches = Batches(self.state.accounts.redis)
         runs = [await batches.get(n) for n in await Schedules(self.state.accounts.redis).runs(schedule.name)]
-        latest = {b.date: b for b in runs if b is not None and b.state in FINISHED}
+        latest = {b.date: b for b in runs if b is not None and b.state in ENDED_PHASES}
         return [latest[date].output_uri for date in sorted(d for d in latest if d is not None)]
 
 

@@ -30,6 +30,8 @@ from kubeclassify.core.resources.common import (
 BatchPhase = Literal[
     "Pending", "AwaitingAdmission", "Running", "Succeeded", "Failed", "Scheduled", "Suspended"
 ]
+# A run that has ended and will not change again (the gateway's batches end in the same two states).
+ENDED_PHASES: tuple[BatchPhase, ...] = ("Succeeded", "Failed")
 BatchMode = Literal["inProcess", "remote"]
 OutputFormat = Literal["csv", "jsonl"]
 
@@ -192,7 +194,8 @@ class ClassificationBatchSpec(Model):
 
 
 class BatchCounts(Model):
-    """Image counts."""
+    """Image counts of a shard, a run or a batch: the worker writes them (its summary, its
+    termination message), the operator sums the shards' into the status, the gateway shows them."""
 
     total: int = Field(0, ge=0, description="Images in the input.")
     classified: int = Field(0, ge=0, description="Images classified.")
@@ -204,6 +207,29 @@ class BatchCounts(Model):
         description="Images left unclassified because the run was admitted (paid for) for fewer images"
         " than its input listed when it ran.",
     )
+
+    @classmethod
+    def read(cls, data: Mapping[str, Any] | None) -> BatchCounts:
+        """Counts from a summary another process wrote (a shard's, a run's status): what is missing
+        or empty is 0, and `unadmitted` stays unset unless some images were."""
+        data = data or {}
+        unadmitted = int(data.get("unadmitted") or 0)
+        return cls(
+            total=int(data.get("total") or 0),
+            classified=int(data.get("classified") or 0),
+            failed=int(data.get("failed") or 0),
+            skipped=int(data.get("skipped") or 0),
+            unadmitted=unadmitted or None,
+        )
+
+    def add(self, other: BatchCounts) -> None:
+        """Add another shard's counts to these."""
+        self.total += other.total
+        self.classified += other.classified
+        self.failed += other.failed
+        self.skipped += other.skipped
+        if other.unadmitted:
+            self.unadmitted = (self.unadmitted or 0) + other.unadmitted
 
 
 class WebhookDelivery(Model):

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from kubeclassify.core.fetch import FetchError, FetchPolicy, target
-from kubeclassify.core.resources.classification_batch import run_id
+from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts, run_id
 from kubeclassify.core.sources import OUTPUT_COLUMNS, InputError
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.accounts import User
@@ -43,13 +43,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["batches"], responses=SIGNED_IN)
 
 
-class Counts(BaseModel):
-    total: int
-    classified: int
-    failed: int
-    skipped: int
-
-
 class BatchInfo(BaseModel):
     name: str = Field(description="The batch's id: <owner>-<short id>.")
     owner: str
@@ -57,7 +50,7 @@ class BatchInfo(BaseModel):
     input: str = Field(description="url or path: what the CSV lists.")
     state: str = Field(description="Pending, Running, Succeeded or Failed.")
     message: str
-    counts: Counts
+    counts: BatchCounts
     reserved: int = Field(description="Credits taken at creation; what was not used is given back.")
     created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
     finished: dt.datetime | None = Field(description="When it ended, in RFC 3339 (UTC).")
@@ -204,7 +197,7 @@ async def create_batch(
         column=checked.column if checked is not None else "manifest",
         input_uri=where["input"] if checked is not None else "",
         output_uri=where["output"],
-        total=count,
+        counts=BatchCounts(total=count),
         reserved=cost,
         webhook_url=webhook_url or None,
         date=date.isoformat() if date is not None else None,
@@ -216,7 +209,9 @@ async def create_batch(
         await request.app.state.batch_backend.submit(name)
     except Exception as e:  # the Kubernetes API refused or is away: nothing runs, nothing is paid
         log.warning("a batch could not be started", extra={"batch": name, "error": str(e)})
-        await finish(batches, config, record, "Failed", f"could not be started: {type(e).__name__}", {})
+        await finish(
+            batches, config, record, "Failed", f"could not be started: {type(e).__name__}", BatchCounts()
+        )
         raise HTTPException(503, "the batch could not be started; try again") from e
     return record.public()
 
@@ -269,7 +264,7 @@ async def get_batch(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
 
 async def _results(request: Request, record: BatchRecord, binary: bool = False) -> IO[Any]:
     """The batch's results, open for reading: 409 while it runs, 404 when it published none."""
-    if record.state not in ("Succeeded", "Failed"):
+    if record.state not in ENDED_PHASES:
         raise HTTPException(409, f"batch {record.name} is {record.state}: results come when it ends")
     store: ObjectStore = request.app.state.store
     try:

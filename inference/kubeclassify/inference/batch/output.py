@@ -20,10 +20,11 @@ import io
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import IO, Any
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.resources import BatchCounts
 from kubeclassify.core.sources import OUTPUT_COLUMNS
 from kubeclassify.core.storage import AlreadyExists, ObjectNotFound, ObjectStore, join
 
@@ -33,21 +34,6 @@ COLUMNS = list(OUTPUT_COLUMNS)
 def escape_cell(value: str) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
     return "'" + value if value.startswith(c.FORMULA_START) else value
-
-
-@dataclass
-class Counts:
-    """Image counts of a shard or a whole batch."""
-
-    total: int = 0
-    classified: int = 0
-    failed: int = 0
-    skipped: int = 0
-    unadmitted: int = 0  # past the images the run was admitted for (--max-images): not classified
-
-    def add(self, other: Counts) -> None:
-        for name in ("total", "classified", "failed", "skipped", "unadmitted"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass(frozen=True)
@@ -136,9 +122,9 @@ def publish_if_complete(
             store.create(layout.run_marker, b"", content_type="text/plain")
         except AlreadyExists:
             return True  # another shard of this run publishes
-    counts = Counts()
+    counts = BatchCounts()
     for i in range(layout.shards):
-        counts.add(Counts(**json.loads(store.read(layout.part_summary(i)))["counts"]))
+        counts.add(BatchCounts.read(json.loads(store.read(layout.part_summary(i)))["counts"]))
     merged = heapq.merge(*(_part_rows(store, p) for p in parts), key=lambda entry: entry[0])
     with tempfile.TemporaryFile() as tmp:
         rows = render((row for _, row in merged), fmt, extra, tmp)
@@ -153,7 +139,7 @@ def publish_if_complete(
         **manifest,
         "output": layout.output,
         "rows": rows,
-        "counts": asdict(counts),
+        "counts": counts.model_dump(),
         "published": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     body = json.dumps({**success, **({"run": layout.run} if layout.run else {})}, indent=1).encode()

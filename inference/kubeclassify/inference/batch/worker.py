@@ -33,12 +33,16 @@ from kubeclassify.core.constants import LABEL_OWNER
 from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
 from kubeclassify.core.policy import Policy, batch_denials, describe, uri_problem
 from kubeclassify.core.progress import ShardProgress
-from kubeclassify.core.resources import ClassificationBatchSpec, ImageCopySpec, ModelDeploymentSpec
+from kubeclassify.core.resources import (
+    BatchCounts,
+    ClassificationBatchSpec,
+    ImageCopySpec,
+    ModelDeploymentSpec,
+)
 from kubeclassify.core.sources import InputError, Item, extra_columns, items, shard_of
 from kubeclassify.core.storage import ObjectStore, StorageError, join
 from kubeclassify.inference import artifacts, threads
 from kubeclassify.inference.batch.output import (
-    Counts,
     Layout,
     PartWriter,
     publish_if_complete,
@@ -87,7 +91,7 @@ class Summary:
     date: str
     shard: int
     shards: int
-    counts: Counts
+    counts: BatchCounts
     images_per_second: float
     output: str
     published: bool
@@ -95,7 +99,7 @@ class Summary:
     failed_fraction_exceeded: bool = False
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps({**asdict(self), "counts": self.counts.model_dump()})
 
 
 def run(job: BatchJob, store: ObjectStore) -> Summary:
@@ -113,7 +117,7 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     if done is not None:
         log.info("already published; nothing to do", extra={"output": output})
         return Summary(
-            job.name, date, job.shard, job.shards, Counts(**done["counts"]), 0.0, output, True, True
+            job.name, date, job.shard, job.shards, BatchCounts.read(done["counts"]), 0.0, output, True, True
         )
 
     if job.policy is not None:
@@ -123,7 +127,7 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             raise InputError(f"the platform's policy refuses this batch: {describe(denials)}")
     extra = (["copy"] if job.spec.output.copy_images else []) + extra_columns(job.spec, store)
     copies: dict[int, str] = {}
-    counts = Counts()
+    counts = BatchCounts()
     every = _permitted(job, _admitted(job, items(job.spec, store, job.date, job.owner_prefix), counts))
     mine = (it for it in every if shard_of(it.source, job.shards) == job.shard)
     total = _Total(job, store)
@@ -176,11 +180,11 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     _progress(job, counts, counts.total, rate)  # the last line says where the shard ended
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    log.info("classified", extra={"shard": job.shard, **asdict(counts), "seconds": round(seconds, 2)})
+    log.info("classified", extra={"shard": job.shard, **counts.model_dump(), "seconds": round(seconds, 2)})
     part.upload(store, layout.part(job.shard))
     store.write(
         layout.part_summary(job.shard),
-        json.dumps({"counts": asdict(counts)}).encode(),
+        json.dumps({"counts": counts.model_dump()}).encode(),
         content_type="application/json",
     )
     manifest = {
@@ -205,7 +209,7 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
     )
 
 
-def _progress(job: BatchJob, counts: Counts, total: int | None, rate: float) -> None:
+def _progress(job: BatchJob, counts: BatchCounts, total: int | None, rate: float) -> None:
     """A live line in a terminal; otherwise the progress line the operator reads from the pod's log."""
     if sys.stderr.isatty():
         of = f"/{total}" if total is not None else ""
@@ -219,7 +223,7 @@ def _progress(job: BatchJob, counts: Counts, total: int | None, rate: float) -> 
     sys.stderr.flush()
 
 
-def _admitted(job: BatchJob, todo: Iterator[Item], counts: Counts) -> Iterator[Item]:
+def _admitted(job: BatchJob, todo: Iterator[Item], counts: BatchCounts) -> Iterator[Item]:
     """The input's first `max_images` items (all of them without a limit). Every shard reads the
     same listing in the same order, so the shards together classify exactly the first N; each
     counts the items past the limit that fall to it as `unadmitted`."""
@@ -227,7 +231,7 @@ def _admitted(job: BatchJob, todo: Iterator[Item], counts: Counts) -> Iterator[I
         if job.max_images is None or n < job.max_images:
             yield item
         elif shard_of(item.source, job.shards) == job.shard:
-            counts.unadmitted += 1
+            counts.unadmitted = (counts.unadmitted or 0) + 1
 
 
 class _Total:

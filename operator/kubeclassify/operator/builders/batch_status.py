@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeclassify.core.progress import ShardProgress, last_progress
-from kubeclassify.core.resources.classification_batch import BatchCounts, BatchPhase, BatchReason
+from kubeclassify.core.resources.classification_batch import (
+    ENDED_PHASES,
+    BatchCounts,
+    BatchPhase,
+    BatchReason,
+)
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
@@ -34,7 +39,7 @@ class RunOutcome:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed")
+        return self.phase in ENDED_PHASES
 
 
 def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunOutcome:
@@ -48,11 +53,7 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> RunOutcome:
     )
     summaries = _summaries(pods)
     for summary in summaries:
-        counts = summary.get("counts") or {}
-        for key in ("total", "classified", "failed", "skipped"):
-            setattr(outcome.counts, key, getattr(outcome.counts, key) + int(counts.get(key) or 0))
-        if counts.get("unadmitted"):  # shown only when the run was admitted for fewer than it found
-            outcome.counts.unadmitted = (outcome.counts.unadmitted or 0) + int(counts["unadmitted"])
+        outcome.counts.add(BatchCounts.read(summary.get("counts")))
         outcome.output_uri = outcome.output_uri or summary.get("output")
     if "Complete" in conditions:
         outcome.phase = "Succeeded"
@@ -119,10 +120,10 @@ def run_progress(job: dict[str, Any], pods: list[dict[str, Any]], logs: dict[str
     rate = 0.0
     for index in (str(i) for i in range(shards)):
         if index in finished:
-            counts = finished[index].get("counts") or {}
-            done += int(counts.get("classified") or 0) + int(counts.get("failed") or 0)
-            failed += int(counts.get("failed") or 0)
-            totals.append(int(counts.get("total") or 0))
+            counts = BatchCounts.read(finished[index].get("counts"))
+            done += counts.classified + counts.failed
+            failed += counts.failed
+            totals.append(counts.total)
         elif index in live:
             shard = live[index][1]
             done, failed, rate = done + shard.done, failed + shard.failed, rate + shard.images_per_second
