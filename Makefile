@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS := operator,gateway,inference,cpu,local,dev
 PYTEST := $(BIN)/pytest
 
-.PHONY: help install demo up down tools browser lint format crds reference chart-files test test-unit test-integration test-chart test-e2e test-calendar constraints clean bench bench-plot bench-predictor bench-batch bench-gateway bench-operator
+.PHONY: help install demo up down tools browser lint format crds reference chart-files test test-unit test-integration test-chart test-e2e test-calendar constraints clean bench bench-plot bench-predictor bench-batch bench-gateway bench-operator bench-http
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -102,7 +102,7 @@ constraints: $(BIN)/python  ## re-resolve every dependency and pin it in constra
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
-bench: bench-predictor bench-batch bench-gateway bench-operator bench-plot  ## every benchmark, then the plot
+bench: bench-predictor bench-batch bench-gateway bench-operator bench-http bench-plot  ## every benchmark, then the plot
 
 bench-plot: install  ## benchmarks/results/batch.png: batch images/s against the model-only limit
 	$(BIN)/python benchmarks/plot.py
@@ -110,8 +110,11 @@ bench-plot: install  ## benchmarks/results/batch.png: batch images/s against the
 bench-predictor: install  ## predictor over HTTP against the model alone (MobileNetV2, ResNet50V2)
 	$(BIN)/python benchmarks/predictor/run.py
 
-bench-batch: install  ## batch worker against the model alone and a seed-style loop; a 10M-row manifest
+bench-batch: install  ## batch worker against the model alone, a seed-style loop, and through the predictor; a 10M-row manifest
 	$(BIN)/python benchmarks/batch/run.py
+
+bench-http: install  ## what one predictor call costs the caller in CPU: aiohttp, httpx, urllib3
+	$(BIN)/python benchmarks/http/run.py
 
 bench-gateway: install  ## what the gateway adds to a classification (p50/p99, 1 and 32 clients); auth req/s per core
 	$(BIN)/python benchmarks/gateway/run.py

@@ -4,7 +4,9 @@ Data: JPEG photos of varied sizes (cut from scikit-learn's sample photos) in a l
 a manifest CSV over several dates. For MobileNetV2 and ResNet50V2 (weights=None, 224x224): the model
 alone on pre-decoded tensors at its best batch size; the batch worker over the manifest (fetching,
 decoding and classifying, writing and publishing the results); and a seed-style loop (download one
-image to disk, decode it, `model.predict` it alone, append a row to a CSV). Then the digits CNN on
+image to disk, decode it, `model.predict` it alone, append a row to a CSV). Then the worker through
+the predictor (mode remote) beside the worker in process, over the same images: images/s each and
+CPU ms per image in the worker and the predictor. Then the digits CNN on
 8x8 PNGs (decoding is the limit: images/s per core), and a 10-million-row manifest filtered to one
 date in a separate process (rows/s and its peak RSS). Run: `make bench-batch`.
 """
@@ -17,6 +19,7 @@ import datetime as dt
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -32,7 +35,7 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import build_model, digits_cnn, model_only_fresh, photos, write_results  # noqa: E402
 
-from kubeclassify.cli.services import S3Server, start_seaweedfs
+from kubeclassify.cli.services import S3Server, start_predictor, start_seaweedfs
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec  # noqa: E402
 from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402
@@ -83,16 +86,23 @@ def worker_rate(
     spec_input: dict[str, object],
     batch: int,
     manifest_uri: str,
-) -> float:
-    """The worker's images/s over the manifest, run as the Job runs it: its own process."""
+    predictor_url: str | None = None,
+    run: str = "",
+) -> tuple[float, float, int]:
+    """The worker's images/s over the manifest, run as the Job runs it (its own process), and its
+    CPU ms per image and images classified: in process, or (`predictor_url`) mode remote, through
+    the predictor."""
+    mode = "remote" if predictor_url else "inProcess"
     spec = {
         "modelRef": {"name": name},
         "input": {"manifest": {"uri": manifest_uri, "root": f"s3://{bucket}/"}},
-        "output": {"uri": f"s3://{bucket}/out-{name}/predictions.csv"},
+        "output": {"uri": f"s3://{bucket}/out-{name}-{mode}{run}/predictions.csv"},  # each run its own
+        "mode": mode,
     }
-    model = {"model": {"uri": f"file://{folder}"}, "input": spec_input, "batching": {"maxBatchSize": batch}}
     (folder / "batch.json").write_text(json.dumps(spec))
-    (folder / "model-deployment.json").write_text(json.dumps(model))
+    model_deployment_file(folder, spec_input, batch)
+    remote = ["--predictor-url", predictor_url] if predictor_url else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [
             *(sys.executable, "-m", "kubeclassify.inference.batch", "--workers", str(workers)),
@@ -101,17 +111,70 @@ def worker_rate(
                 str(folder / "batch.json"),
                 "--model-deployment",
                 str(folder / "model-deployment.json"),
+                *remote,
             ),
         ],
         env={**os.environ, **s3_env(s3)},
         capture_output=True,
         text=True,
     )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"the worker failed ({done.returncode}): {done.stderr[-3000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["published"] and summary["counts"]["failed"] == 0, summary
-    return float(summary["images_per_second"])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    classified = int(summary["counts"]["classified"])
+    return float(summary["images_per_second"]), 1000 * cpu / classified, classified
+
+
+def model_deployment_file(folder: Path, spec_input: dict[str, object], batch: int) -> Path:
+    """The ModelDeployment spec of the model in `folder`, as the worker and the predictor read it."""
+    model = {"model": {"uri": f"file://{folder}"}, "input": spec_input, "batching": {"maxBatchSize": batch}}
+    path = folder / "model-deployment.json"
+    path.write_text(json.dumps(model))
+    return path
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a running process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def remote_against_in_process(
+    workers: int, s3: S3Server, arch: str, folder: Path, batch: int, tmp: Path, seaweed_ms: float
+) -> dict[str, float]:
+    """The worker through the predictor (mode remote) beside the worker in process: the same images
+    in the same run; images/s each, and CPU ms per image in the worker and in the predictor."""
+    spec_input: dict[str, object] = {"height": 224, "width": 224, "scaling": "-1..1"}
+    spec_file = model_deployment_file(folder, spec_input, batch)
+    args = (workers, s3, "bench", arch, folder, spec_input, batch, "s3://bench/manifest.csv")
+    in_process, in_process_cpu, _ = worker_rate(*args, run="-beside")  # apart from the models part's
+    predictor = start_predictor(spec_file, tmp / "logs", arch, timeout=300)
+    try:
+        worker_rate(
+            *args, predictor_url=predictor.url, run="-warm"
+        )  # warm: the predictor's first calls build its graph
+        served = process_cpu(predictor.process.pid)
+        remote, remote_cpu, images = worker_rate(*args, predictor_url=predictor.url, run="-beside")
+        served_ms = 1000 * (process_cpu(predictor.process.pid) - served) / images
+    finally:
+        predictor.stop()
+    # Every core busy with the worker, the predictor and SeaweedFS, nothing else: the most remote
+    # could do here, as a share of in process (the worker's CPU counts its start too).
+    per_image = remote_cpu + served_ms + seaweed_ms
+    bound = available_cpus() * 1000 / per_image / in_process
+    return {
+        "in_process": round(in_process, 1),
+        "remote": round(remote, 1),
+        "remote_cpu_ms_per_image": round(per_image, 2),
+        "remote_over_in_process_bound": round(bound, 3),
+        "remote_over_in_process": round(remote / in_process, 3),
+        "worker_cpu_ms_per_image_in_process": round(in_process_cpu, 2),
+        "worker_cpu_ms_per_image_remote": round(remote_cpu, 2),
+        "predictor_cpu_ms_per_image": round(served_ms, 2),
+    }
 
 
 def s3_env(s3: S3Server) -> dict[str, str]:
@@ -178,7 +241,9 @@ def main() -> int:
     parser.add_argument("--manifest-rows", type=int, default=10_000_000)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--workers", type=int, default=16, help="the worker's fetch and decode threads")
-    parser.add_argument("--parts", default="models,digits,manifest", help="which measurements (%(default)s)")
+    parser.add_argument(
+        "--parts", default="models,remote,digits,manifest", help="which measurements (%(default)s)"
+    )
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/batch.json"))
     args = parser.parse_args()
     results: dict[str, object] = {"cpus": os.cpu_count(), "images": args.images}
@@ -212,7 +277,7 @@ def main() -> int:
                 print(f"{arch}:", flush=True)
                 before = model_alone(folder, (8, 16, 32), args.seconds)
                 worker_bs = before[max(before)][0]  # the best size for the worker's way
-                rate = worker_rate(
+                rate, _, _ = worker_rate(
                     args.workers,
                     s3,
                     "bench",
@@ -254,6 +319,26 @@ def main() -> int:
                     "ceiling": round(ceiling, 3),
                 }
 
+            if "remote" in parts:
+                arch = args.models.split(",")[0]
+                folder = tmp / arch
+                if not (folder / "model.keras").exists():
+                    build_model(arch, folder)
+                remote = remote_against_in_process(args.workers, s3, arch, folder, 16, tmp, served_ms)
+                print(
+                    f"{arch} through the predictor (mode remote): {remote['remote']:.1f} img/s,"
+                    f" in process {remote['in_process']:.1f} img/s"
+                    f" -> remote/in-process {remote['remote_over_in_process']:.2f}; worker CPU ms per image"
+                    f" {remote['worker_cpu_ms_per_image_remote']:.2f} remote,"
+                    f" {remote['worker_cpu_ms_per_image_in_process']:.2f} in process;"
+                    f" predictor {remote['predictor_cpu_ms_per_image']:.2f}\n  with every core busy, remote"
+                    f" needs {remote['remote_cpu_ms_per_image']:.1f} CPU ms per image (worker, predictor,"
+                    " SeaweedFS): remote/in-process could reach"
+                    f" {remote['remote_over_in_process_bound']:.2f} here",
+                    flush=True,
+                )
+                results["remote"] = {"model": arch, **remote}
+
             if "digits" in parts:
                 digits_spec = ImageInputSpec(height=32, width=32, channels=1, color_mode="grayscale")
                 pngs = digits_cnn(tmp / "digits")
@@ -263,7 +348,7 @@ def main() -> int:
                 cnn_alone = max(
                     r for _, r, _ in model_alone(tmp / "digits", (64,), args.seconds, (32, 32, 1)).values()
                 )
-                rate = worker_rate(
+                rate, _, _ = worker_rate(
                     args.workers,
                     s3,
                     "digits",

@@ -370,7 +370,7 @@ def test_remote_mode_classifies_through_the_predictor(
     store: ObjectStore, dataset: dict[str, Any], digits_model: Path, tmp_path: Path
 ) -> None:
     from kubeclassify.cli.services import start_predictor
-    from kubeclassify.inference.batch.worker import PredictorUnavailable
+    from kubeclassify.core.predictor import PredictorUnavailable
 
     bucket = dataset["bucket"]
     local = run(job(batch_spec(bucket, "local"), digits_model), store)
@@ -390,6 +390,7 @@ def test_remote_mode_classifies_through_the_predictor(
     by_local = read_csv(store, f"s3://{bucket}/local/{DATES[0]}/predictions.csv")
     by_remote = read_csv(store, f"s3://{bucket}/remote/{DATES[0]}/predictions.csv")
     assert [r["label"] for r in by_remote] == [r["label"] for r in by_local]
+    assert {len(json.loads(r["top_k"])) for r in by_remote if not r["error"]} == {3}, "the batch's top k"
     assert {r["model_version"] for r in by_remote if not r["error"]} == {by_local[0]["model_version"]}
     assert sum(bool(r["error"]) for r in by_remote) == 4
     gone = job(batch_spec(bucket, "gone").model_copy(update={"mode": "remote"}), digits_model)

@@ -4,6 +4,7 @@ input while staying healthy; and concurrent requests batched into fewer model ca
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -18,13 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 import tritonclient.http as triton
 import yaml
 from PIL import Image
 
+from kubeclassify.cli.processes import free_port
 from kubeclassify.cli.services import PredictorServer, start_predictor
+from kubeclassify.core import predictor as predictor_client
+from kubeclassify.core.constants import HEADER_TOP_K
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.inference.datasets import materialize, samples_from
 from kubeclassify.inference.training import TrainConfig, split
@@ -230,6 +235,15 @@ def test_bad_inputs_get_clear_4xx_and_the_server_stays_healthy(
         ("no instances", v1, b'{"inputs": []}', "application/json", 400, "instances"),
         ("bad base64", v1, b'{"instances": [{"b64": "***"}]}', "application/json", 400, "not valid base64"),
         ("malformed JSON", v1, b'{"instances": [', "application/json", 400, ""),
+        # KServe reads application/octet-stream as JSON: an image must come as its own type
+        (
+            "an image as octet-stream",
+            v1,
+            jpeg,
+            "application/octet-stream",
+            400,
+            "Unrecognized request format",
+        ),
         (  # what `curl -d '{"instances": ...}'` sends without -H: the error names what is accepted
             "JSON sent as a form",
             v1,
@@ -365,3 +379,53 @@ def test_serve_without_its_model_exits_2_with_one_line(tmp_path: Path) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("kubeclassify serve: cannot serve: ") and "/nonexistent/digits" in last
     assert "Traceback" not in done.stderr
+
+
+def test_the_predictor_client_sends_the_image_and_asks_for_its_top_k(
+    predictor: PredictorServer, held_out: tuple[np.ndarray, np.ndarray], card: ModelCard
+) -> None:
+    """core.predictor, as the gateway and the batch worker call it: the raw image, its top k."""
+    pixels, labels = held_out
+    png = encode(pixels[0], "PNG")
+
+    async def calls() -> tuple[Any, ...]:
+        async with aiohttp.ClientSession() as session:
+
+            async def ask(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await predictor_client.predict(session, *args, timeout=30, **kwargs)
+                except (predictor_client.ImageRefused, predictor_client.PredictorUnavailable) as e:
+                    return e
+
+            return await asyncio.gather(
+                ask(predictor.url, "digits", png, "image/png", top_k=2),
+                ask(predictor.url, "digits", png, "image/png"),
+                ask(predictor.url, "digits", b"hello, I am text", "image/png"),
+                ask(predictor.url, "letters", png, "image/png"),
+                ask(f"http://127.0.0.1:{free_port()}", "digits", png, "image/png"),
+                predictor_client.describe(session, predictor.url, "digits"),
+                predictor_client.describe(session, predictor.url, "letters"),
+            )
+
+    two, default, text, unknown, away, card_served, no_card = asyncio.run(calls())
+    assert len(two.top_k) == 2 and two.label == str(labels[0])
+    assert two.model_name == "digits" and two.model_version == card.version
+    assert len(default.top_k) == 5 and default.top_k[:2] == two.top_k
+    assert isinstance(text, predictor_client.ImageRefused) and "not an image" in str(text)
+    assert isinstance(unknown, predictor_client.PredictorUnavailable) and "404" in str(unknown)
+    assert isinstance(away, predictor_client.PredictorUnavailable)
+    assert card_served is not None and card_served["version"] == card.version and no_card is None
+
+
+@pytest.mark.parametrize("asked", ["0", "101", "many", "-1"])
+def test_a_top_k_out_of_range_is_refused(predictor: PredictorServer, held_out: Any, asked: str) -> None:
+    request = urllib.request.Request(
+        f"{predictor.url}/v1/models/digits:predict",
+        data=encode(held_out[0][0], "PNG"),
+        headers={"Content-Type": "image/png", HEADER_TOP_K: asked},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400
+    assert f"{HEADER_TOP_K} must be a whole number from 1 to 100" in refused.value.read().decode()

@@ -6,12 +6,14 @@ error answer (`application/problem+json`) into a `GatewayError` that says what t
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import httpx
+import aiohttp
 
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES
 
@@ -38,7 +40,8 @@ class GatewayError(RuntimeError):
 
 
 class Gateway:
-    """The REST API of one gateway, signed in."""
+    """The REST API of one gateway, signed in. The calls block; underneath is the one HTTP client
+    the platform's own calls use (aiohttp), on an event loop of the client's own."""
 
     def __init__(
         self,
@@ -49,17 +52,31 @@ class Gateway:
         password: str | None = None,
         timeout: float = 60.0,
     ) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        self.url = url.rstrip("/")
+        self.headers: dict[str, str] = {}
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.loop = asyncio.new_event_loop()
+        self.http = self.loop.run_until_complete(self._open())
         self.token: str | None = None  # the access token, when signed in with a name and password
         if api_key:
-            self.http.headers["X-API-Key"] = api_key
+            self.headers["X-API-Key"] = api_key
         elif username and password:
-            answer = self._call("POST", "/v1/auth/token", data={"username": username, "password": password})
+            try:
+                answer = self._call(
+                    "POST", "/v1/auth/token", data={"username": username, "password": password}
+                )
+            except BaseException:
+                self.close()  # no one holds the client yet to close it
+                raise
             self.token = answer["access_token"]
-            self.http.headers["Authorization"] = f"Bearer {self.token}"
+            self.headers["Authorization"] = f"Bearer {self.token}"
+
+    async def _open(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=self.timeout)
 
     def close(self) -> None:
-        self.http.close()
+        self.loop.run_until_complete(self.http.close())
+        self.loop.close()
 
     def __enter__(self) -> Gateway:
         return self
@@ -67,25 +84,29 @@ class Gateway:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _open_response(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        """The answer's status and headers (its body still to read); an error answer raised."""
         try:
-            resp = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as e:
-            raise GatewayError(0, f"cannot reach the gateway at {self.http.base_url}: {e}") from e
-        if resp.status_code >= 400:
-            try:
-                problem = resp.json()
-                message = problem.get("detail") or problem.get("title") or resp.text
-                for error in problem.get("errors") or []:
-                    message += f"; {error.get('field')}: {error.get('message')}"
-            except ValueError:
-                message = resp.text or resp.reason_phrase
-            raise GatewayError(resp.status_code, message)
+            resp = self.loop.run_until_complete(
+                self.http.request(method, self.url + path, headers=self.headers, **kwargs)
+            )
+            if resp.status >= 400:
+                body = self.loop.run_until_complete(resp.read())
+                resp.release()
+                raise GatewayError(resp.status, _problem(body, resp.reason))
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise GatewayError(0, f"cannot reach the gateway at {self.url}: {e}") from e
         return resp
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        resp = self._send(method, path, **kwargs)
-        return resp.json() if resp.content else None
+        resp = self._open_response(method, path, **kwargs)
+        try:
+            body = self.loop.run_until_complete(resp.read())
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise GatewayError(0, f"the gateway at {self.url} stopped answering: {e}") from e
+        finally:
+            resp.release()
+        return json.loads(body) if body else None
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -106,7 +127,7 @@ class Gateway:
             return self._call("POST", "/v1/classify", data={**form, "url": image})
         path = Path(image)
         with path.open("rb") as f:
-            return self._call("POST", "/v1/classify", data=form, files={"file": (path.name, f)})
+            return self._call("POST", "/v1/classify", data=_form(form, path.name, f))
 
     def submit_batch(
         self,
@@ -121,8 +142,7 @@ class Gateway:
         if csv_file is None:
             return self._call("POST", "/v1/batches", data=form)
         with csv_file.open("rb") as f:
-            files = {"file": (csv_file.name, f, "text/csv")}
-            return self._call("POST", "/v1/batches", data=form, files=files)
+            return self._call("POST", "/v1/batches", data=_form(form, csv_file.name, f, "text/csv"))
 
     def batch(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/batches/{name}")
@@ -135,11 +155,14 @@ class Gateway:
 
     def results_csv(self, name: str) -> Iterator[bytes]:
         """The batch's results as CSV, streamed."""
-        with self.http.stream("GET", f"/v1/batches/{name}/results.csv") as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                self._send("GET", f"/v1/batches/{name}/results.csv")  # raises with the gateway's message
-            yield from resp.iter_bytes()
+        resp = self._open_response("GET", f"/v1/batches/{name}/results.csv")
+        try:
+            while chunk := self.loop.run_until_complete(resp.content.readany()):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise GatewayError(0, f"the gateway at {self.url} stopped answering: {e}") from e
+        finally:
+            resp.release()
 
     def results(self, name: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Every result row (paged through), typed as the gateway gives them."""
@@ -151,3 +174,24 @@ class Gateway:
             rows.extend(page["rows"])
             if not page["more"]:
                 return rows
+
+
+def _form(
+    fields: dict[str, str], filename: str, file: IO[bytes], content_type: str | None = None
+) -> aiohttp.FormData:
+    """A multipart form: the fields and one file."""
+    form = aiohttp.FormData(fields)
+    form.add_field("file", file, filename=filename, content_type=content_type)
+    return form
+
+
+def _problem(body: bytes, reason: str | None) -> str:
+    """What an error answer (`application/problem+json`) says, with each field's error."""
+    try:
+        problem = json.loads(body)
+        message = str(problem.get("detail") or problem.get("title") or body.decode(errors="replace"))
+        for error in problem.get("errors") or []:
+            message += f"; {error.get('field')}: {error.get('message')}"
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace") or reason or ""
+    return message

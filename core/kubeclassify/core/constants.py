@@ -56,3 +56,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # File extensions taken as images when listing a prefix or a folder (compared lower-cased).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+# The predictor's V1 protocol as its clients speak it (core.predictor): the raw image is the body,
+# and this header asks for the top k labels (the model's default when absent).
+HEADER_TOP_K = "KubeClassify-Top-K"

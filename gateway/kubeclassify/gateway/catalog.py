@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.predictor import describe
 
 
 class Catalog(Protocol):
@@ -43,12 +44,7 @@ class Predictors:
 
     async def _one(self, name: str, base: str) -> dict[str, Any]:
         info: dict[str, Any] = {"name": name, "ready": False}
-        url = f"{base.rstrip('/')}/kubeclassify/v1/models/{name}"
-        try:
-            async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
-                body = await resp.json() if resp.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return info
+        body = await describe(self.http, base, name)
         if body is not None:
             info.update(
                 ready=True,

@@ -12,17 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-# Magic numbers of the formats the predictor decodes; anything else is refused before any work.
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"\xff\xd8\xff", 0, "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
-    (b"GIF87a", 0, "image/gif"),
-    (b"GIF89a", 0, "image/gif"),
-    (b"BM", 0, "image/bmp"),
-    (b"II*\x00", 0, "image/tiff"),
-    (b"MM\x00*", 0, "image/tiff"),
-    (b"WEBP", 8, "image/webp"),
-)
 EXTENSIONS = {
     "image/jpeg": ".jpg",
     "image/png": ".png",
@@ -31,16 +20,6 @@ EXTENSIONS = {
     "image/tiff": ".tif",
     "image/webp": ".webp",
 }
-
-
-def image_type(data: bytes) -> str | None:
-    """The image's media type from its first bytes, or None when it is no image we classify."""
-    for magic, offset, media_type in _SIGNATURES:
-        if data[offset : offset + len(magic)] == magic and (
-            media_type != "image/webp" or data[:4] == b"RIFF"
-        ):
-            return media_type
-    return None
 
 
 @dataclass(frozen=True)

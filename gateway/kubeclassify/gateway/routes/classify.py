@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ import aiohttp
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from pydantic import BaseModel
 
+from kubeclassify.core import predictor
 from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, fetch
 from kubeclassify.core.sources import owner_prefix
 from kubeclassify.core.storage import ObjectStore, StorageError
@@ -23,7 +23,7 @@ from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.config import GatewayConfig
 from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import SIGNED_IN, problems
-from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, image_type, now
+from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, now
 
 router = APIRouter(prefix="/v1", tags=["classify"], responses=SIGNED_IN)
 FETCH_SECONDS = 20.0  # the whole exchange with an image URL's server, redirects included
@@ -86,7 +86,7 @@ async def classify(
         else:
             assert url is not None
             data, filename = await _fetched(request.app.state.fetches, user.username, url, config)
-        media_type = image_type(data)
+        media_type = predictor.image_type(data)
         if media_type is None:
             raise HTTPException(415, "not an image: send a JPEG, PNG, GIF, BMP, TIFF or WebP")
         uri = owner_prefix(config.images_uri, user.username) + uid + EXTENSIONS[media_type]
@@ -107,16 +107,15 @@ async def classify(
             with contextlib.suppress(StorageError):
                 await asyncio.to_thread(store.delete, stored_at)
         raise
-    answer: dict[str, Any] = predicted
-    top = answer["predictions"][0]
+    answer: predictor.Prediction = predicted
     record = ImageRecord(
         uid=uid,
         owner=user.username,
-        label=str(top["label"]),
-        score=float(top["score"]),
-        top_k=[{"label": str(t["label"]), "score": float(t["score"])} for t in top["top_k"]],
-        model_name=str(answer.get("model_name") or name),
-        model_version=str(answer.get("model_version") or ""),
+        label=answer.label,
+        score=answer.score,
+        top_k=[{"label": label, "score": score} for label, score in answer.top_k],
+        model_name=answer.model_name,
+        model_version=answer.model_version,
         time=now(),
         uri=uri,
         filename=filename,
@@ -179,24 +178,14 @@ class UrlFetches:
 
 async def _predict(
     client: aiohttp.ClientSession, base: str, name: str, data: bytes, media_type: str, timeout: float
-) -> dict[str, Any]:
-    """The predictor's V1 answer for the raw image bytes (never a decoded tensor on the wire)."""
+) -> predictor.Prediction:
+    """The predictor's answer for the raw image bytes (never a decoded tensor on the wire)."""
     try:
-        async with client.post(
-            f"{base.rstrip('/')}/v1/models/{name}:predict",
-            data=data,
-            headers={"Content-Type": media_type},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            status, text = resp.status, await resp.text()
-    except (aiohttp.ClientError, TimeoutError) as e:
+        return await predictor.predict(client, base, name, data, media_type, timeout=timeout)
+    except predictor.ImageRefused as e:
+        raise HTTPException(422, f"the model could not read the image: {e}") from e
+    except predictor.PredictorUnavailable as e:
         raise HTTPException(503, f"the model {name!r} is not answering; try again") from e
-    if 400 <= status < 500 and status != 404:
-        raise HTTPException(422, f"the model could not read the image: {text[:300]}")
-    if status != 200:
-        raise HTTPException(503, f"the model {name!r} is not answering (HTTP {status}); try again")
-    answer: dict[str, Any] = json.loads(text)
-    return answer
 
 
 def _store(store: ObjectStore, uri: str, data: bytes, media_type: str) -> None:

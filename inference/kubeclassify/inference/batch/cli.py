@@ -114,12 +114,13 @@ def run_from_args(args: argparse.Namespace) -> int:
 
     from kubeclassify.core.fetch import FetchPolicy
     from kubeclassify.core.policy import ENV_POLICY, Policy, owner_of
+    from kubeclassify.core.predictor import PredictorUnavailable
     from kubeclassify.core.resources import ClassificationBatchSpec, ModelDeploymentSpec
     from kubeclassify.core.resources.common import has_placeholder
     from kubeclassify.core.sources import InputError
     from kubeclassify.core.storage import ObjectStore, StorageError
     from kubeclassify.inference.artifacts import ModelError
-    from kubeclassify.inference.batch.worker import BatchJob, PredictorUnavailable, run
+    from kubeclassify.inference.batch.worker import BatchJob, run
 
     try:
         raw_batch, batch_meta = _resource(args.batch, c.ENV_BATCH, "ClassificationBatch")

@@ -8,7 +8,7 @@ image that cannot be fetched or decoded becomes a row with its error.
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import concurrent.futures
 import datetime as dt
 import io
@@ -18,20 +18,21 @@ import logging
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
+import aiohttp
 import numpy as np
 from PIL import Image
 
+from kubeclassify.core import predictor as predictor_client
 from kubeclassify.core.constants import LABEL_OWNER
 from kubeclassify.core.fetch import FetchError, FetchPolicy, fetch
 from kubeclassify.core.policy import Policy, batch_denials, describe, uri_problem
+from kubeclassify.core.predictor import Prediction
 from kubeclassify.core.progress import ShardProgress
 from kubeclassify.core.resources import (
     BatchCounts,
@@ -285,65 +286,80 @@ def _ranked(
         )
 
 
-class PredictorUnavailable(RuntimeError):
-    """The predictor did not answer (connection refused, 5xx): the shard fails and is retried."""
+T = TypeVar("T")
 
 
-def _ask_predictor(job: BatchJob, data: bytes) -> tuple[list[tuple[str, float]], str]:
-    """The top k and model version for one image, from the ModelDeployment's predictor (V2, base64)."""
-    body = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": [1],
-                    "datatype": "BYTES",
-                    "data": [base64.b64encode(data).decode()],
-                }
-            ],
-            "parameters": {"top_k": job.spec.output.top_k},
-        }
-    ).encode()
-    url = f"{(job.predictor_url or '').rstrip('/')}/v2/models/{job.model_name}/infer"
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        detail = e.read().decode(errors="replace")[:300]
-        if 400 <= e.code < 500 and e.code != 404:
-            raise ImageError(f"the predictor refused the image: {detail}") from e
-        raise PredictorUnavailable(f"{url} answered {e.code}: {detail}") from e
-    except OSError as e:
-        raise PredictorUnavailable(f"{url} is unreachable: {e}") from e
-    out = {o["name"]: o["data"] for o in answer["outputs"]}
-    ranked = list(zip(out["top_k_labels"], (float(x) for x in out["top_k_scores"]), strict=True))
-    return ranked, str(answer.get("model_version") or "")
+class _Predictor:
+    """The predictor's client (`core.predictor`) for the worker's threads: one connection pool on
+    an event loop of its own. A call returns at once with its future, so a thread that read an
+    image goes on to read the next while the predictor works; the caller's window bounds how many
+    images are at the predictor at once."""
+
+    def __init__(self, job: BatchJob, connections: int) -> None:
+        self.base, self.name, self.top_k = job.predictor_url or "", job.model_name, job.spec.output.top_k
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="predictor", daemon=True)
+        self.thread.start()
+        self.session = self._wait(self._open(connections))
+
+    async def _open(self, connections: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
+
+    def _wait(self, call: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(call, self.loop).result()
+
+    def submit(self, data: bytes) -> concurrent.futures.Future[Prediction]:
+        """Send one encoded image; its answer comes in the future."""
+        media_type = predictor_client.image_type(data)
+        if media_type is None:  # as the gateway refuses it, before any work
+            raise ImageError("not an image the predictor decodes: JPEG, PNG, GIF, BMP, TIFF or WebP")
+        return asyncio.run_coroutine_threadsafe(self._predict(data, media_type), self.loop)
+
+    async def _predict(self, data: bytes, media_type: str) -> Prediction:
+        try:
+            return await predictor_client.predict(
+                self.session, self.base, self.name, data, media_type, timeout=60, top_k=self.top_k
+            )
+        except predictor_client.ImageRefused as e:
+            raise ImageError(f"the predictor refused the image: {e}") from e
+
+    def close(self) -> None:
+        self._wait(self.session.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
 
 
 def _remote(
     job: BatchJob, store: ObjectStore, todo: Iterator[Item]
 ) -> Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]]:
-    """(item, top k, error) for every item, in input order, classified by the predictor."""
+    """(item, top k, error) for every item, in input order, classified by the predictor: `workers`
+    threads read images, and up to twice as many images are at the predictor at once, so that it
+    fills one batch while it runs another."""
+    in_flight = job.workers * 2
+    client = _Predictor(job, in_flight)
 
-    def ask(item: Item) -> tuple[list[tuple[str, float]], str]:
-        return _ask_predictor(job, _read(item, store, job.fetch_policy))
+    def ask(item: Item) -> concurrent.futures.Future[Prediction]:
+        return client.submit(_read(item, store, job.fetch_policy))
 
-    window: deque[tuple[Item, concurrent.futures.Future[tuple[list[tuple[str, float]], str]]]] = deque()
-    with concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="predict") as pool:
-        while True:
-            while len(window) < job.workers * 2 and (nxt := next(todo, None)) is not None:
-                window.append((nxt, pool.submit(ask, nxt)))
-            if not window:
-                return
-            item, future = window.popleft()
-            try:
-                ranked, version = future.result()
-            except (ImageError, StorageError, FetchError) as e:
-                yield item, None, str(e)
-                continue
-            job.remote_version = version
-            yield item, ranked, None
+    window: deque[tuple[Item, concurrent.futures.Future[concurrent.futures.Future[Prediction]]]] = deque()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="read") as pool:
+            while True:
+                while len(window) < in_flight and (nxt := next(todo, None)) is not None:
+                    window.append((nxt, pool.submit(ask, nxt)))
+                if not window:
+                    return
+                item, future = window.popleft()
+                try:
+                    answer = future.result().result()
+                except (ImageError, StorageError, FetchError) as e:
+                    yield item, None, str(e)
+                    continue
+                job.remote_version = answer.model_version
+                yield item, answer.top_k, None
+    finally:
+        client.close()
 
 
 def _write_copy(store: ObjectStore, image: Image.Image, copy: ImageCopySpec, prefix: str, item: Item) -> str:

@@ -19,6 +19,7 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from kubeclassify.core.constants import HEADER_TOP_K
 from kubeclassify.core.resources import ModelDeploymentSpec
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.inference import artifacts
@@ -28,6 +29,7 @@ from kubeclassify.inference.predictor.protocol import (
     Batch,
     parse_v1,
     parse_v2,
+    top_k_asked,
     v1_response,
     v2_response,
 )
@@ -159,7 +161,7 @@ class ImageClassifier(Model):
                 k = int((payload.parameters or {}).get("top_k", self.top_k))
             else:
                 batch = parse_v1(payload, (headers or {}).get("content-type"))
-                k = self.top_k
+                k = top_k_asked((headers or {}).get(HEADER_TOP_K.lower()), self.top_k)
             if not len(batch):
                 raise InvalidInput("no images in the request")
             assert self._batcher is not None

@@ -2,7 +2,8 @@
 
 Inputs, as encoded images (the cheap form on the wire) or as ready tensors:
 - V1 `{"instances": [{"b64": "..."}, ...]}` (or `{"image_bytes": {"b64": ...}}`, or bare base64
-  strings), or the raw image as the request body with an image Content-Type;
+  strings), or the raw image as the request body with an image Content-Type (how `core.predictor`
+  sends it, with the top k asked for in a `KubeClassify-Top-K` header);
 - V2 a BYTES tensor of base64 strings (JSON), a UINT8 tensor of pixels [N, H, W, C], or an FP32
   tensor [N, H, W, C] already scaled as the model expects.
 Answers carry the label, its score and the top k, with the model's name and version.
@@ -19,6 +20,7 @@ import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
+from kubeclassify.core.constants import HEADER_TOP_K
 from kubeclassify.core.resources import ImageInputSpec
 
 
@@ -49,7 +51,6 @@ def _b64(value: Any, where: str) -> bytes:
 ACCEPTED_V1 = (
     'application/json with {"instances": [{"b64": "<base64 image>"}]},'
     " or the raw image as image/jpeg, image/png, image/webp, image/gif, image/bmp, image/tiff"
-    " (or application/octet-stream)"
 )
 
 
@@ -58,7 +59,7 @@ def parse_v1(payload: dict[str, Any] | bytes, content_type: str | None = None) -
     KServe hands over the body undecoded whenever its Content-Type is not JSON."""
     if isinstance(payload, bytes):
         media = (content_type or "").split(";")[0].strip().lower()
-        if not (media.startswith("image/") or media == "application/octet-stream"):
+        if not media.startswith("image/"):  # KServe parses application/octet-stream as JSON
             raise InvalidInput(f"Content-Type {media or '(none)'} is not accepted: send {ACCEPTED_V1}")
         return Batch(blobs=[payload])
     instances = payload.get("instances") if isinstance(payload, dict) else None
@@ -94,6 +95,22 @@ def parse_v2(request: InferRequest, spec: ImageInputSpec) -> Batch:
     except ValueError as e:
         raise InvalidInput(f"{tensor.name}: the data does not fill shape {list(tensor.shape)}") from e
     return Batch(tensor=array)
+
+
+MAX_TOP_K = 100  # as many best labels as a batch's rows may carry
+
+
+def top_k_asked(value: str | None, default: int) -> int:
+    """The top k a V1 request asks for in its KubeClassify-Top-K header; the model's default without one."""
+    if value is None:
+        return default
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if not 1 <= k <= MAX_TOP_K:
+        raise InvalidInput(f"{HEADER_TOP_K} must be a whole number from 1 to {MAX_TOP_K}, not {value[:20]!r}")
+    return k
 
 
 def v1_response(ranked: list[list[tuple[str, float]]], name: str, version: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubeclassify.core import constants as c
 from kubeclassify.core.asgi import DRAIN_FACTOR, drain, limited_receive
+from kubeclassify.core.predictor import DESCRIBE_PATH
 from kubeclassify.core.resources import ModelDeploymentSpec
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
@@ -48,7 +49,7 @@ def _describe(app: Any, model: Any) -> None:
     description, input) — KServe's own metadata has no place for labels."""
     from starlette.responses import JSONResponse
 
-    @app.get("/kubeclassify/v1/models/{name}", include_in_schema=False)
+    @app.get(DESCRIBE_PATH, include_in_schema=False)
     async def describe(name: str) -> Any:
         if name != model.name or not model.ready:
             return JSONResponse({"error": f"model {name} is not served here or not ready"}, status_code=404)
