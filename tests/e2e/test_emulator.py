@@ -336,9 +336,9 @@ def test_a_timers_write_from_a_stale_copy_is_refused(
     from a copy that the run's end has since changed is refused (409), not written over the end. (No
     operator runs in this module: the test's writes are the only ones.)"""
     from kubeclassify.operator.handlers import classification_batch
-    from kubeclassify.operator.kube import Kube
+    from kubeclassify.operator.kube import ClusterApi
 
-    kube = Kube(api_client)
+    kube = ClusterApi(api_client)
     stale = create(custom, namespace, batch("stale"))
     kube.patch_classification_batch_status(namespace, "stale", {"phase": "Succeeded", "progress": "31/31"})
     running = classification_batch.current_status(stale)

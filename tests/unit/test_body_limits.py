@@ -13,7 +13,7 @@ from fastapi import FastAPI, File, Request, UploadFile
 from pydantic import BaseModel
 
 from kubeclassify.gateway import errors
-from kubeclassify.gateway.middleware import Edge
+from kubeclassify.gateway.middleware import PerRequest
 from kubeclassify.inference.predictor.server import BinaryBytesCheck, BodyLimit
 
 CHUNK = 64 * 1024
@@ -28,7 +28,7 @@ def _gateway() -> Any:
     async def upload(file: Annotated[UploadFile, File()]) -> dict[str, int]:
         return {"size": len(await file.read())}
 
-    return Edge(app, body_limit=LIMIT)
+    return PerRequest(app, body_limit=LIMIT)
 
 
 class Doc(BaseModel):

@@ -18,7 +18,7 @@ import pytest
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.operator.builders.batch import tick_cronjob
 from kubeclassify.operator.config import OperatorConfig
-from kubeclassify.operator.kube import FIELD_MANAGER, Kube
+from kubeclassify.operator.kube import FIELD_MANAGER, ClusterApi
 
 
 class Recorder:
@@ -53,11 +53,11 @@ class Recorder:
 
 
 @pytest.fixture
-def recorded() -> Iterator[tuple[Kube, Recorder]]:
+def recorded() -> Iterator[tuple[ClusterApi, Recorder]]:
     recorder = Recorder()
     cfg = kubernetes.client.Configuration()
     cfg.host = recorder.url
-    yield Kube(kubernetes.client.ApiClient(cfg)), recorder
+    yield ClusterApi(kubernetes.client.ApiClient(cfg)), recorder
     recorder.server.shutdown()
 
 
@@ -69,7 +69,7 @@ def assert_applied(request: tuple[str, str, dict[str, list[str]], dict[str, str]
 
 
 def test_an_inference_service_is_applied_whole_as_the_operators_field_manager(
-    recorded: tuple[Kube, Recorder],
+    recorded: tuple[ClusterApi, Recorder],
 ) -> None:
     kube, recorder = recorded
     desired = {
@@ -86,7 +86,9 @@ def test_an_inference_service_is_applied_whole_as_the_operators_field_manager(
     assert request[4] == desired, "the whole desired object, kind and apiVersion included, nothing else"
 
 
-def test_an_inference_service_the_apply_creates_is_returned_too(recorded: tuple[Kube, Recorder]) -> None:
+def test_an_inference_service_the_apply_creates_is_returned_too(
+    recorded: tuple[ClusterApi, Recorder],
+) -> None:
     """The API server answers an apply that creates the object with 201 Created, a code the
     Kubernetes client's custom-object patch does not decode (it returned None)."""
     kube, recorder = recorded
@@ -100,7 +102,7 @@ def test_an_inference_service_the_apply_creates_is_returned_too(recorded: tuple[
     assert kube.apply_inference_service("ml", desired) == desired
 
 
-def test_the_tick_cronjob_is_applied_as_built(recorded: tuple[Kube, Recorder]) -> None:
+def test_the_tick_cronjob_is_applied_as_built(recorded: tuple[ClusterApi, Recorder]) -> None:
     kube, recorder = recorded
     cb = ClassificationBatch.model_validate(
         {

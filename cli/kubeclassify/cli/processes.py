@@ -5,6 +5,7 @@ still running at interpreter exit are stopped.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -17,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 _RUNNING: dict[int, LocalProcess] = {}
 
@@ -148,3 +151,20 @@ def find_binary(name: str) -> str:
     if found is None:
         raise LaunchError(f"{name} is not installed: pip install 'kubeclassify[local]'")
     return found
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    """The status a GET of `url` answers, through the platform's one HTTP client; OSError when
+    nothing answers (what a readiness check waits through)."""
+
+    async def get() -> int:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url) as resp,
+        ):
+            return resp.status
+
+    try:
+        return asyncio.run(get())
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise OSError(f"{url}: {e}") from e

@@ -5,14 +5,11 @@ benchmarks use these.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import socket
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from kubeclassify.cli.processes import (
     find_binary,
     free_port,
     free_ports,
+    http_status,
     start_process,
 )
 
@@ -102,9 +100,7 @@ def start_seaweedfs(
     endpoint = f"http://127.0.0.1:{s3_port}"
 
     def ready() -> bool:
-        # Any HTTP answer (403 without credentials) means the S3 gateway is serving.
-        with contextlib.suppress(urllib.error.HTTPError):
-            urllib.request.urlopen(endpoint, timeout=1).close()
+        http_status(endpoint, timeout=1)  # any answer (403 without credentials): the S3 gateway serves
         return True
 
     proc = start_process("seaweedfs", argv, log_dir, ready, timeout=60)
@@ -221,8 +217,7 @@ def start_predictor(
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        with urllib.request.urlopen(f"{url}/v2/models/{name}/ready", timeout=2) as resp:
-            return resp.status == 200
+        return http_status(f"{url}/v2/models/{name}/ready") == 200
 
     run_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     proc = start_process(f"predictor-{name}", argv, log_dir, ready, timeout=timeout, env=run_env)
@@ -268,8 +263,7 @@ def start_gateway(
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
-            return resp.status == 200
+        return http_status(f"{url}/healthz") == 200
 
     proc = start_process("gateway", argv, log_dir, ready, timeout=timeout, env={**os.environ, **settings})
     return GatewayServer(proc, url)

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from kubeclassify.cli.processes import LocalProcess, free_port, port_open
+from kubeclassify.cli.processes import LocalProcess, free_port, http_status, port_open
 from kubeclassify.cli.services import start_gateway, start_predictor, start_redis, start_seaweedfs
 from kubeclassify.core.model_card import CARD_FILE, ModelCard, model_deployment
 from kubeclassify.core.settings import S3Settings
@@ -115,8 +114,8 @@ def healthy(name: str, service: Service) -> bool:
     if not alive(service.pid):
         return False
     if name == "gateway":
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{service.url}/healthz", timeout=2) as r:
-            return r.status == 200
+        with contextlib.suppress(OSError):
+            return http_status(f"{service.url}/healthz") == 200
         return False
     where = urlsplit(service.url)
     return port_open(where.hostname or "127.0.0.1", where.port or 80)

@@ -28,7 +28,7 @@ from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
 from kubeclassify.gateway.kube_batches import KubernetesBatches
 from kubeclassify.gateway.local_batches import LocalBatches, SecondReplica
-from kubeclassify.gateway.middleware import Edge
+from kubeclassify.gateway.middleware import PerRequest
 from kubeclassify.gateway.routes import (
     accounts,
     batches,
@@ -152,7 +152,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     errors.install(app)
     form = 64 * 1024  # what a form adds around the file
     limits = {"/v1/batches": config.max_csv_bytes + form}
-    app.add_middleware(Edge, body_limit=config.max_upload_bytes + form, limits=limits)
+    app.add_middleware(PerRequest, body_limit=config.max_upload_bytes + form, limits=limits)
     if config.trusted_proxies:  # the client is who the trusted proxies say it is
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=config.trusted_proxies)
     if config.cors_origins:  # outermost, so errors carry CORS headers too

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import (
@@ -31,6 +31,22 @@ async def get_config(request: Request) -> GatewayConfig:
 async def get_accounts(request: Request) -> Accounts:
     accounts: Accounts = request.app.state.accounts
     return accounts
+
+
+class _Owned(Protocol):
+    @property
+    def owner(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Owned)
+
+
+def owned(record: R | None, user: User, what: str) -> R:
+    """The record when `user` owns it or is an admin; 404 otherwise: another user's record is not
+    there for you, not told apart from one that does not exist. The one owner-or-admin rule."""
+    if record is None or (record.owner != user.username and not user.is_admin):
+        raise HTTPException(404, f"no {what}")
+    return record
 
 
 ConfigDep = Annotated[GatewayConfig, Depends(get_config)]

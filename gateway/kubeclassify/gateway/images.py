@@ -70,6 +70,8 @@ class Images:
         )
 
     async def get(self, uid: str) -> ImageRecord | None:
+        if len(uid) > 64:  # no uid is longer: not worth a key lookup
+            return None
         raw = await self.redis.hgetall(f"kc:image:{uid}")
         if not raw:
             return None

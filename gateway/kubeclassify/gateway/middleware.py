@@ -18,7 +18,7 @@ from kubeclassify.core.logs import request_id
 from kubeclassify.gateway import errors, metrics
 
 
-class Edge:
+class PerRequest:
     """Per HTTP request: the `X-Request-ID` (kept from the caller, or made) in logs and in the answer;
     413 for a body over `body_limit` bytes (or the path's own limit): at once when its Content-Length
     says so, else as soon as the bytes received pass it (a chunked upload), before more is read;

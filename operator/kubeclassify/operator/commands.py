@@ -83,13 +83,13 @@ def _tick(args: argparse.Namespace) -> int:
 
     from kubeclassify.core.constants import ANNOTATION_TICK
     from kubeclassify.core.kubeapi import api_client
-    from kubeclassify.operator.kube import Kube
+    from kubeclassify.operator.kube import ClusterApi
 
     if not args.namespace:
         print("kubeclassify operator tick: no namespace: pass --namespace or set NAMESPACE", file=sys.stderr)
         return 2
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    Kube(api_client()).annotate_classification_batch(args.namespace, args.name, {ANNOTATION_TICK: now})
+    ClusterApi(api_client()).annotate_classification_batch(args.namespace, args.name, {ANNOTATION_TICK: now})
     print(f"ticked {args.namespace}/{args.name} at {now}")
     return 0
 

@@ -17,7 +17,7 @@ from kubeclassify.core import constants as c
 from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION
 from kubeclassify.operator.rbac import record, uses
 
-# Kinds `Kube.apply` handles: RBAC group and resource, the fields we own besides metadata, the
+# Kinds `ClusterApi.apply` handles: RBAC group and resource, the fields we own besides metadata, the
 # typed API and its method suffix.
 # Server-side apply, as the operator's field manager: the fields it sets are its own, and fields
 # others set (an HPA's replicas, KServe's defaults, a user's extra labels) are left alone. `force`
@@ -40,7 +40,7 @@ for _group, _resource, *_ in APPLIED.values():
     record(_group, _resource, "create", "patch")  # server-side apply: patch, and create when new
 
 
-class Kube:
+class ClusterApi:
     """Typed access to the objects the operator reads and writes."""
 
     def __init__(self, api: client.ApiClient, request_timeout: float = 60.0) -> None:

@@ -19,7 +19,7 @@ from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PL
 from kubeclassify.operator.config import OperatorSettings
 from kubeclassify.operator.handlers import classification_batch, model_deployment
 from kubeclassify.operator.handlers.status import Problem, as_kopf_error
-from kubeclassify.operator.kube import Kube
+from kubeclassify.operator.kube import ClusterApi
 
 MD = (c.GROUP, c.VERSION, c.PLURALS[c.MODEL_DEPLOYMENT])
 CB = (c.GROUP, c.VERSION, c.PLURALS[c.CLASSIFICATION_BATCH])
@@ -44,7 +44,7 @@ def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     settings.watching.client_timeout = config.watch_timeout + 30
     settings.execution.max_workers = config.handler_threads
     memo.config = config
-    memo.kube = Kube(api_client(), config.request_timeout)
+    memo.kube = ClusterApi(api_client(), config.request_timeout)
     start_http_server(config.metrics_port)
 
 
@@ -199,7 +199,7 @@ def _batch_step(step: Callable[..., None], body: kopf.Body, memo: kopf.Memo) -> 
             raise kopf.TemporaryError(message, delay=memo.config.retry_delay) from e
 
 
-def _record_problem(kube: Kube, body: Mapping[str, Any], problem: Problem) -> None:
+def _record_problem(kube: ClusterApi, body: Mapping[str, Any], problem: Problem) -> None:
     """The problem as the batch's status, written over the batch as it is now (the step may have
     written it since `body` was read)."""
     metadata = body["metadata"]

@@ -20,7 +20,6 @@ from kubeclassify.core.fetch import FetchError, FetchPolicy, target
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts, run_id
 from kubeclassify.core.sources import OUTPUT_COLUMNS, InputError
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
-from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.batches import (
     Batches,
     BatchRecord,
@@ -33,7 +32,7 @@ from kubeclassify.gateway.batches import (
     paths,
 )
 from kubeclassify.gateway.catalog import NotReady
-from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
+from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser, owned
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.routes.classify import LabelScore
@@ -108,13 +107,6 @@ class ResultPage(BaseModel):
 
 class WebhookSecret(BaseModel):
     secret: str = Field(description="Signs every batch notification (X-KubeClassify-Signature); shown once.")
-
-
-async def _mine(name: str, user: User, batches: Batches) -> BatchRecord:
-    record = await batches.get(name)
-    if record is None or (record.owner != user.username and not user.is_admin):
-        raise HTTPException(404, f"no batch {name!r}")  # another user's batch is not there for you
-    return record
 
 
 @router.post(
@@ -259,7 +251,7 @@ async def list_batches(
 )
 async def get_batch(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
     """A batch's state (Pending, Running, Succeeded, Failed), message, counts and times."""
-    return (await _mine(name, user, Batches(accounts.redis))).public()
+    return (owned(await Batches(accounts.redis).get(name), user, f"batch {name!r}")).public()
 
 
 async def _results(request: Request, record: BatchRecord, binary: bool = False) -> IO[Any]:
@@ -292,7 +284,7 @@ async def result_rows(
 ) -> Any:
     """A finished batch's result rows, typed, paged: one row per input image, with its label, score,
     top k, or its error; the input's other columns under `extra`."""
-    record = await _mine(name, user, Batches(accounts.redis))
+    record = owned(await Batches(accounts.redis).get(name), user, f"batch {name!r}")
     text = await _results(request, record)
 
     def page() -> tuple[list[dict[str, str]], bool]:
@@ -318,7 +310,7 @@ async def result_rows(
 )
 async def result_csv(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
     """A finished batch's results as the CSV the worker wrote, streamed."""
-    record = await _mine(name, user, Batches(accounts.redis))
+    record = owned(await Batches(accounts.redis).get(name), user, f"batch {name!r}")
     stream = await _results(request, record, binary=True)
 
     async def chunks() -> Any:

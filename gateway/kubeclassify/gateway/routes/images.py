@@ -11,10 +11,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
-from kubeclassify.gateway.accounts import User
-from kubeclassify.gateway.deps import AccountsDep, CurrentUser
+from kubeclassify.gateway.deps import AccountsDep, CurrentUser, owned
 from kubeclassify.gateway.errors import SIGNED_IN, problems
-from kubeclassify.gateway.images import ImageRecord, Images, categories, page, remove
+from kubeclassify.gateway.images import Images, categories, page, remove
 from kubeclassify.gateway.routes.classify import LabelScore
 
 router = APIRouter(prefix="/v1", tags=["images"], responses=SIGNED_IN)
@@ -43,14 +42,6 @@ class ImagePage(BaseModel):
     limit: int
 
 
-async def _mine(uid: str, user: User, images: Images) -> ImageRecord:
-    """The record, when `user` may see it; 404 otherwise (another user's uid is not told apart)."""
-    record = await images.get(uid) if len(uid) <= 64 else None
-    if record is None or (record.owner != user.username and not user.is_admin):
-        raise HTTPException(404, f"no image {uid!r}")
-    return record
-
-
 @router.get("/images", response_model=ImagePage, summary="My images, newest first")
 async def list_images(
     user: CurrentUser,
@@ -69,7 +60,7 @@ async def list_images(
 async def get_image(uid: str, user: CurrentUser, accounts: AccountsDep) -> Any:
     """One image's record: label, score, top k, model, time, file name and its `path` for a batch
     CSV."""
-    return (await _mine(uid, user, Images(accounts.redis))).public()
+    return (owned(await Images(accounts.redis).get(uid), user, f"image {uid!r}")).public()
 
 
 @router.get(
@@ -77,7 +68,7 @@ async def get_image(uid: str, user: CurrentUser, accounts: AccountsDep) -> Any:
 )
 async def download(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Response:
     """The original image as it was uploaded or fetched."""
-    record = await _mine(uid, user, Images(accounts.redis))
+    record = owned(await Images(accounts.redis).get(uid), user, f"image {uid!r}")
     store: ObjectStore = request.app.state.store
     try:
         data = await asyncio.to_thread(store.read, record.uri)
@@ -95,7 +86,7 @@ async def download(uid: str, request: Request, user: CurrentUser, accounts: Acco
 async def delete_image(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> None:
     """Delete an image: the original and its record."""
     images = Images(accounts.redis)
-    record = await _mine(uid, user, images)
+    record = owned(await images.get(uid), user, f"image {uid!r}")
     store: ObjectStore = request.app.state.store
     with contextlib.suppress(ObjectNotFound):
         await asyncio.to_thread(store.delete, record.uri)

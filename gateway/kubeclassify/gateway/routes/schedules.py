@@ -17,7 +17,7 @@ from kubeclassify.core.cron import shortest_gap
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore
 from kubeclassify.gateway.accounts import User
-from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
+from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser, owned
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.routes.batches import check_webhook_url, model_exists
 from kubeclassify.gateway.schedules import (
@@ -70,13 +70,6 @@ def _backend(request: Request) -> Any:
     if request.app.state.config.manifest is None:
         raise HTTPException(409, "no manifest is configured here, so there is nothing to schedule")
     return request.app.state.schedules
-
-
-async def _mine(name: str, user: User, schedules: Schedules) -> ScheduleRecord:
-    record = await schedules.get(name)
-    if record is None or (record.owner != user.username and not user.is_admin):
-        raise HTTPException(404, f"no schedule {name!r}")
-    return record
 
 
 def _now() -> dt.datetime:
@@ -155,11 +148,11 @@ async def list_schedules(user: CurrentUser, accounts: AccountsDep) -> Any:
 @router.get("/schedules/{name}", response_model=ScheduleInfo, summary="A schedule", responses=problems(404))
 async def get_schedule(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
     """A schedule, with its last and next date and next run."""
-    return (await _mine(name, user, Schedules(accounts.redis))).public(_now())
+    return (owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")).public(_now())
 
 
 async def _set_paused(name: str, request: Request, user: User, accounts: Any, paused: bool) -> Any:
-    record = await _mine(name, user, Schedules(accounts.redis))
+    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
     await _backend(request).set_paused(record, paused)
     return record.public(_now())
 
@@ -168,7 +161,7 @@ async def _set_paused(name: str, request: Request, user: User, accounts: Any, pa
 async def delete_schedule(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> None:
     """Delete a schedule: it fires no more (a run that is going ends as it would); its runs' batches
     and results stay."""
-    record = await _mine(name, user, Schedules(accounts.redis))
+    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
     await _backend(request).delete(record)
 
 
@@ -216,7 +209,7 @@ async def run_now(
 ) -> Any:
     """Run a schedule for one date now (`{"date": "YYYY-MM-DD"}`), as a batch."""
     backend = _backend(request)
-    record = await _mine(name, user, Schedules(accounts.redis))
+    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
     try:
         batch = await backend.run(record, date)
     except OutOfCredits as e:
@@ -239,7 +232,7 @@ async def run_now(
 )
 async def schedule_results(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
     """Every finished run of a schedule as one CSV, oldest first, streamed."""
-    record = await _mine(name, user, Schedules(accounts.redis))
+    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
     outputs = await _backend(request).outputs(record)
     store: ObjectStore = request.app.state.store
 

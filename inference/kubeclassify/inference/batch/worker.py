@@ -54,7 +54,7 @@ from kubeclassify.inference.preprocess import ImageError, decode, prepare, scale
 from kubeclassify.inference.ranking import top_k
 
 # One input's outcome so far: (item, decoded pixels, error).
-Ready = tuple[Item, np.ndarray | None, str | None]
+Outcome = tuple[Item, np.ndarray | None, str | None]
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ def _read(item: Item, store: ObjectStore, policy: FetchPolicy) -> bytes:
 
 
 def _ranked(
-    classified: Iterator[Ready], labels: list[str], k: int
+    classified: Iterator[Outcome], labels: list[str], k: int
 ) -> Iterator[tuple[Item, list[tuple[str, float]] | None, str | None]]:
     for item, probabilities, error in classified:
         yield (
@@ -381,7 +381,7 @@ def _classified(
     predict: Callable[[np.ndarray], np.ndarray],
     copies: dict[int, str],
     streams: int,
-) -> Iterator[Ready]:
+) -> Iterator[Outcome]:
     """(item, probabilities, error) for every item, in input order; copies by item, when asked."""
     assert job.model is not None
     spec = job.model.input
@@ -399,8 +399,8 @@ def _classified(
     window: deque[tuple[Item, concurrent.futures.Future[np.ndarray]]] = deque()
     # Batches handed to the model threads: one running per stream and one queued, so the model
     # never waits while this thread collects the next batch and the caller writes the rows.
-    inflight: deque[tuple[list[Ready], concurrent.futures.Future[list[np.ndarray]]]] = deque()
-    ready: list[Ready] = []
+    inflight: deque[tuple[list[Outcome], concurrent.futures.Future[list[np.ndarray]]]] = deque()
+    ready: list[Outcome] = []
     decoded = 0
     with (
         concurrent.futures.ThreadPoolExecutor(job.workers, thread_name_prefix="fetch") as pool,
@@ -434,7 +434,7 @@ def _classified(
 
 
 def _predict(
-    ready: list[Ready], predict: Callable[[np.ndarray], np.ndarray], batch_size: int, spec: Any
+    ready: list[Outcome], predict: Callable[[np.ndarray], np.ndarray], batch_size: int, spec: Any
 ) -> list[np.ndarray]:
     """Probabilities for the decoded images among `ready`, in their order.
 
@@ -449,8 +449,8 @@ def _predict(
 
 
 def _joined(
-    ready: list[Ready], probabilities: concurrent.futures.Future[list[np.ndarray]]
-) -> Iterator[Ready]:
+    ready: list[Outcome], probabilities: concurrent.futures.Future[list[np.ndarray]]
+) -> Iterator[Outcome]:
     it = iter(probabilities.result())
     for item, _, error in ready:
         yield (item, None, error) if error is not None else (item, next(it), None)

@@ -51,7 +51,7 @@ from kubeclassify.operator.handlers.status import (
     refuse,
     status_patch,
 )
-from kubeclassify.operator.kube import Kube
+from kubeclassify.operator.kube import ClusterApi
 
 
 def parse(body: Mapping[str, Any]) -> ClassificationBatch:
@@ -69,7 +69,7 @@ def current_status(body: Mapping[str, Any]) -> ClassificationBatchStatus:
         return ClassificationBatchStatus()
 
 
-def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+def ensure(body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig, now: dt.datetime) -> None:
     """A one-off batch gets its Job; a scheduled one its CronJob (and the tick's access)."""
     cb = parse(body)
     namespace = body["metadata"]["namespace"]
@@ -106,7 +106,7 @@ def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.
         tick(body, kube, config, now)  # a tick that came while this step ran, not taken yet
 
 
-def apply_tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig) -> None:
+def apply_tick(body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig) -> None:
     """A scheduled batch's CronJob and the tick's access, as its spec says (server-side apply: made
     again when deleted, left alone when unchanged); nothing for a one-off batch."""
     cb = parse(body)
@@ -120,7 +120,7 @@ def apply_tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig) -> N
 def start_run(
     body: Mapping[str, Any],
     cb: ClassificationBatch,
-    kube: Kube,
+    kube: ClusterApi,
     config: OperatorConfig,
     date: dt.date | None,
     now: dt.datetime,
@@ -146,7 +146,7 @@ def begin_run(
     body: Mapping[str, Any],
     cb: ClassificationBatch,
     status: ClassificationBatchStatus,
-    kube: Kube,
+    kube: ClusterApi,
     config: OperatorConfig,
     date: dt.date | None,
     now: dt.datetime,
@@ -217,7 +217,7 @@ def begin_run(
 def resume(
     body: Mapping[str, Any],
     status: ClassificationBatchStatus,
-    kube: Kube,
+    kube: ClusterApi,
     config: OperatorConfig,
     now: dt.datetime,
 ) -> Mapping[str, Any]:
@@ -229,14 +229,14 @@ def resume(
     return begin_run(body, parse(body), status, kube, config, run.date, now, run.suffix, bool(run.rerun))
 
 
-def admitted(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+def admitted(body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig, now: dt.datetime) -> None:
     """The gateway answered: the pending run starts (or ends as refused)."""
     status = current_status(body)
     if status.phase == "AwaitingAdmission":
         resume(body, status, kube, config, now)
 
 
-def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+def rerun(body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig, now: dt.datetime) -> None:
     """Classify one date again, replacing its results, as the rerun annotation asks; the annotation
     is removed once its run has started, so setting it again (even to the same date) asks again.
 
@@ -281,7 +281,7 @@ def rerun(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.d
     begin_run(body, cb, status, kube, config, date, now, suffix=f"r{status.reruns}", rerun=True)
 
 
-def tick(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+def tick(body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig, now: dt.datetime) -> None:
     """On a tick: start the run for the next due date, unless a run is in progress or none is due.
     The tick taken is recorded in status.lastTick (so `ensure` takes one that came while another
     step of the batch ran)."""
@@ -361,7 +361,7 @@ def _condition_reason(status: ClassificationBatchStatus, type_: str) -> str | No
 def _run_lost(
     body: Mapping[str, Any],
     status: ClassificationBatchStatus,
-    kube: Kube,
+    kube: ClusterApi,
     config: OperatorConfig,
     now: dt.datetime,
 ) -> bool:
@@ -381,7 +381,7 @@ def _run_lost(
 def job_changed(
     body: Mapping[str, Any],
     job: Mapping[str, Any],
-    kube: Kube,
+    kube: ClusterApi,
     config: OperatorConfig,
     now: dt.datetime,
     deleted: bool = False,
@@ -503,7 +503,9 @@ def running(status: Mapping[str, Any] | None, **_: Any) -> bool:
     return (status or {}).get("phase") == "Running" and bool((status or {}).get("jobName"))
 
 
-def report_progress(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+def report_progress(
+    body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig, now: dt.datetime
+) -> None:
     """While a run goes: how far it is, its speed and the time it still needs, from its pods (the
     summaries of finished shards, the last progress line in each running pod's log). The write is
     guarded by the batch's resourceVersion: it never overwrites what another handler wrote since
@@ -549,7 +551,9 @@ def webhook_pending(status: Mapping[str, Any] | None, **_: Any) -> bool:
     return any(((run.get("webhook") or {}).get("pending")) for run in (status or {}).get("recentRuns") or [])
 
 
-def send_webhooks(body: Mapping[str, Any], kube: Kube, config: OperatorConfig, now: dt.datetime) -> None:
+def send_webhooks(
+    body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig, now: dt.datetime
+) -> None:
     """Try each run's webhook that is due, once: on the timer Kopf runs while one is pending, never
     in a Job's handler, so a slow receiver holds up no other batch's bookkeeping. A network error,
     429 or 5xx is tried again WEBHOOK_ATTEMPTS times in all, after a backoff that doubles; every try
@@ -614,7 +618,7 @@ def _payload(body: Mapping[str, Any], run: BatchRun) -> dict[str, Any]:
     }
 
 
-def _webhook_denials(cb: ClassificationBatch, kube: Kube, namespace: str) -> list[Denial]:
+def _webhook_denials(cb: ClassificationBatch, kube: ClusterApi, namespace: str) -> list[Denial]:
     hook = cb.spec.webhook
     if hook is None or not hook.secret_name:
         return []
@@ -623,7 +627,7 @@ def _webhook_denials(cb: ClassificationBatch, kube: Kube, namespace: str) -> lis
 
 
 def _model(
-    cb: ClassificationBatch, kube: Kube, namespace: str
+    cb: ClassificationBatch, kube: ClusterApi, namespace: str
 ) -> tuple[ModelDeployment, ModelSpec, str | None]:
     """The ModelDeployment, its stable model (batches never use a canary) and, for mode remote, its URL."""
     ref = cb.spec.model_ref.name
@@ -681,7 +685,7 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ClassificationBatchStat
     return status
 
 
-def write(kube: Kube, body: Mapping[str, Any], status: ClassificationBatchStatus) -> Mapping[str, Any]:
+def write(kube: ClusterApi, body: Mapping[str, Any], status: ClassificationBatchStatus) -> Mapping[str, Any]:
     """Patch the status when it changed, only if the batch is still the version `body` is: a handler
     that read it before another wrote it gets 409 and runs again from the batch as it is, so no
     write is ever lost under another (handlers of the batch, of its Jobs and its timers run side by

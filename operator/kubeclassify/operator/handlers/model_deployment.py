@@ -22,7 +22,7 @@ from kubeclassify.operator.builders.inference_service import (
 from kubeclassify.operator.builders.model_deployment_status import failed_status, serving_status
 from kubeclassify.operator.config import OperatorConfig
 from kubeclassify.operator.handlers.status import Problem, as_body, conditions, refuse, write_status
-from kubeclassify.operator.kube import Kube
+from kubeclassify.operator.kube import ClusterApi
 
 
 def parse(body: Mapping[str, Any]) -> ModelDeployment:
@@ -46,7 +46,7 @@ def rollout_for(md: ModelDeployment, isvc: Mapping[str, Any] | None) -> Rollout:
     return plan(md.spec.model, stable_model(dict(isvc) if isvc else None), percent)
 
 
-def ensure(body: Mapping[str, Any], kube: Kube, config: OperatorConfig) -> ModelDeploymentStatus:
+def ensure(body: Mapping[str, Any], kube: ClusterApi, config: OperatorConfig) -> ModelDeploymentStatus:
     """Create or update the InferenceService (and the storage ServiceAccount) for `body`."""
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     md = parse(body)
@@ -90,6 +90,6 @@ def failed(body: Mapping[str, Any], problem: Problem) -> ModelDeploymentStatus:
     )
 
 
-def write(kube: Kube, body: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
+def write(kube: ClusterApi, body: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
     """Patch the status when it changed, and post an Event for each transition."""
     write_status(kube.patch_model_deployment_status, body, status)
