@@ -22,6 +22,7 @@ from kubeclassify.core.kubeapi import api_client
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
+from kubeclassify.gateway.backends import BatchBackend, ScheduleBackend
 from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
@@ -63,7 +64,7 @@ def _catalog(config: GatewayConfig, http: aiohttp.ClientSession) -> Catalog:
     return ModelDeployments(api_client(config.kubeconfig), config.namespace)
 
 
-def _batch_backend(config: GatewayConfig, state: Any) -> LocalBatches | KubernetesBatches:
+def _batch_backend(config: GatewayConfig, state: Any) -> BatchBackend:
     if config.batch_backend == "kubernetes":
         return KubernetesBatches(state, api_client(config.kubeconfig))
     return LocalBatches(state)
@@ -104,7 +105,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.batch_backend = _batch_backend(config, app.state)
         webhooks = Webhooks(redis, config)
         scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
-        app.state.schedules = scheduler or app.state.batch_backend  # kubernetes: the operator ticks
+        schedules: ScheduleBackend = scheduler or app.state.batch_backend  # kubernetes: the operator ticks
+        app.state.schedules = schedules
 
         async def start() -> None:
             await ensure_admin(app)

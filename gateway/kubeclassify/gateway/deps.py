@@ -1,9 +1,12 @@
-"""What routes depend on: settings, the account store, and the caller (token, API key or Basic)."""
+"""What routes depend on: settings, what the app holds (storage, the model catalog, the batch and
+schedule backends), the records on Redis, the caller (token, API key or Basic), and the one
+owner-or-admin rule. Each is a dependency, so a test can override it."""
 
 from __future__ import annotations
 
 from typing import Annotated, Protocol, TypeVar
 
+import aiohttp
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import (
     APIKeyHeader,
@@ -13,9 +16,16 @@ from fastapi.security import (
     HTTPBearer,
 )
 
+from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway.accounts import Accounts, User
+from kubeclassify.gateway.backends import BatchBackend, ScheduleBackend
+from kubeclassify.gateway.batches import Batches
+from kubeclassify.gateway.catalog import Catalog
 from kubeclassify.gateway.config import GatewayConfig
-from kubeclassify.gateway.security import API_KEY_PREFIX, verify_password
+from kubeclassify.gateway.images import Images
+from kubeclassify.gateway.ledger import Ledger
+from kubeclassify.gateway.schedules import Schedules
+from kubeclassify.gateway.security import API_KEY_PREFIX, PasswordPool, verify_password
 from kubeclassify.gateway.signin import UNAUTHORIZED, SignIn
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/token, or an API key.")
@@ -51,6 +61,74 @@ def owned(record: R | None, user: User, what: str) -> R:
 
 ConfigDep = Annotated[GatewayConfig, Depends(get_config)]
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
+
+
+# What the app holds (made in its lifespan), each as a dependency a test can override.
+
+
+async def get_store(request: Request) -> ObjectStore:
+    store: ObjectStore = request.app.state.store
+    return store
+
+
+async def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+async def get_batch_backend(request: Request) -> BatchBackend:
+    backend: BatchBackend = request.app.state.batch_backend
+    return backend
+
+
+async def get_schedule_backend(request: Request, config: ConfigDep) -> ScheduleBackend:
+    if config.manifest is None:
+        raise HTTPException(409, "no manifest is configured here, so there is nothing to schedule")
+    backend: ScheduleBackend = request.app.state.schedules
+    return backend
+
+
+async def get_http(request: Request) -> aiohttp.ClientSession:
+    http: aiohttp.ClientSession = request.app.state.http  # the pool of calls to predictors
+    return http
+
+
+async def get_passwords(request: Request) -> PasswordPool:
+    passwords: PasswordPool = request.app.state.passwords
+    return passwords
+
+
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+HttpDep = Annotated[aiohttp.ClientSession, Depends(get_http)]
+PasswordsDep = Annotated[PasswordPool, Depends(get_passwords)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+BatchBackendDep = Annotated[BatchBackend, Depends(get_batch_backend)]
+ScheduleBackendDep = Annotated[ScheduleBackend, Depends(get_schedule_backend)]
+
+
+# The records on the accounts' Redis.
+
+
+async def get_images(accounts: AccountsDep) -> Images:
+    return Images(accounts.redis)
+
+
+async def get_batches(accounts: AccountsDep) -> Batches:
+    return Batches(accounts.redis)
+
+
+async def get_schedules(accounts: AccountsDep) -> Schedules:
+    return Schedules(accounts.redis)
+
+
+async def get_ledger(accounts: AccountsDep) -> Ledger:
+    return Ledger(accounts.redis)
+
+
+ImagesDep = Annotated[Images, Depends(get_images)]
+BatchesDep = Annotated[Batches, Depends(get_batches)]
+SchedulesDep = Annotated[Schedules, Depends(get_schedules)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
 async def get_signin(request: Request) -> SignIn:

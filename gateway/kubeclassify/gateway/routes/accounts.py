@@ -15,6 +15,7 @@ from kubeclassify.gateway.deps import (
     ConfigDep,
     CurrentUser,
     OptionalUser,
+    PasswordsDep,
     SignInDep,
     client_host,
 )
@@ -99,6 +100,7 @@ async def register(
     caller: OptionalUser,
     accounts: AccountsDep,
     config: ConfigDep,
+    passwords: PasswordsDep,
 ) -> Any:
     """Make an account. Names are DNS labels (they name the resources made for the user); the
     password is kept as an argon2id hash only; the account starts with STARTING_CREDITS. Who may:
@@ -114,7 +116,7 @@ async def register(
         full, wait = await accounts.take(hour)
         if full:
             raise too_many("accounts made from this address", wait)
-    password_hash = await request.app.state.passwords.hash(body.password)
+    password_hash = await passwords.hash(body.password)
     user = await accounts.create_user(body.username, password_hash, "user", config.starting_credits)
     if user is None:
         raise HTTPException(409, f"the name {body.username!r} is taken")
@@ -165,7 +167,12 @@ async def me(user: CurrentUser) -> Any:
 
 @router.post("/me/password", status_code=204, summary="Change my password", responses=problems(413, 429))
 async def change_password(
-    body: PasswordChange, request: Request, user: CurrentUser, signin: SignInDep, accounts: AccountsDep
+    body: PasswordChange,
+    request: Request,
+    user: CurrentUser,
+    signin: SignInDep,
+    accounts: AccountsDep,
+    passwords: PasswordsDep,
 ) -> None:
     """Change my password: the current one is checked like a sign-in (its failures count toward
     the lockout); every access token of the account stops working, API keys do not."""
@@ -175,7 +182,7 @@ async def change_password(
         if e.status_code == 401:
             raise HTTPException(403, "the current password is wrong") from e
         raise
-    await accounts.set_password(user.username, await request.app.state.passwords.hash(body.new_password))
+    await accounts.set_password(user.username, await passwords.hash(body.new_password))
     await accounts.audit(user.username, "password-changed")
 
 

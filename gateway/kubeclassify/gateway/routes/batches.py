@@ -12,7 +12,7 @@ import logging
 import time
 from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -21,7 +21,6 @@ from kubeclassify.core.resources.classification_batch import ENDED_PHASES, Batch
 from kubeclassify.core.sources import OUTPUT_COLUMNS, InputError
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.batches import (
-    Batches,
     BatchRecord,
     CheckedCsv,
     CsvError,
@@ -31,10 +30,18 @@ from kubeclassify.gateway.batches import (
     new_name,
     paths,
 )
-from kubeclassify.gateway.catalog import NotReady
-from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser, owned
+from kubeclassify.gateway.catalog import Catalog, NotReady
+from kubeclassify.gateway.deps import (
+    BatchBackendDep,
+    BatchesDep,
+    CatalogDep,
+    ConfigDep,
+    CurrentUser,
+    LedgerDep,
+    StoreDep,
+    owned,
+)
 from kubeclassify.gateway.errors import SIGNED_IN, problems
-from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.routes.classify import LabelScore
 
 log = logging.getLogger(__name__)
@@ -117,10 +124,13 @@ class WebhookSecret(BaseModel):
     responses=problems(402, 404, 409, 413),
 )
 async def create_batch(
-    request: Request,
     user: CurrentUser,
-    accounts: AccountsDep,
     config: ConfigDep,
+    store: StoreDep,
+    catalog: CatalogDep,
+    batches: BatchesDep,
+    ledger: LedgerDep,
+    backend: BatchBackendDep,
     file: Annotated[
         UploadFile | None, File(description="A CSV with a url or a path column, one image a row.")
     ] = None,
@@ -148,9 +158,8 @@ async def create_batch(
     if (file is None) == (date is None):
         raise HTTPException(422, "send exactly one of file and date")
     name_of_model = model or config.default_model
-    if name_of_model is None or not await model_exists(request, name_of_model):
+    if name_of_model is None or not await model_exists(catalog, name_of_model):
         raise HTTPException(404, f"no model {name_of_model!r}")
-    store: ObjectStore = request.app.state.store
     checked = await _check_csv(file, config) if file is not None else None
     if date is not None:
         if config.manifest is None:
@@ -164,7 +173,6 @@ async def create_batch(
     else:
         assert checked is not None
         count = checked.rows
-    batches = Batches(accounts.redis)
     if webhook_url:
         await check_webhook_url(webhook_url, config)
         if await batches.webhook_secret(user.username) is None:
@@ -172,7 +180,6 @@ async def create_batch(
     cost = count * config.image_cost
     name = new_name(user.username)
     run = run_id(name, date)
-    ledger = Ledger(accounts.redis)
     if not (await ledger.reserve(run, user.username, count, config.image_cost, time.time())).admitted:
         raise HTTPException(402, f"not enough credits: {count} images cost {cost}")
     where = paths(config.batches_uri, user.username, name)
@@ -198,7 +205,7 @@ async def create_batch(
     )
     await batches.add(record)
     try:
-        await request.app.state.batch_backend.submit(name)
+        await backend.submit(name)
     except Exception as e:  # the Kubernetes API refused or is away: nothing runs, nothing is paid
         log.warning("a batch could not be started", extra={"batch": name, "error": str(e)})
         await finish(
@@ -226,10 +233,10 @@ async def _check_csv(file: UploadFile, config: Any) -> CheckedCsv:
         raise HTTPException(422, str(e)) from e
 
 
-async def model_exists(request: Request, model: str) -> bool:
+async def model_exists(catalog: Catalog, model: str) -> bool:
     """Whether the model exists (it may not serve yet: a batch waits for it)."""
     try:
-        return await request.app.state.catalog.resolve(model) is not None
+        return await catalog.resolve(model) is not None
     except NotReady:
         return True
 
@@ -237,28 +244,27 @@ async def model_exists(request: Request, model: str) -> bool:
 @router.get("/batches", response_model=BatchPage, summary="My batches, newest first")
 async def list_batches(
     user: CurrentUser,
-    accounts: AccountsDep,
+    batches: BatchesDep,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """My batches, newest first, paged."""
-    records, total = await Batches(accounts.redis).of(user.username, offset, limit)
+    records, total = await batches.of(user.username, offset, limit)
     return {"items": [r.public() for r in records], "total": total, "offset": offset, "limit": limit}
 
 
 @router.get(
     "/batches/{name}", response_model=BatchInfo, summary="A batch's state and counts", responses=problems(404)
 )
-async def get_batch(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+async def get_batch(name: str, user: CurrentUser, batches: BatchesDep) -> Any:
     """A batch's state (Pending, Running, Succeeded, Failed), message, counts and times."""
-    return (owned(await Batches(accounts.redis).get(name), user, f"batch {name!r}")).public()
+    return owned(await batches.get(name), user, f"batch {name!r}").public()
 
 
-async def _results(request: Request, record: BatchRecord, binary: bool = False) -> IO[Any]:
+async def _results(store: ObjectStore, record: BatchRecord, binary: bool = False) -> IO[Any]:
     """The batch's results, open for reading: 409 while it runs, 404 when it published none."""
     if record.state not in ENDED_PHASES:
         raise HTTPException(409, f"batch {record.name} is {record.state}: results come when it ends")
-    store: ObjectStore = request.app.state.store
     try:
         opened: IO[Any] = await asyncio.to_thread(
             store.open if binary else store.open_text, record.output_uri
@@ -276,16 +282,16 @@ async def _results(request: Request, record: BatchRecord, binary: bool = False) 
 )
 async def result_rows(
     name: str,
-    request: Request,
     user: CurrentUser,
-    accounts: AccountsDep,
+    batches: BatchesDep,
+    store: StoreDep,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """A finished batch's result rows, typed, paged: one row per input image, with its label, score,
     top k, or its error; the input's other columns under `extra`."""
-    record = owned(await Batches(accounts.redis).get(name), user, f"batch {name!r}")
-    text = await _results(request, record)
+    record = owned(await batches.get(name), user, f"batch {name!r}")
+    text = await _results(store, record)
 
     def page() -> tuple[list[dict[str, str]], bool]:
         with contextlib.closing(text):
@@ -308,10 +314,10 @@ async def result_rows(
     responses={200: {"content": {"text/csv": {}}, "description": "The results CSV."}, **problems(404, 409)},
     summary="The results CSV, streamed",
 )
-async def result_csv(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+async def result_csv(name: str, user: CurrentUser, batches: BatchesDep, store: StoreDep) -> Any:
     """A finished batch's results as the CSV the worker wrote, streamed."""
-    record = owned(await Batches(accounts.redis).get(name), user, f"batch {name!r}")
-    stream = await _results(request, record, binary=True)
+    record = owned(await batches.get(name), user, f"batch {name!r}")
+    stream = await _results(store, record, binary=True)
 
     async def chunks() -> Any:
         with contextlib.closing(stream):
@@ -328,7 +334,7 @@ async def result_csv(name: str, request: Request, user: CurrentUser, accounts: A
     summary="Make (or replace) my webhook signing secret",
     responses=problems(413),
 )
-async def rotate_webhook_secret(user: CurrentUser, accounts: AccountsDep) -> Any:
+async def rotate_webhook_secret(user: CurrentUser, batches: BatchesDep) -> Any:
     """Make (or replace) my webhook signing secret, shown in this answer only. Batch and schedule
     notifications carry `X-KubeClassify-Signature: t=...,v1=HMAC-SHA256(secret, t.body)`."""
-    return {"secret": await Batches(accounts.redis).rotate_webhook_secret(user.username)}
+    return {"secret": await batches.rotate_webhook_secret(user.username)}

@@ -21,9 +21,17 @@ from kubeclassify.core.storage import ObjectStore, StorageError
 from kubeclassify.gateway import metrics
 from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.config import GatewayConfig
-from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser
+from kubeclassify.gateway.deps import (
+    AccountsDep,
+    CatalogDep,
+    ConfigDep,
+    CurrentUser,
+    HttpDep,
+    ImagesDep,
+    StoreDep,
+)
 from kubeclassify.gateway.errors import SIGNED_IN, problems
-from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, Images, now
+from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, now
 
 router = APIRouter(prefix="/v1", tags=["classify"], responses=SIGNED_IN)
 FETCH_SECONDS = 20.0  # the whole exchange with an image URL's server, redirects included
@@ -54,6 +62,10 @@ async def classify(
     user: CurrentUser,
     accounts: AccountsDep,
     config: ConfigDep,
+    store: StoreDep,
+    catalog: CatalogDep,
+    images: ImagesDep,
+    http: HttpDep,
     file: Annotated[UploadFile | None, File(description="The image.")] = None,
     url: Annotated[str | None, Form(max_length=2048, description="Or an http(s) URL of the image.")] = None,
     model: Annotated[
@@ -69,7 +81,7 @@ async def classify(
     if name is None:
         raise HTTPException(404, "no model named and no default model")
     try:
-        base = await request.app.state.catalog.resolve(name)
+        base = await catalog.resolve(name)
     except NotReady as e:
         raise HTTPException(503, f"{e}; try again later") from e
     if base is None:
@@ -79,7 +91,6 @@ async def classify(
         raise HTTPException(402, f"not enough credits: an image costs {config.image_cost}")
     uid = secrets.token_hex(12)
     stored_at: str | None = None  # the image's object, once it is there to delete
-    store: ObjectStore = request.app.state.store
     try:
         if file is not None:
             data, filename = await _upload(file, config.max_upload_bytes)
@@ -90,9 +101,8 @@ async def classify(
         if media_type is None:
             raise HTTPException(415, "not an image: send a JPEG, PNG, GIF, BMP, TIFF or WebP")
         uri = owner_prefix(config.images_uri, user.username) + uid + EXTENSIONS[media_type]
-        client: aiohttp.ClientSession = request.app.state.http
         predicted, stored = await asyncio.gather(
-            _predict(client, base, name, data, media_type, config.predictor_timeout),
+            _predict(http, base, name, data, media_type, config.predictor_timeout),
             asyncio.to_thread(_store, store, uri, data, media_type),
             return_exceptions=True,
         )
@@ -121,7 +131,7 @@ async def classify(
         filename=filename,
         content_type=media_type,
     )
-    await Images(accounts.redis).add(record)
+    await images.add(record)
     metrics.CREDITS.inc(config.image_cost)
     metrics.CLASSIFIED.labels(record.model_name, record.label).inc()
     return {k: v for k, v in record.public().items() if k in Prediction.model_fields}

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from kubeclassify.core.storage import StorageError
-from kubeclassify.gateway.deps import ensure_admin
+from kubeclassify.gateway.deps import AccountsDep, CatalogDep, ConfigDep, StoreDep, ensure_admin
 
 router = APIRouter(tags=["health"])
 
@@ -36,20 +36,22 @@ class Readiness(BaseModel):
     responses={503: {"model": Readiness, "description": "Not ready."}},
     summary="Redis, the images bucket, and the Kubernetes API when models come from it, answer",
 )
-async def readyz(request: Request) -> Any:
+async def readyz(
+    request: Request, accounts: AccountsDep, store: StoreDep, config: ConfigDep, catalog: CatalogDep
+) -> Any:
     """Ready to serve: Redis, the images bucket and, when models come from it, the Kubernetes API
     answer (never a predictor: a model outage must not take sign-in down)."""
     try:
-        await request.app.state.accounts.redis.ping()
+        await accounts.redis.ping()
         await ensure_admin(request.app)
     except RedisError as e:
         return JSONResponse({"status": "unavailable", "redis": type(e).__name__}, status_code=503)
     try:
-        await asyncio.to_thread(request.app.state.store.check, request.app.state.config.images_uri)
+        await asyncio.to_thread(store.check, config.images_uri)
     except StorageError as e:
         return JSONResponse({"status": "unavailable", "s3": type(e).__name__}, status_code=503)
     try:
-        await request.app.state.catalog.check()
+        await catalog.check()
     except Exception as e:  # the Kubernetes API, when models come from it: any failure is "not ready"
         return JSONResponse({"status": "unavailable", "models": type(e).__name__}, status_code=503)
     return {"status": "ok", "redis": "ok", "s3": "ok"}

@@ -7,13 +7,13 @@ import contextlib
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
-from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
-from kubeclassify.gateway.deps import AccountsDep, CurrentUser, owned
+from kubeclassify.core.storage import ObjectNotFound, StorageError
+from kubeclassify.gateway.deps import CurrentUser, ImagesDep, StoreDep, owned
 from kubeclassify.gateway.errors import SIGNED_IN, problems
-from kubeclassify.gateway.images import Images, categories, page, remove
+from kubeclassify.gateway.images import categories, page, remove
 from kubeclassify.gateway.routes.classify import LabelScore
 
 router = APIRouter(prefix="/v1", tags=["images"], responses=SIGNED_IN)
@@ -45,31 +45,30 @@ class ImagePage(BaseModel):
 @router.get("/images", response_model=ImagePage, summary="My images, newest first")
 async def list_images(
     user: CurrentUser,
-    accounts: AccountsDep,
+    images: ImagesDep,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     category: Annotated[str | None, Query(max_length=256, description="Only this label.")] = None,
 ) -> Any:
     """My classified images, newest first, paged; `category` keeps one label. Admins see everyone's."""
     owner = None if user.is_admin else user.username
-    records, total = await page(Images(accounts.redis), owner, offset, limit, category)
+    records, total = await page(images, owner, offset, limit, category)
     return {"items": [r.public() for r in records], "total": total, "offset": offset, "limit": limit}
 
 
 @router.get("/images/{uid}", response_model=ImageInfo, summary="One image's record", responses=problems(404))
-async def get_image(uid: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+async def get_image(uid: str, user: CurrentUser, images: ImagesDep) -> Any:
     """One image's record: label, score, top k, model, time, file name and its `path` for a batch
     CSV."""
-    return (owned(await Images(accounts.redis).get(uid), user, f"image {uid!r}")).public()
+    return owned(await images.get(uid), user, f"image {uid!r}").public()
 
 
 @router.get(
     "/images/{uid}/content", summary="The original image", response_class=Response, responses=problems(404)
 )
-async def download(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Response:
+async def download(uid: str, user: CurrentUser, images: ImagesDep, store: StoreDep) -> Response:
     """The original image as it was uploaded or fetched."""
-    record = owned(await Images(accounts.redis).get(uid), user, f"image {uid!r}")
-    store: ObjectStore = request.app.state.store
+    record = owned(await images.get(uid), user, f"image {uid!r}")
     try:
         data = await asyncio.to_thread(store.read, record.uri)
     except ObjectNotFound as e:
@@ -83,17 +82,15 @@ async def download(uid: str, request: Request, user: CurrentUser, accounts: Acco
 @router.delete(
     "/images/{uid}", status_code=204, summary="Delete an image and its record", responses=problems(404)
 )
-async def delete_image(uid: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> None:
+async def delete_image(uid: str, user: CurrentUser, images: ImagesDep, store: StoreDep) -> None:
     """Delete an image: the original and its record."""
-    images = Images(accounts.redis)
     record = owned(await images.get(uid), user, f"image {uid!r}")
-    store: ObjectStore = request.app.state.store
     with contextlib.suppress(ObjectNotFound):
         await asyncio.to_thread(store.delete, record.uri)
     await remove(images, record)
 
 
 @router.get("/categories", response_model=dict[str, int], summary="My images per label")
-async def count_categories(user: CurrentUser, accounts: AccountsDep) -> Any:
+async def count_categories(user: CurrentUser, images: ImagesDep) -> Any:
     """How many of my images have each label."""
-    return await categories(Images(accounts.redis), user.username)
+    return await categories(images, user.username)

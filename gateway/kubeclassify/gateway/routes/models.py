@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from kubeclassify.gateway.deps import ConfigDep, CurrentUser
+from kubeclassify.gateway.deps import CatalogDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import SIGNED_IN
 
 router = APIRouter(prefix="/v1", tags=["models"], responses=SIGNED_IN)
@@ -23,8 +23,8 @@ class ModelInfo(BaseModel):
 
 
 @router.get("/models", response_model=list[ModelInfo], summary="Models, and whether each serves now")
-async def list_models(request: Request, user: CurrentUser, config: ConfigDep) -> Any:
+async def list_models(user: CurrentUser, config: ConfigDep, catalog: CatalogDep) -> Any:
     """The models this gateway serves, whether each serves now, its version, labels and description,
     and which is the default."""
-    models = await request.app.state.catalog.describe()
+    models = await catalog.describe()
     return [{**m, "default": m["name"] == config.default_model} for m in models]

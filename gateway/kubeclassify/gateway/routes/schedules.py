@@ -9,15 +9,24 @@ import datetime as dt
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from kubeclassify.core.cron import shortest_gap
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
-from kubeclassify.core.storage import ObjectNotFound, ObjectStore
+from kubeclassify.core.storage import ObjectNotFound
 from kubeclassify.gateway.accounts import User
-from kubeclassify.gateway.deps import AccountsDep, ConfigDep, CurrentUser, owned
+from kubeclassify.gateway.backends import ScheduleBackend
+from kubeclassify.gateway.deps import (
+    CatalogDep,
+    ConfigDep,
+    CurrentUser,
+    ScheduleBackendDep,
+    SchedulesDep,
+    StoreDep,
+    owned,
+)
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.routes.batches import check_webhook_url, model_exists
 from kubeclassify.gateway.schedules import (
@@ -66,12 +75,6 @@ class ScheduleInfo(BaseModel):
     created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
 
 
-def _backend(request: Request) -> Any:
-    if request.app.state.config.manifest is None:
-        raise HTTPException(409, "no manifest is configured here, so there is nothing to schedule")
-    return request.app.state.schedules
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -89,12 +92,16 @@ def _every(gap: dt.timedelta) -> str:
     responses=problems(404, 409, 413),
 )
 async def create_schedule(
-    body: ScheduleRequest, request: Request, user: CurrentUser, accounts: AccountsDep, config: ConfigDep
+    body: ScheduleRequest,
+    user: CurrentUser,
+    config: ConfigDep,
+    schedules: SchedulesDep,
+    backend: ScheduleBackendDep,
+    catalog: CatalogDep,
 ) -> Any:
     """Make a daily schedule over the configured manifest: a cron and time zone, an optional start
     date and catch-up, a model. Each run classifies the next date (yesterday in the schedule's zone,
     or day by day with catch_up), skips a day without images, and is paid for when it starts."""
-    backend = _backend(request)
     try:
         ScheduleSpec(
             cron=body.cron, time_zone=body.time_zone, start_date=body.start_date, catch_up=body.catch_up
@@ -109,12 +116,12 @@ async def create_schedule(
                 f"cron {body.cron!r} fires {_every(gap)}; schedules may fire at most every"
                 f" {_every(dt.timedelta(seconds=config.min_schedule_interval)).removeprefix('every ')}",
             )
-        if len(await Schedules(accounts.redis).of(user.username)) >= config.max_schedules:
+        if len(await schedules.of(user.username)) >= config.max_schedules:
             raise HTTPException(
                 409, f"you have {config.max_schedules} schedules, the most allowed: delete one"
             )
     model = body.model or config.default_model
-    if model is None or not await model_exists(request, model):
+    if model is None or not await model_exists(catalog, model):
         raise HTTPException(404, f"no model {model!r}")
     if body.webhook_url:
         if config.batch_backend == "kubernetes":
@@ -139,30 +146,34 @@ async def create_schedule(
 
 
 @router.get("/schedules", response_model=list[ScheduleInfo], summary="My schedules")
-async def list_schedules(user: CurrentUser, accounts: AccountsDep) -> Any:
+async def list_schedules(user: CurrentUser, schedules: SchedulesDep) -> Any:
     """My schedules, each with its last and next date and its next run."""
     now = _now()
-    return [s.public(now) for s in await Schedules(accounts.redis).of(user.username)]
+    return [s.public(now) for s in await schedules.of(user.username)]
 
 
 @router.get("/schedules/{name}", response_model=ScheduleInfo, summary="A schedule", responses=problems(404))
-async def get_schedule(name: str, user: CurrentUser, accounts: AccountsDep) -> Any:
+async def get_schedule(name: str, user: CurrentUser, schedules: SchedulesDep) -> Any:
     """A schedule, with its last and next date and next run."""
-    return (owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")).public(_now())
+    return owned(await schedules.get(name), user, f"schedule {name!r}").public(_now())
 
 
-async def _set_paused(name: str, request: Request, user: User, accounts: Any, paused: bool) -> Any:
-    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
-    await _backend(request).set_paused(record, paused)
+async def _set_paused(
+    name: str, user: User, schedules: Schedules, backend: ScheduleBackend, paused: bool
+) -> Any:
+    record = owned(await schedules.get(name), user, f"schedule {name!r}")
+    await backend.set_paused(record, paused)
     return record.public(_now())
 
 
 @router.delete("/schedules/{name}", status_code=204, summary="Delete a schedule", responses=problems(404))
-async def delete_schedule(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> None:
+async def delete_schedule(
+    name: str, user: CurrentUser, schedules: SchedulesDep, backend: ScheduleBackendDep
+) -> None:
     """Delete a schedule: it fires no more (a run that is going ends as it would); its runs' batches
     and results stay."""
-    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
-    await _backend(request).delete(record)
+    record = owned(await schedules.get(name), user, f"schedule {name!r}")
+    await backend.delete(record)
 
 
 @router.post(
@@ -171,9 +182,9 @@ async def delete_schedule(name: str, request: Request, user: CurrentUser, accoun
     summary="Pause a schedule",
     responses=problems(404, 413),
 )
-async def pause(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+async def pause(name: str, user: CurrentUser, schedules: SchedulesDep, backend: ScheduleBackendDep) -> Any:
     """Pause a schedule: no run starts until it is resumed."""
-    return await _set_paused(name, request, user, accounts, True)
+    return await _set_paused(name, user, schedules, backend, True)
 
 
 @router.post(
@@ -182,9 +193,9 @@ async def pause(name: str, request: Request, user: CurrentUser, accounts: Accoun
     summary="Resume a schedule",
     responses=problems(404, 413),
 )
-async def resume(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+async def resume(name: str, user: CurrentUser, schedules: SchedulesDep, backend: ScheduleBackendDep) -> Any:
     """Resume a paused schedule."""
-    return await _set_paused(name, request, user, accounts, False)
+    return await _set_paused(name, user, schedules, backend, False)
 
 
 class RunInfo(BaseModel):
@@ -202,14 +213,13 @@ class RunInfo(BaseModel):
 )
 async def run_now(
     name: str,
-    request: Request,
     user: CurrentUser,
-    accounts: AccountsDep,
+    schedules: SchedulesDep,
+    backend: ScheduleBackendDep,
     date: Annotated[dt.date, Body(embed=True, description="The date to process.")],
 ) -> Any:
     """Run a schedule for one date now (`{"date": "YYYY-MM-DD"}`), as a batch."""
-    backend = _backend(request)
-    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
+    record = owned(await schedules.get(name), user, f"schedule {name!r}")
     try:
         batch = await backend.run(record, date)
     except OutOfCredits as e:
@@ -230,11 +240,12 @@ async def run_now(
     },
     summary="All results of a schedule as one CSV, oldest run first",
 )
-async def schedule_results(name: str, request: Request, user: CurrentUser, accounts: AccountsDep) -> Any:
+async def schedule_results(
+    name: str, user: CurrentUser, schedules: SchedulesDep, backend: ScheduleBackendDep, store: StoreDep
+) -> Any:
     """Every finished run of a schedule as one CSV, oldest first, streamed."""
-    record = owned(await Schedules(accounts.redis).get(name), user, f"schedule {name!r}")
-    outputs = await _backend(request).outputs(record)
-    store: ObjectStore = request.app.state.store
+    record = owned(await schedules.get(name), user, f"schedule {name!r}")
+    outputs = await backend.outputs(record)
 
     async def chunks() -> Any:
         header_sent = False

@@ -1,0 +1,36 @@
+"""What the routes need of the two ways batches and schedules run: as local worker processes
+(`local_batches`, `schedules.Scheduler`) or as ClassificationBatches the operator runs
+(`kube_batches`). One Protocol each, so a route is written once for both."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from kubeclassify.gateway.schedules import ScheduleRecord
+
+
+class BatchBackend(Protocol):
+    async def start(self) -> None:
+        """Begin following the batches (after Redis answers)."""
+
+    async def stop(self) -> None:
+        """Stop following them; returns when every background task has ended."""
+
+    async def submit(self, name: str) -> None:
+        """Run the batch recorded under `name` (its credits are reserved already)."""
+
+
+class ScheduleBackend(Protocol):
+    async def create(self, schedule: ScheduleRecord) -> None: ...
+
+    async def delete(self, schedule: ScheduleRecord) -> None: ...
+
+    async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None: ...
+
+    async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
+        """Run one date of the schedule now; the run's name, or None when it has no images."""
+
+    async def outputs(self, schedule: ScheduleRecord) -> list[str]:
+        """The results objects of the schedule's dates, oldest first."""

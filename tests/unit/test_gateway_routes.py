@@ -1,0 +1,191 @@
+"""The gateway's routes refuse what they must with no server behind them: every dependency (the
+caller, the records on Redis, storage, the model catalog, the backends) is overridden with a small
+stand-in, so each refusal is decided by the route's own code. The integration tier runs the same
+routes against real Redis, SeaweedFS and a predictor."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from kubeclassify.core.resources import BatchCounts
+from kubeclassify.gateway import deps
+from kubeclassify.gateway.accounts import User
+from kubeclassify.gateway.app import create_app
+from kubeclassify.gateway.batches import BatchRecord
+from kubeclassify.gateway.catalog import NotReady
+from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+from kubeclassify.gateway.images import ImageRecord
+from kubeclassify.gateway.schedules import ScheduleRecord
+
+pytestmark = pytest.mark.unit
+
+ALICE = User(username="alice", role="user", created="2026-12-01T00:00:00Z", credits=10)
+ADMIN = dataclasses.replace(ALICE, username="root", role="admin")
+
+
+class Records:
+    """Records by name, as Images, Batches and Schedules give them; nothing else is asked here."""
+
+    def __init__(self, *records: Any) -> None:
+        self.records = {getattr(r, "uid", None) or r.name: r for r in records}
+
+    async def get(self, name: str) -> Any:
+        return self.records.get(name)
+
+
+class Untouched:
+    """The accounts' store and the ledger, for requests refused before either is used: any use fails."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"refused too late: {name} was used")
+
+
+class Catalog:
+    def __init__(self, models: dict[str, str | None]) -> None:
+        self.models = models  # name -> predictor URL; None: exists but does not serve yet
+
+    async def resolve(self, name: str) -> str | None:
+        if name in self.models and self.models[name] is None:
+            raise NotReady(f"model {name!r} is not ready")
+        return self.models.get(name)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        return [{"name": n, "ready": url is not None} for n, url in self.models.items()]
+
+    async def check(self) -> None:
+        return None
+
+
+def image(owner: str) -> ImageRecord:
+    return ImageRecord(
+        uid="0123abcd", owner=owner, label="7", score=0.9, top_k=[{"label": "7", "score": 0.9}],
+        model_name="digits", model_version="v1", time=0.0, uri="s3://b/img.png", filename="a.png",
+        content_type="image/png",
+    )  # fmt: skip
+
+
+def batch(owner: str, state: str = "Running") -> BatchRecord:
+    return BatchRecord(
+        name=f"{owner}-0001", owner=owner, model="digits", column="url", input_uri="s3://b/in.csv",
+        output_uri="s3://b/out.csv", counts=BatchCounts(total=2), reserved=2, state=state,
+    )  # fmt: skip
+
+
+def schedule(owner: str) -> ScheduleRecord:
+    return ScheduleRecord(
+        name=f"{owner}-daily", owner=owner, model="digits", cron="0 2 * * *", time_zone="UTC"
+    )
+
+
+@pytest.fixture
+def app() -> Iterator[Any]:
+    config = GatewayConfig(token_secret=SecretStr("x" * 32), redis_url=SecretStr("redis://127.0.0.1:1/0"))
+    made = create_app(GatewaySettings(gateway=config))
+    made.dependency_overrides.update(
+        {
+            deps.current_user: lambda: ALICE,
+            deps.get_catalog: lambda: Catalog({"digits": "http://predictor", "letters": None}),
+            deps.get_images: lambda: Records(image("bob")),
+            deps.get_batches: lambda: Records(batch("bob"), batch("alice")),
+            deps.get_schedules: lambda: Records(schedule("bob")),
+            deps.get_store: lambda: None,
+            deps.get_accounts: Untouched,
+            deps.get_ledger: Untouched,
+            deps.get_batch_backend: Untouched,
+            deps.get_http: Untouched,
+            deps.get_schedule_backend: lambda: None,
+        }
+    )
+    yield made
+
+
+@pytest.fixture
+def client(app: Any) -> TestClient:
+    return TestClient(app)  # not entered: no lifespan, so nothing connects anywhere
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/images/0123abcd", "/v1/images/0123abcd/content", "/v1/batches/bob-0001", "/v1/schedules/bob-daily"],
+)
+def test_another_users_record_is_not_there(client: TestClient, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 404, answer.text
+
+
+def test_an_admin_sees_anyones_record(app: Any, client: TestClient) -> None:
+    app.dependency_overrides[deps.current_user] = lambda: ADMIN
+    assert client.get("/v1/batches/bob-0001").json()["owner"] == "bob"
+    assert client.get("/v1/images/0123abcd").json()["owner"] == "bob"
+
+
+def test_a_uid_longer_than_any_is_not_looked_up(client: TestClient) -> None:
+    assert client.get("/v1/images/" + "a" * 65).status_code == 404
+
+
+def test_results_wait_for_the_batch_to_end(client: TestClient) -> None:
+    for path in ("/v1/batches/alice-0001/results", "/v1/batches/alice-0001/results.csv"):
+        answer = client.get(path)
+        assert answer.status_code == 409 and "results come when it ends" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("form", "files", "status", "says"),
+    [
+        ({}, None, 422, "exactly one of file and url"),
+        ({"url": "http://example.com/a.png"}, {"file": ("a.png", b"x")}, 422, "exactly one of file and url"),
+        ({"url": "http://example.com/a.png", "model": "nope"}, None, 404, "no model 'nope'"),
+        ({"url": "http://example.com/a.png", "model": "letters"}, None, 503, "not ready"),
+    ],
+)
+def test_classify_refuses_before_it_charges(
+    client: TestClient, form: dict[str, str], files: Any, status: int, says: str
+) -> None:
+    answer = client.post("/v1/classify", data={"model": "digits", **form}, files=files)
+    assert answer.status_code == status and says in answer.text, answer.text
+
+
+def test_classify_without_a_default_model_needs_one(client: TestClient) -> None:
+    answer = client.post("/v1/classify", data={"url": "http://example.com/a.png"})
+    assert answer.status_code == 404 and "no model named and no default model" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("form", "files", "status", "says"),
+    [
+        ({"model": "digits"}, None, 422, "exactly one of file and date"),
+        ({"model": "digits", "date": "2026-12-01"}, {"file": ("a.csv", b"url\n")}, 422, "exactly one"),
+        ({"model": "nope", "date": "2026-12-01"}, None, 404, "no model 'nope'"),
+        ({"model": "digits", "date": "2026-12-01"}, None, 409, "no manifest is configured here"),
+    ],
+)
+def test_a_batch_is_refused_before_anything_is_stored_or_paid(
+    client: TestClient, form: dict[str, str], files: Any, status: int, says: str
+) -> None:
+    answer = client.post("/v1/batches", data=form, files=files)
+    assert answer.status_code == status and says in answer.text, answer.text
+
+
+def test_no_manifest_means_nothing_to_schedule(app: Any, client: TestClient) -> None:
+    del app.dependency_overrides[deps.get_schedule_backend]  # the real one: it checks the manifest
+    body = {"cron": "0 2 * * *", "time_zone": "UTC", "model": "digits"}
+    answer = client.post("/v1/schedules", json=body)
+    assert answer.status_code == 409 and "nothing to schedule" in answer.text
+
+
+def test_a_caller_without_credentials_is_refused_everywhere(app: Any, client: TestClient) -> None:
+    del app.dependency_overrides[deps.current_user]
+    app.dependency_overrides[deps.optional_user] = lambda: None
+    for method, path in [
+        ("GET", "/v1/images"),
+        ("GET", "/v1/batches"),
+        ("POST", "/v1/classify"),
+        ("GET", "/v1/models"),
+    ]:
+        assert client.request(method, path).status_code == 401, path
