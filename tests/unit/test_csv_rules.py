@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kubeclassify.core import constants as c
-from kubeclassify.gateway.batches import CsvError, check_csv
+from kubeclassify.gateway.inputs import CsvError, check_csv
 from kubeclassify.inference.batch.output import escape_cell
 
 

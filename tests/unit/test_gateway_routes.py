@@ -99,6 +99,7 @@ def app() -> Iterator[Any]:
             deps.get_ledger: Untouched,
             deps.get_batch_backend: Untouched,
             deps.get_http: Untouched,
+            deps.get_fetches: Untouched,
             deps.get_schedule_backend: lambda: None,
         }
     )
@@ -189,3 +190,47 @@ def test_a_caller_without_credentials_is_refused_everywhere(app: Any, client: Te
         ("GET", "/v1/models"),
     ]:
         assert client.request(method, path).status_code == 401, path
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/admin/accounts", None),
+        ("PATCH", "/v1/admin/accounts/bob", {"disabled": True}),
+        ("GET", "/v1/admin/accounts/bob/audit", None),
+        ("POST", "/v1/admin/credits/bob", {"amount": 5}),
+        ("GET", "/v1/admin/credits", None),
+    ],
+)
+def test_admin_routes_refuse_a_user(client: TestClient, method: str, path: str, body: Any) -> None:
+    answer = client.request(method, path, json=body)
+    assert answer.status_code == 403 and "this needs an admin" in answer.text, answer.text
+
+
+@pytest.mark.parametrize(
+    ("csv", "form", "status", "says"),
+    [
+        (b"name\nx.png\n", {}, 422, "url"),  # no url or path column
+        (b"url\n=HYPERLINK(1)\n", {}, 422, "formula"),
+        (b"url\n", {}, 422, "no rows"),
+        (b"url\nhttp://example.com/a.png\n", {"webhook_url": "http://127.0.0.1/hook"}, 422, "webhook_url"),
+    ],
+)
+def test_a_batch_csv_is_refused_before_it_is_stored(
+    client: TestClient, csv: bytes, form: dict[str, str], status: int, says: str
+) -> None:
+    answer = client.post("/v1/batches", data={"model": "digits", **form}, files={"file": ("b.csv", csv)})
+    assert answer.status_code == status and says in answer.text, answer.text
+
+
+@pytest.mark.parametrize(
+    ("cron", "says"),
+    [
+        ("61 * * * *", "61"),
+        ("0 2 * * 7#1", "cannot hold"),
+        ("*/5 * * * *", "schedules may fire at most every"),
+    ],
+)
+def test_a_schedule_is_refused_for_its_cron(client: TestClient, cron: str, says: str) -> None:
+    answer = client.post("/v1/schedules", json={"cron": cron, "time_zone": "UTC", "model": "digits"})
+    assert answer.status_code == 422 and says in answer.text, answer.text

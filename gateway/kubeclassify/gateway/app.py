@@ -27,6 +27,7 @@ from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
+from kubeclassify.gateway.fetches import UrlFetches
 from kubeclassify.gateway.kube_batches import KubernetesBatches
 from kubeclassify.gateway.local_batches import LocalBatches, SecondReplica
 from kubeclassify.gateway.middleware import PerRequest
@@ -41,7 +42,6 @@ from kubeclassify.gateway.routes import (
     schedules,
     web,
 )
-from kubeclassify.gateway.routes.classify import UrlFetches
 from kubeclassify.gateway.schedules import Scheduler
 from kubeclassify.gateway.security import PasswordPool, VerifiedTokens
 from kubeclassify.gateway.signin import SignIn

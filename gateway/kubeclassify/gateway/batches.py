@@ -1,4 +1,5 @@
-"""CSV batches: checking an uploaded CSV, the batch records in Redis, and settling their credits.
+"""Batches: their records in Redis, and settling their credits (`inputs` checks what starts one,
+`resources` builds its ClassificationBatch).
 
 A batch is named `<owner>-<short id>` (the name of its ClassificationBatch on Kubernetes). Its CSV
 lists image URLs (column `url`) or paths under the owner's own images (column `path`, relative to
@@ -11,27 +12,19 @@ replicas see the end.
 
 from __future__ import annotations
 
-import datetime as dt
-import io
 import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kubeclassify.core import constants as c
 from kubeclassify.core.resources.classification_batch import (
     ENDED_PHASES,
-    Admission,
     BatchCounts,
-    ClassificationBatchSpec,
-    ManifestInput,
 )
-from kubeclassify.core.sources import InputError, items, owner_source, read_table
 from kubeclassify.core.storage import join
 from kubeclassify.gateway.ledger import Ledger
 
-COLUMNS = ("url", "path")
 ACTIVE = "kc:batches:active"
 
 WEBHOOKS = "kc:webhooks"  # the stream of webhooks to deliver (kubeclassify.gateway.webhooks)
@@ -43,71 +36,6 @@ if redis.call('SET', KEYS[1], '1', 'NX') then
 end
 return 0
 """
-
-
-class CsvError(ValueError):
-    """The CSV cannot start a batch; the message says why, naming the row or column."""
-
-
-@dataclass(frozen=True)
-class CheckedCsv:
-    column: str  # url or path
-    rows: int
-    data: bytes  # the CSV to store: header and rows as they came
-
-
-def check_csv(data: bytes, max_rows: int) -> CheckedCsv:
-    """Check an uploaded batch CSV before anything starts: text, one known column, rows, no formulas.
-
-    It is read by `core`'s reader, the one the batch worker reads it with, and each image is
-    resolved as the worker resolves it (`owner_source`), so what passes here is what is read there.
-    """
-    if b"\x00" in data:
-        raise CsvError("this is not a CSV: it has binary content")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise CsvError(f"this is not a UTF-8 CSV (byte {e.start})") from e
-    try:
-        table = read_table(io.StringIO(text, newline=""), "the CSV")
-    except InputError as e:
-        if "is empty" in str(e):
-            raise CsvError(
-                f"the CSV needs exactly one of the columns {' or '.join(COLUMNS)}; it has none"
-            ) from e
-        raise CsvError(str(e)) from e
-    found = [c for c in COLUMNS if c in table.columns]
-    if len(found) != 1:
-        raise CsvError(
-            f"the CSV needs exactly one of the columns {' or '.join(COLUMNS)};"
-            f" it has {', '.join(table.columns) or 'none'}"
-        )
-    column = found[0]
-    rows = 0
-    for line, row in table.rows:
-        if not any(cell.strip() for cell in row.values()):
-            continue
-        rows += 1
-        if rows > max_rows:
-            raise CsvError(f"the CSV has more than {max_rows} rows; split it")
-        for name, cell in row.items():
-            if cell.startswith(c.FORMULA_START):
-                raise CsvError(f"row {line}, column {name!r} starts with {cell[0]!r}: formulas are refused")
-        value = row[column].strip()
-        if not value:
-            raise CsvError(f"row {line} has no {column}")
-        is_url = value.startswith(("http://", "https://"))
-        if column == "url" and not is_url:
-            raise CsvError(f"row {line}: {value[:80]!r} is not an http(s) URL")
-        if column == "path" and is_url:
-            raise CsvError(f"row {line}: {value[:80]!r} is outside your images; give paths relative to them")
-        try:
-            owner_source("s3://owner/", value)
-        except InputError as e:
-            raise CsvError(f"row {line}: {e}") from e
-    if rows == 0:
-        raise CsvError("the CSV has a header but no rows")
-    return CheckedCsv(column, rows, data)
 
 
 @dataclass
@@ -239,24 +167,6 @@ async def finish(
         await batches.announce(record)
 
 
-def spec_of(record: BatchRecord, config: Any) -> dict[str, Any]:
-    """The ClassificationBatch spec of a gateway batch (the same for both backends)."""
-    if record.column == "url":
-        source: dict[str, Any] = {"urls": {"uri": record.input_uri, "column": "url"}}
-    elif record.column == "manifest":
-        source = {"manifest": config.manifest.to_k8s()}
-    else:  # paths under the owner's images (core's owner_prefix): the worker resolves each one
-        source = {"urls": {"uri": record.input_uri, "column": "path"}}
-    return {
-        "modelRef": {"name": record.model},
-        "input": source,
-        **({"date": record.date} if record.date else {}),
-        "output": {"uri": record.output_uri, "format": "csv"},
-        "mode": "remote",
-        "maxFailedFraction": failed_fraction_allowed(record, config),
-    }
-
-
 def failed_fraction_allowed(record: BatchRecord, config: Any) -> float:
     """The share of the batch's images that may fail before it fails."""
     limit = record.max_failed_fraction
@@ -271,61 +181,3 @@ def too_many_failed(counts: BatchCounts, limit: float) -> str:
         f"{failed} of {total} images failed{share}, more than the {limit:.0%} this batch allows"
         " (max_failed_fraction); each error is a row of the results"
     )
-
-
-def batch_resource(record: BatchRecord, config: Any) -> dict[str, Any]:
-    """The ClassificationBatch the kubernetes backend creates for a gateway batch: its first run
-    admitted already, for the images reserved at creation."""
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.CLASSIFICATION_BATCH,
-        "metadata": {
-            "name": record.name,
-            "namespace": config.namespace,
-            "labels": {c.LABEL_OWNER: record.owner, c.LABEL_MANAGED_BY: c.MANAGED_BY_GATEWAY},
-            "annotations": Admission(run=record.run_id, images=record.counts.total).annotation(),
-        },
-        "spec": spec_of(record, config),
-    }
-
-
-def count_for_date(manifest: ManifestInput, date: dt.date, store: Any) -> int:
-    """How many images the configured manifest lists for `date` (streamed; InputError names a bad one)."""
-    spec = ClassificationBatchSpec.model_validate(
-        {
-            "modelRef": {"name": "count"},
-            "input": {"manifest": manifest.to_k8s()},
-            "date": date.isoformat(),
-            "output": {"uri": "file:///dev/null"},
-        }
-    )
-    return sum(1 for _ in items(spec, store, date))
-
-
-def schedule_resource(schedule: Any, config: Any) -> dict[str, Any]:
-    """The scheduled ClassificationBatch the kubernetes backend creates for a gateway schedule; each
-    run writes `<batches_uri>/<owner>/<name>/<date>/results.csv`."""
-    spec: dict[str, Any] = {
-        "modelRef": {"name": schedule.model},
-        "input": {"manifest": config.manifest.to_k8s()},
-        "schedule": {
-            "cron": schedule.cron,
-            "timeZone": schedule.time_zone,
-            "catchUp": schedule.catch_up,
-            "suspend": schedule.paused,
-            **({"startDate": schedule.start_date} if schedule.start_date else {}),
-        },
-        "output": {"uri": join(config.batches_uri, schedule.owner, schedule.name) + "/{date}/results.csv"},
-        "mode": "remote",
-        "maxFailedFraction": config.max_failed_fraction,
-    }
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.CLASSIFICATION_BATCH,
-        "metadata": {
-            "name": schedule.name,
-            "namespace": config.namespace,
-            "labels": {c.LABEL_OWNER: schedule.owner, c.LABEL_MANAGED_BY: c.MANAGED_BY_GATEWAY},
-        },
-        "spec": spec,
-    }

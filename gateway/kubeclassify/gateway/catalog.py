@@ -27,6 +27,14 @@ class NotReady(Exception):
     """The model exists but does not serve yet."""
 
 
+async def model_exists(catalog: Catalog, model: str) -> bool:
+    """Whether the model exists (it may not serve yet: a batch waits for it)."""
+    try:
+        return await catalog.resolve(model) is not None
+    except NotReady:
+        return True
+
+
 class Predictors:
     """Models from `PREDICTORS`: each predictor describes its own model."""
 

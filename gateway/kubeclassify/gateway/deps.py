@@ -22,6 +22,7 @@ from kubeclassify.gateway.backends import BatchBackend, ScheduleBackend
 from kubeclassify.gateway.batches import Batches
 from kubeclassify.gateway.catalog import Catalog
 from kubeclassify.gateway.config import GatewayConfig
+from kubeclassify.gateway.fetches import UrlFetches
 from kubeclassify.gateway.images import Images
 from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.schedules import Schedules
@@ -93,6 +94,11 @@ async def get_http(request: Request) -> aiohttp.ClientSession:
     return http
 
 
+async def get_fetches(request: Request) -> UrlFetches:
+    fetches: UrlFetches = request.app.state.fetches
+    return fetches
+
+
 async def get_passwords(request: Request) -> PasswordPool:
     passwords: PasswordPool = request.app.state.passwords
     return passwords
@@ -101,6 +107,7 @@ async def get_passwords(request: Request) -> PasswordPool:
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 HttpDep = Annotated[aiohttp.ClientSession, Depends(get_http)]
 PasswordsDep = Annotated[PasswordPool, Depends(get_passwords)]
+FetchesDep = Annotated[UrlFetches, Depends(get_fetches)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 BatchBackendDep = Annotated[BatchBackend, Depends(get_batch_backend)]
 ScheduleBackendDep = Annotated[ScheduleBackend, Depends(get_schedule_backend)]

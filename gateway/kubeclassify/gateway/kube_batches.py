@@ -34,9 +34,11 @@ from kubeclassify.core.resources.classification_batch import (
 )
 from kubeclassify.core.sources import InputError
 from kubeclassify.core.storage import StorageError, join
-from kubeclassify.gateway.batches import Batches, batch_resource, count_for_date, finish, schedule_resource
+from kubeclassify.gateway.batches import Batches, finish
 from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
+from kubeclassify.gateway.inputs import count_for_date
 from kubeclassify.gateway.ledger import Ledger
+from kubeclassify.gateway.resources import batch_resource, schedule_resource
 from kubeclassify.gateway.schedules import ScheduleRecord, Schedules, pause
 
 log = logging.getLogger(__name__)

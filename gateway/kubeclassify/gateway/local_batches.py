@@ -1,7 +1,9 @@
 """The `local` batch backend: the batch worker as local processes, at most `local_batch_concurrency`
 at a time, calling the model's predictor (mode remote). Batch state lives in Redis, so a restarted
 gateway picks up the batches that had not finished (the worker skips what was already published).
-One gateway replica only: a lease in Redis refuses a second one.
+One gateway replica only: a lease in Redis (redis-py's Lock: taken, renewed and given back only by
+its holder's token) refuses a second one, and a replica that finds its lease taken over stops
+running batches, which the new holder picks up.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts
 from kubeclassify.core.settings import S3Settings
@@ -28,10 +30,10 @@ from kubeclassify.gateway.batches import (
     BatchRecord,
     failed_fraction_allowed,
     finish,
-    spec_of,
     too_many_failed,
 )
 from kubeclassify.gateway.cancel import stop_tasks
+from kubeclassify.gateway.resources import spec_of
 from kubeclassify.gateway.schedules import run_ended
 
 log = logging.getLogger(__name__)
@@ -71,12 +73,11 @@ class LocalBatches:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.holder = secrets.token_hex(8)
         self.folder = Path(tempfile.mkdtemp(prefix="kubeclassify-batches-"))
+        self.lease = self.batches.redis.lock(LEASE, timeout=LEASE_SECONDS, thread_local=False)
         self.lease_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        redis = self.batches.redis
-        taken = await redis.set(LEASE, self.holder, nx=True, ex=LEASE_SECONDS)
-        if not taken and await redis.get(LEASE) != self.holder:
+        if not await self.lease.owned() and not await self.lease.acquire(blocking=False, token=self.holder):
             raise SecondReplica(
                 "another gateway runs the local batch backend (one replica only); "
                 f"stop it, or wait {LEASE_SECONDS}s after it stopped"
@@ -89,10 +90,8 @@ class LocalBatches:
     async def stop(self) -> None:
         await stop_tasks([*self.tasks.values(), self.lease_task])
         if self.lease_task is not None:  # started: give the lease back for the next gateway
-            redis = self.batches.redis
-            with contextlib.suppress(RedisError):
-                if await redis.get(LEASE) == self.holder:
-                    await redis.delete(LEASE)
+            with contextlib.suppress(LockError, RedisError):  # not ours any more, or Redis is away
+                await self.lease.release()
 
     async def submit(self, name: str) -> None:
         if name not in self.tasks:
@@ -100,9 +99,19 @@ class LocalBatches:
             self.tasks[name].add_done_callback(lambda _: self.tasks.pop(name, None))
 
     async def _keep_lease(self) -> None:
+        """Renew the lease while it is ours; once another replica holds it, stop running batches."""
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
-            await self.batches.redis.set(LEASE, self.holder, ex=LEASE_SECONDS)
+            try:
+                await self.lease.reacquire()
+            except LockNotOwnedError:
+                if await self.lease.acquire(blocking=False, token=self.holder):
+                    continue  # it had lapsed with no one holding it (Redis lost it): ours again
+                log.error("another gateway took over the local batch backend; this one stops running batches")
+                await stop_tasks(list(self.tasks.values()))
+                return
+            except RedisError as e:  # Redis away for a moment: try again at the next renewal
+                log.warning("the local batch lease could not be renewed", extra={"error": str(e)})
 
     async def _run(self, name: str) -> None:
         async with self.slots:

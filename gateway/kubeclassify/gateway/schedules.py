@@ -28,8 +28,9 @@ from redis.exceptions import LockError, WatchError
 from kubeclassify.core.cron import next_fire
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts, ScheduleSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
-from kubeclassify.gateway.batches import Batches, BatchRecord, count_for_date, paths
+from kubeclassify.gateway.batches import Batches, BatchRecord, paths
 from kubeclassify.gateway.cancel import stop_tasks
+from kubeclassify.gateway.inputs import count_for_date
 from kubeclassify.gateway.ledger import Ledger
 
 log = logging.getLogger(__name__)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from kubeclassify.gateway.accounts import AUDIT_LENGTH, USERNAME, public
+from kubeclassify.gateway.accounts import AUDIT_LENGTH, public
 from kubeclassify.gateway.deps import (
     AccountsDep,
     AdminUser,
@@ -20,68 +19,28 @@ from kubeclassify.gateway.deps import (
     client_host,
 )
 from kubeclassify.gateway.errors import SIGNED_IN, problems
+from kubeclassify.gateway.schemas import (
+    Account,
+    AccountUpdate,
+    AuditEvent,
+    KeyInfo,
+    KeyRequest,
+    PasswordChange,
+    Registration,
+    Token,
+)
 from kubeclassify.gateway.security import create_token
 from kubeclassify.gateway.signin import client_key, too_many
 
 router = APIRouter(prefix="/v1", tags=["accounts"], responses=SIGNED_IN)
 
 
-class Registration(BaseModel):
-    username: str = Field(
-        pattern=USERNAME.pattern,
-        description="3-32 lower-case letters, digits and dashes; starts with a letter.",
-    )
-    password: str = Field(min_length=10, max_length=256, description="At least 10 characters.")
-
-
-class Account(BaseModel):
-    username: str
-    role: str
-    created: dt.datetime = Field(description="When, in RFC 3339 (UTC).")
-    credits: int
-
-
-class Token(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
-
-
-class KeyRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=64, description="What the key is for.")
-
-
-class KeyInfo(BaseModel):
-    id: str
-    name: str
-    created: dt.datetime = Field(description="When, in RFC 3339 (UTC).")
-
-
 class NewKey(KeyInfo):
     key: str = Field(description="The key itself: shown this once, never again.")
 
 
-class PasswordChange(BaseModel):
-    current_password: str = Field(max_length=256)
-    new_password: str = Field(min_length=10, max_length=256, description="At least 10 characters.")
-
-
 class AccountInfo(Account):
     disabled: bool
-
-
-class AccountUpdate(BaseModel):
-    disabled: bool = Field(description="Disabled: its password, keys and tokens are refused at once.")
-
-
-class AuditEvent(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    event: str = Field(
-        description="signed-in, sign-in-failed, signed-out, password-changed, key-created, key-revoked,"
-        " refilled, account-created, role-changed, disabled or enabled; other fields say more."
-    )
-    time: dt.datetime
 
 
 Audit = Annotated[int, Query(ge=1, le=AUDIT_LENGTH, description="How many, newest first.")]

@@ -14,23 +14,17 @@ from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
-from kubeclassify.core.fetch import FetchError, FetchPolicy, target
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts, run_id
 from kubeclassify.core.sources import OUTPUT_COLUMNS, InputError
 from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 from kubeclassify.gateway.batches import (
     BatchRecord,
-    CheckedCsv,
-    CsvError,
-    check_csv,
-    count_for_date,
     finish,
     new_name,
     paths,
 )
-from kubeclassify.gateway.catalog import Catalog, NotReady
+from kubeclassify.gateway.catalog import model_exists
 from kubeclassify.gateway.deps import (
     BatchBackendDep,
     BatchesDep,
@@ -42,50 +36,12 @@ from kubeclassify.gateway.deps import (
     owned,
 )
 from kubeclassify.gateway.errors import SIGNED_IN, problems
-from kubeclassify.gateway.routes.classify import LabelScore
+from kubeclassify.gateway.inputs import check_webhook_url, count_for_date, read_csv
+from kubeclassify.gateway.schemas import BatchInfo, BatchPage, ResultPage, WebhookSecret
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["batches"], responses=SIGNED_IN)
-
-
-class BatchInfo(BaseModel):
-    name: str = Field(description="The batch's id: <owner>-<short id>.")
-    owner: str
-    model: str
-    input: str = Field(description="url or path: what the CSV lists.")
-    state: str = Field(description="Pending, Running, Succeeded or Failed.")
-    message: str
-    counts: BatchCounts
-    reserved: int = Field(description="Credits taken at creation; what was not used is given back.")
-    created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
-    finished: dt.datetime | None = Field(description="When it ended, in RFC 3339 (UTC).")
-    webhook_delivered: bool | None
-
-
-class BatchPage(BaseModel):
-    items: list[BatchInfo]
-    total: int
-    offset: int
-    limit: int
-
-
-class ResultRow(BaseModel):
-    """One input image's result, as the batch worker wrote it, with typed fields."""
-
-    id: int = Field(description="Its position in the input.")
-    source: str = Field(description="The image: a URL, or the object it was read from.")
-    date: str | None = Field(description="The date it belongs to (date batches).")
-    label: str | None = Field(description="The top label; none when the image failed.")
-    score: float | None = Field(description="The top label's probability.")
-    top_k: list[LabelScore] = Field(description="The best labels with their probabilities, best first.")
-    model_name: str
-    model_version: str
-    error: str | None = Field(description="Why the image could not be classified; none when it was.")
-    time: dt.datetime | None = Field(description="When the batch ran, in RFC 3339.")
-    extra: dict[str, str] = Field(
-        description="The input's other columns, carried to the results (input_<name> where a name clashes)."
-    )
 
 
 def typed_row(row: dict[str, str]) -> dict[str, Any]:
@@ -103,17 +59,6 @@ def typed_row(row: dict[str, str]) -> dict[str, Any]:
         "time": row.get("time") or None,
         "extra": {k: v for k, v in row.items() if k not in OUTPUT_COLUMNS},
     }
-
-
-class ResultPage(BaseModel):
-    rows: list[ResultRow]
-    offset: int
-    limit: int
-    more: bool
-
-
-class WebhookSecret(BaseModel):
-    secret: str = Field(description="Signs every batch notification (X-KubeClassify-Signature); shown once.")
 
 
 @router.post(
@@ -160,7 +105,7 @@ async def create_batch(
     name_of_model = model or config.default_model
     if name_of_model is None or not await model_exists(catalog, name_of_model):
         raise HTTPException(404, f"no model {name_of_model!r}")
-    checked = await _check_csv(file, config) if file is not None else None
+    checked = await read_csv(file, config) if file is not None else None
     if date is not None:
         if config.manifest is None:
             raise HTTPException(409, "no manifest is configured here: send a CSV instead")
@@ -213,32 +158,6 @@ async def create_batch(
         )
         raise HTTPException(503, "the batch could not be started; try again") from e
     return record.public()
-
-
-async def check_webhook_url(url: str, config: Any) -> None:
-    """422 for a webhook URL the guard refuses (not http(s), credentials, a private address)."""
-    try:
-        await asyncio.to_thread(target, url, FetchPolicy.allowing(*config.fetch_allowed_networks))
-    except FetchError as e:
-        raise HTTPException(422, f"webhook_url: {e}") from e
-
-
-async def _check_csv(file: UploadFile, config: Any) -> CheckedCsv:
-    data = await file.read(config.max_csv_bytes + 1)
-    if len(data) > config.max_csv_bytes:
-        raise HTTPException(413, f"the CSV is larger than {config.max_csv_bytes} bytes")
-    try:
-        return check_csv(data, config.max_batch_rows)
-    except CsvError as e:
-        raise HTTPException(422, str(e)) from e
-
-
-async def model_exists(catalog: Catalog, model: str) -> bool:
-    """Whether the model exists (it may not serve yet: a batch waits for it)."""
-    try:
-        return await catalog.resolve(model) is not None
-    except NotReady:
-        return True
 
 
 @router.get("/batches", response_model=BatchPage, summary="My batches, newest first")

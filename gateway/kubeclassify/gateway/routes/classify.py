@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import aiohttp
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
-from pydantic import BaseModel
 
 from kubeclassify.core import predictor
-from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, fetch
+from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy
 from kubeclassify.core.sources import owner_prefix
 from kubeclassify.core.storage import ObjectStore, StorageError
 from kubeclassify.gateway import metrics
@@ -26,29 +23,18 @@ from kubeclassify.gateway.deps import (
     CatalogDep,
     ConfigDep,
     CurrentUser,
+    FetchesDep,
     HttpDep,
     ImagesDep,
     StoreDep,
 )
 from kubeclassify.gateway.errors import SIGNED_IN, problems
+from kubeclassify.gateway.fetches import UrlFetches
 from kubeclassify.gateway.images import EXTENSIONS, ImageRecord, now
+from kubeclassify.gateway.schemas import Prediction
 
 router = APIRouter(prefix="/v1", tags=["classify"], responses=SIGNED_IN)
 FETCH_SECONDS = 20.0  # the whole exchange with an image URL's server, redirects included
-
-
-class LabelScore(BaseModel):
-    label: str
-    score: float
-
-
-class Prediction(BaseModel):
-    uid: str
-    label: str
-    score: float
-    top_k: list[LabelScore]
-    model_name: str
-    model_version: str
 
 
 @router.post(
@@ -66,6 +52,7 @@ async def classify(
     catalog: CatalogDep,
     images: ImagesDep,
     http: HttpDep,
+    fetches: FetchesDep,
     file: Annotated[UploadFile | None, File(description="The image.")] = None,
     url: Annotated[str | None, Form(max_length=2048, description="Or an http(s) URL of the image.")] = None,
     model: Annotated[
@@ -96,7 +83,7 @@ async def classify(
             data, filename = await _upload(file, config.max_upload_bytes)
         else:
             assert url is not None
-            data, filename = await _fetched(request.app.state.fetches, user.username, url, config)
+            data, filename = await _fetched(fetches, user.username, url, config)
         media_type = predictor.image_type(data)
         if media_type is None:
             raise HTTPException(415, "not an image: send a JPEG, PNG, GIF, BMP, TIFF or WebP")
@@ -155,35 +142,6 @@ async def _fetched(fetches: UrlFetches, username: str, url: str, config: Gateway
     except FetchError as e:
         raise HTTPException(400, f"the image could not be fetched: {e}") from e
     return data, url.rsplit("/", 1)[-1].split("?", 1)[0][:255] or "image"
-
-
-class UrlFetches:
-    """Image URLs are fetched on a pool of their own (`workers` threads: never the default pool that
-    S3 calls and /readyz share), and one account may have at most `per_account` fetches running in
-    this gateway process at once (429 beyond): a slow server costs its own account, not everyone."""
-
-    def __init__(self, workers: int, per_account: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
-        self._per_account = per_account
-        self._running: Counter[str] = Counter()
-
-    async def fetch(self, username: str, url: str, policy: FetchPolicy) -> bytes:
-        if self._running[username] >= self._per_account:
-            raise HTTPException(
-                429,
-                f"{self._per_account} of your image URLs are being fetched already: wait for one to finish",
-                headers={"Retry-After": "1"},
-            )
-        self._running[username] += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fetch, url, policy)
-        finally:
-            self._running[username] -= 1
-            if not self._running[username]:
-                del self._running[username]
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def _predict(

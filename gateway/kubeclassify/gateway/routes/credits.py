@@ -5,23 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field
 
 from kubeclassify.gateway.deps import AccountsDep, AdminUser, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import SIGNED_IN, problems
+from kubeclassify.gateway.schemas import Balance, Refill
 
 router = APIRouter(prefix="/v1", tags=["credits"], responses=SIGNED_IN)
-
-
-class Balance(BaseModel):
-    username: str
-    credits: int
-
-
-class Refill(BaseModel):
-    amount: int | None = Field(
-        None, ge=1, le=10_000_000, description="Credits to add (default: the refill setting)."
-    )
 
 
 @router.get("/credits", response_model=Balance, summary="My credits")

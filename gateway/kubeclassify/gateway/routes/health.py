@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from kubeclassify.core.storage import StorageError
 from kubeclassify.gateway.deps import AccountsDep, CatalogDep, ConfigDep, StoreDep, ensure_admin
+from kubeclassify.gateway.schemas import Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -21,13 +21,6 @@ router = APIRouter(tags=["health"])
 async def healthz() -> dict[str, str]:
     """The process is up (for liveness probes)."""
     return {"status": "ok"}
-
-
-class Readiness(BaseModel):
-    status: str = Field(description="ok, or unavailable.")
-    redis: str | None = Field(None, description="ok, or the error Redis gave.")
-    s3: str | None = Field(None, description="ok, or the error S3 gave for the images bucket.")
-    models: str | None = Field(None, description="The error the Kubernetes API gave, if it did.")
 
 
 @router.get(

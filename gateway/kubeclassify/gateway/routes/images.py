@@ -4,42 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel, Field
 
 from kubeclassify.core.storage import ObjectNotFound, StorageError
 from kubeclassify.gateway.deps import CurrentUser, ImagesDep, StoreDep, owned
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.images import categories, page, remove
-from kubeclassify.gateway.routes.classify import LabelScore
+from kubeclassify.gateway.schemas import ImageInfo, ImagePage
 
 router = APIRouter(prefix="/v1", tags=["images"], responses=SIGNED_IN)
-
-
-class ImageInfo(BaseModel):
-    uid: str
-    owner: str
-    label: str
-    score: float
-    top_k: list[LabelScore]
-    model_name: str
-    model_version: str
-    time: dt.datetime = Field(description="When it was classified, in RFC 3339 (UTC).")
-    filename: str
-    content_type: str
-    path: str = Field(
-        description="The image's name under my images (<uid>.<ext>): a batch CSV's path column."
-    )
-
-
-class ImagePage(BaseModel):
-    items: list[ImageInfo]
-    total: int
-    offset: int
-    limit: int
 
 
 @router.get("/images", response_model=ImagePage, summary="My images, newest first")

@@ -5,21 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from kubeclassify.gateway.deps import CatalogDep, ConfigDep, CurrentUser
 from kubeclassify.gateway.errors import SIGNED_IN
+from kubeclassify.gateway.schemas import ModelInfo
 
 router = APIRouter(prefix="/v1", tags=["models"], responses=SIGNED_IN)
-
-
-class ModelInfo(BaseModel):
-    name: str
-    ready: bool
-    default: bool
-    version: str | None = None
-    labels: list[str] | None = None
-    description: str | None = None
 
 
 @router.get("/models", response_model=list[ModelInfo], summary="Models, and whether each serves now")

@@ -11,13 +11,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from kubeclassify.core.cron import shortest_gap
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.core.storage import ObjectNotFound
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.backends import ScheduleBackend
+from kubeclassify.gateway.catalog import model_exists
 from kubeclassify.gateway.deps import (
     CatalogDep,
     ConfigDep,
@@ -28,7 +29,7 @@ from kubeclassify.gateway.deps import (
     owned,
 )
 from kubeclassify.gateway.errors import SIGNED_IN, problems
-from kubeclassify.gateway.routes.batches import check_webhook_url, model_exists
+from kubeclassify.gateway.inputs import check_webhook_url
 from kubeclassify.gateway.schedules import (
     OutOfCredits,
     RunInProgress,
@@ -36,43 +37,11 @@ from kubeclassify.gateway.schedules import (
     Schedules,
     new_schedule_name,
 )
+from kubeclassify.gateway.schemas import RunInfo, ScheduleInfo, ScheduleRequest
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["schedules"], responses=SIGNED_IN)
-
-
-class ScheduleRequest(BaseModel):
-    cron: str = Field(max_length=100, description="When runs start, e.g. '30 1 * * *' ('* * * * *' to try).")
-    time_zone: str = Field("UTC", max_length=64, description="IANA time zone of the cron and of dates.")
-    start_date: dt.date | None = Field(None, description="The first date to process (default: yesterday).")
-    catch_up: bool = Field(False, description="Process missed days one by one instead of skipping them.")
-    model: str | None = Field(None, max_length=63, description="A model (default: the default).")
-    webhook_url: str | None = Field(None, max_length=2048, description="Told when each run ends.")
-
-
-class ScheduleInfo(BaseModel):
-    name: str
-    owner: str
-    model: str
-    cron: str
-    time_zone: str
-    start_date: str | None
-    catch_up: bool
-    paused: bool
-    reason: str = Field(description="Why the schedule is paused, when it is.")
-    last_date: str | None = Field(
-        description="The last date done: its run succeeded, or it had no images (not a failed run)."
-    )
-    failures: int = Field(
-        0, description="Failed runs in a row of the date it is on; it pauses after three, with the reason."
-    )
-    last_error: str = Field("", description="Why the last run failed, while the date is not done.")
-    next_date: str = Field(description="The date the next run processes.")
-    next_run: dt.datetime | None = Field(
-        description="When the next run starts, RFC 3339 (none while paused)."
-    )
-    created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
 
 
 def _now() -> dt.datetime:
@@ -196,12 +165,6 @@ async def pause(name: str, user: CurrentUser, schedules: SchedulesDep, backend: 
 async def resume(name: str, user: CurrentUser, schedules: SchedulesDep, backend: ScheduleBackendDep) -> Any:
     """Resume a paused schedule."""
     return await _set_paused(name, user, schedules, backend, False)
-
-
-class RunInfo(BaseModel):
-    schedule: str
-    date: str
-    batch: str = Field(description="What runs it: a batch (local backend) or the ClassificationBatch.")
 
 
 @router.post(
