@@ -113,7 +113,7 @@ bench-predictor: install  ## predictor over HTTP against the model alone (Mobile
 bench-batch: install  ## batch worker against the model alone, a seed-style loop, and through the predictor; a 10M-row manifest
 	$(BIN)/python benchmarks/batch/run.py
 
-bench-http: install  ## what one predictor call costs the caller in CPU: aiohttp, httpx, urllib3
+bench-http: install  ## what one predictor call costs the caller in CPU (aiohttp, httpx, urllib3), and an S3 GET
 	$(BIN)/python benchmarks/http/run.py
 
 bench-gateway: install  ## what the gateway adds to a classification (p50/p99, 1 and 32 clients); auth req/s per core

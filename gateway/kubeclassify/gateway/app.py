@@ -92,7 +92,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = Redis.from_url(config.redis_url.get_secret_value(), decode_responses=True)
         app.state.store = ObjectStore(settings.s3)
-        # aiohttp, the one HTTP client: httpx's async client costs 18x its CPU per call (make bench-http).
+        # aiohttp, the one HTTP client: httpx's async client costs ~20x its CPU per call (make bench-http).
         app.state.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         app.state.accounts = Accounts(redis)
         app.state.tokens = VerifiedTokens(config.token_secret.get_secret_value())
