@@ -103,15 +103,18 @@ class LocalBatches:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
             try:
-                await self.lease.reacquire()
-            except LockNotOwnedError:
-                if await self.lease.acquire(blocking=False, token=self.holder):
-                    continue  # it had lapsed with no one holding it (Redis lost it): ours again
-                log.error("another gateway took over the local batch backend; this one stops running batches")
-                await stop_tasks(list(self.tasks.values()))
-                return
-            except RedisError as e:  # Redis away for a moment: try again at the next renewal
+                try:
+                    await self.lease.reacquire()
+                    continue
+                except LockNotOwnedError:
+                    if await self.lease.acquire(blocking=False, token=self.holder):
+                        continue  # it had lapsed with no one holding it (Redis lost it): ours again
+            except RedisError as e:  # Redis away for a moment (either call): try at the next renewal
                 log.warning("the local batch lease could not be renewed", extra={"error": str(e)})
+                continue
+            log.error("another gateway took over the local batch backend; this one stops running batches")
+            await stop_tasks(list(self.tasks.values()))
+            return
 
     async def _run(self, name: str) -> None:
         async with self.slots:
