@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from kubeclassify.core.webhooks import DELIVERY_HEADER
+
 HOLD_SECONDS = 30.0
 
 
@@ -35,6 +37,11 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/batch"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def delivery_ids(self) -> set[str]:
+        """The distinct delivery ids received. Delivery is at least once, so a run may arrive twice:
+        wait on these, not on a count of POSTs."""
+        return {headers[DELIVERY_HEADER] for headers, _ in list(self.received)}
 
     def close(self) -> None:
         self.release.set()
