@@ -13,13 +13,11 @@ import yaml
 from pydantic import ValidationError
 
 from kubeclassify.cli.client import until_finished
-from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH, GROUP, VERSION
-from kubeclassify.core.kubeapi import api_client
+from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH, PLURALS
+from kubeclassify.core.kubeapi import CustomObjects, api_client
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.core.settings import Settings
 from kubeclassify.core.storage import ObjectStore
-
-PLURAL = "classificationbatches"
 
 
 class ClusterError(RuntimeError):
@@ -36,35 +34,32 @@ class Batches:
     def __init__(self, kubeconfig: str | None, namespace: str) -> None:
         """`kubeconfig` None or empty: found as `core.kubeapi` finds it ($KUBECONFIG, in a pod its
         service account, else ~/.kube/config)."""
-        from kubernetes import client
         from kubernetes.config.config_exception import ConfigException
 
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         try:
-            self.api = client.CustomObjectsApi(api_client(kubeconfig))
+            self.client = api_client(kubeconfig)
         except (ConfigException, OSError, ValueError) as e:
             raise ClusterError(0, f"cannot use the kubeconfig {where}: {e}") from e
-        self.namespace = namespace
+        self.objects = CustomObjects(self.client, namespace, PLURALS[CLASSIFICATION_BATCH], timeout=None)
 
-    def _call(self, verb: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, verb: str, *args: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            return getattr(self.api, f"{verb}_namespaced_custom_object")(
-                GROUP, VERSION, self.namespace, PLURAL, *args, **kwargs
-            )
+            return getattr(self.objects, verb)(*args)
         except ApiException as e:
             raise ClusterError(e.status or 0, f"{e.status} {e.reason}: {e.body or ''}".strip()) from e
         except HTTPError as e:
-            host = self.api.api_client.configuration.host
+            host = self.client.configuration.host
             raise ClusterError(0, f"cannot reach the Kubernetes API at {host}: {e}") from e
 
     def __enter__(self) -> Batches:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.api.api_client.close()
+        self.client.close()
 
     # The same shape as the gateway client's batch methods, so the CLI treats both alike.
 
@@ -81,7 +76,11 @@ class Batches:
         return summary(self._call("create", body))
 
     def batch(self, name: str) -> dict[str, Any]:
-        return summary(self._call("get", name))
+        body = self._call("get", name)
+        if body is None:
+            where = self.objects.namespace
+            raise ClusterError(404, f"404 Not Found: no {CLASSIFICATION_BATCH} {name} in {where}")
+        return summary(body)
 
     def wait_for_batch(
         self, name: str, every: float = 2.0, on_progress: Callable[[dict[str, Any]], None] | None = None

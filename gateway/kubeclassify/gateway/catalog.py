@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.kubeapi import CustomObjects
 from kubeclassify.core.predictor import describe
 
 
@@ -67,12 +68,10 @@ class ModelDeployments:
     """Models from the ModelDeployments of one namespace (read-only: `get` and `list` on them)."""
 
     def __init__(self, api: Any, namespace: str) -> None:
-        from kubernetes import client
-
-        self.custom, self.namespace = client.CustomObjectsApi(api), namespace
+        self.objects = CustomObjects(api, namespace, c.PLURALS[c.MODEL_DEPLOYMENT])
 
     async def resolve(self, name: str) -> str | None:
-        body = await asyncio.to_thread(self._get, name)
+        body = await asyncio.to_thread(self.objects.get, name)
         if body is None:
             return None
         status = body.get("status") or {}
@@ -81,33 +80,11 @@ class ModelDeployments:
         return str(status["url"])
 
     async def describe(self) -> list[dict[str, Any]]:
-        items = await asyncio.to_thread(self._list, None)
+        items = (await asyncio.to_thread(self.objects.list)).get("items") or []
         return [_info(body) for body in sorted(items, key=lambda b: b["metadata"]["name"])]
 
     async def check(self) -> None:
-        await asyncio.to_thread(self._list, 1)
-
-    def _get(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            body: Any = self.custom.get_namespaced_custom_object(
-                c.GROUP, c.VERSION, self.namespace, c.PLURALS[c.MODEL_DEPLOYMENT], name, _request_timeout=10
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return dict(body)
-
-    def _list(self, limit: int | None) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"_request_timeout": 10}
-        if limit:
-            kwargs["limit"] = limit
-        result: Any = self.custom.list_namespaced_custom_object(
-            c.GROUP, c.VERSION, self.namespace, c.PLURALS[c.MODEL_DEPLOYMENT], **kwargs
-        )
-        return list(result.get("items") or [])
+        await asyncio.to_thread(self.objects.list, limit=1)
 
 
 def _info(body: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.kubeapi import CustomObjects
 from kubeclassify.core.resources.classification_batch import (
     ENDED_PHASES,
     Admission,
@@ -55,13 +56,11 @@ class _Gone(Exception):
 
 class KubernetesBatches:
     def __init__(self, app_state: Any, api: Any) -> None:
-        from kubernetes import client
-
         self.state = app_state
         self.config = app_state.config
         self.batches = Batches(app_state.accounts.redis)
         self.ledger = Ledger(app_state.accounts.redis)
-        self.custom = client.CustomObjectsApi(api)
+        self.objects = CustomObjects(api, self.config.namespace, c.PLURALS[c.CLASSIFICATION_BATCH])
         self.recounts: dict[str, asyncio.Task[None]] = {}
         self.follower: asyncio.Task[None] | None = None
         self.stopping = threading.Event()
@@ -86,13 +85,7 @@ class KubernetesBatches:
 
     async def delete(self, schedule: ScheduleRecord) -> None:
         """Delete the schedule's ClassificationBatch (its Jobs go with it) and forget the schedule."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            await self._api("delete", schedule.name)
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        await self._api("delete", schedule.name)
         await Schedules(self.batches.redis).delete(schedule)
 
     async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None:
@@ -116,10 +109,8 @@ class KubernetesBatches:
         await self._api("patch", name, patch)
 
     async def _api(self, verb: str, *args: Any, **kwargs: Any) -> Any:
-        """`verb`_namespaced_custom_object on this namespace's ClassificationBatches, off the loop."""
-        call = getattr(self.custom, f"{verb}_namespaced_custom_object")
-        where = (c.GROUP, c.VERSION, self.config.namespace, c.PLURALS[c.CLASSIFICATION_BATCH])
-        return await asyncio.to_thread(call, *where, *args, _request_timeout=10, **kwargs)
+        """`verb` on this namespace's ClassificationBatches, off the loop."""
+        return await asyncio.to_thread(getattr(self.objects, verb), *args, **kwargs)
 
     async def _admit(self, body: dict[str, Any]) -> None:
         """Answer the run the batch's status says waits for admission: reserve its credits in the
@@ -173,7 +164,9 @@ class KubernetesBatches:
             await asyncio.sleep(RECOUNT_SECONDS)
             self.recounts.pop(name, None)
             with contextlib.suppress(Exception):
-                await self._observe(await self._api("get", name))
+                body = await self._api("get", name)
+                if body is not None:
+                    await self._observe(body)
 
         if name not in self.recounts:
             self.recounts[name] = asyncio.create_task(again())
@@ -247,31 +240,25 @@ class KubernetesBatches:
     def _stream(self, version: str, loop: asyncio.AbstractEventLoop, events: asyncio.Queue[Any]) -> None:
         """The watch itself, on a thread of its own (the client blocks): each event into `events`,
         then None when it ends, or the error."""
-        from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
         def put(item: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop has closed: the gateway stopped
                 loop.call_soon_threadsafe(events.put_nowait, item)
 
-        stream = watch.Watch()
+        stream = self.objects.watch(
+            label_selector=SELECTOR,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=WATCH_SECONDS + 15,
+        )
         try:
-            for event in stream.stream(
-                self.custom.list_namespaced_custom_object,
-                c.GROUP,
-                c.VERSION,
-                self.config.namespace,
-                c.PLURALS[c.CLASSIFICATION_BATCH],
-                label_selector=SELECTOR,
-                resource_version=version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=WATCH_SECONDS,
-                _request_timeout=WATCH_SECONDS + 15,
-            ):
-                if self.stopping.is_set():
-                    stream.stop()
-                    return
-                put(event)
+            with contextlib.closing(stream):
+                for event in stream:
+                    if self.stopping.is_set():
+                        return
+                    put(event)
             put(None)
         except ApiException as e:
             put(_Gone() if e.status == 410 else e)

@@ -6,7 +6,6 @@ Appliers are idempotent: an object is created when missing and replaced only whe
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubeclassify.core import constants as c
+from kubeclassify.core.kubeapi import CustomObjects, none_if_missing
 from kubeclassify.operator.builders.inference_service import ISVC_GROUP, ISVC_PLURAL, ISVC_VERSION
 from kubeclassify.operator.rbac import record, uses
 
@@ -44,68 +44,37 @@ class ClusterApi:
     """Typed access to the objects the operator reads and writes."""
 
     def __init__(self, api: client.ApiClient, request_timeout: float = 60.0) -> None:
-        self.custom = client.CustomObjectsApi(api)
+        self.api = api
         self.core = client.CoreV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.timeout = request_timeout
 
+    def _objects(
+        self, namespace: str, plural: str, group: str = c.GROUP, version: str = c.VERSION
+    ) -> CustomObjects:
+        return CustomObjects(self.api, namespace, plural, group, version, self.timeout)
+
     # -- ModelDeployments ---------------------------------------------------------------------
 
     @uses(c.GROUP, c.PLURALS[c.MODEL_DEPLOYMENT], "get")
     def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return _none_if_missing(
-            lambda: self.custom.get_namespaced_custom_object(
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                c.PLURALS[c.MODEL_DEPLOYMENT],
-                name,
-                _request_timeout=self.timeout,
-            )
-        )
+        return self._objects(namespace, c.PLURALS[c.MODEL_DEPLOYMENT]).get(name)
 
     @uses(c.GROUP, f"{c.PLURALS[c.MODEL_DEPLOYMENT]}/status", "patch")
     def patch_model_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURALS[c.MODEL_DEPLOYMENT],
-            name,
-            {"status": status},
-            _request_timeout=self.timeout,
-        )
+        self._objects(namespace, c.PLURALS[c.MODEL_DEPLOYMENT]).patch_status(name, {"status": status})
 
     # -- InferenceServices ---------------------------------------------------------------------
 
     @uses(ISVC_GROUP, ISVC_PLURAL, "get")
     def get_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return _none_if_missing(
-            lambda: self.custom.get_namespaced_custom_object(
-                ISVC_GROUP, ISVC_VERSION, namespace, ISVC_PLURAL, name, _request_timeout=self.timeout
-            )
-        )
+        return self._objects(namespace, ISVC_PLURAL, ISVC_GROUP, ISVC_VERSION).get(name)
 
     @uses(ISVC_GROUP, ISVC_PLURAL, "create", "patch")
     def apply_inference_service(self, namespace: str, desired: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply `desired`; returns the stored object.
-
-        The answer is decoded here: an apply that creates the object is answered 201 Created, which
-        the client's custom-object patch does not decode (it would return None)."""
-        response: Any = self.custom.patch_namespaced_custom_object(
-            ISVC_GROUP,
-            ISVC_VERSION,
-            namespace,
-            ISVC_PLURAL,
-            desired["metadata"]["name"],
-            desired,
-            **APPLY,
-            _request_timeout=self.timeout,
-            _preload_content=False,
-        )
-        applied: dict[str, Any] = json.loads(response.data)
-        return applied
+        """Server-side apply `desired`; returns the stored object."""
+        return self._objects(namespace, ISVC_PLURAL, ISVC_GROUP, ISVC_VERSION).apply(desired, FIELD_MANAGER)
 
     # -- Namespaced objects we own: ServiceAccounts, RBAC for ticks, CronJobs -----------------
 
@@ -119,16 +88,7 @@ class ClusterApi:
 
     @uses(c.GROUP, c.PLURALS[c.CLASSIFICATION_BATCH], "get")
     def get_classification_batch(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return _none_if_missing(
-            lambda: self.custom.get_namespaced_custom_object(
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                c.PLURALS[c.CLASSIFICATION_BATCH],
-                name,
-                _request_timeout=self.timeout,
-            )
-        )
+        return self._objects(namespace, c.PLURALS[c.CLASSIFICATION_BATCH]).get(name)
 
     @uses(c.GROUP, f"{c.PLURALS[c.CLASSIFICATION_BATCH]}/status", "patch")
     def patch_classification_batch_status(
@@ -137,35 +97,20 @@ class ClusterApi:
         """Patch the status; with `resource_version`, only if the batch is still at that version (the
         API answers 409 Conflict otherwise). The batch as written."""
         guard = {"metadata": {"resourceVersion": resource_version}} if resource_version else {}
-        written = self.custom.patch_namespaced_custom_object_status(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURALS[c.CLASSIFICATION_BATCH],
-            name,
-            {**guard, "status": status},
-            _request_timeout=self.timeout,
-        )
-        return dict(written)  # type: ignore[call-overload]
+        batches = self._objects(namespace, c.PLURALS[c.CLASSIFICATION_BATCH])
+        return batches.patch_status(name, {**guard, "status": status})
 
     @uses(c.GROUP, c.PLURALS[c.CLASSIFICATION_BATCH], "patch")
     def annotate_classification_batch(
         self, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> None:
         """Set annotations (None removes one)."""
-        self.custom.patch_namespaced_custom_object(
-            c.GROUP,
-            c.VERSION,
-            namespace,
-            c.PLURALS[c.CLASSIFICATION_BATCH],
-            name,
-            {"metadata": {"annotations": annotations}},
-            _request_timeout=self.timeout,
-        )
+        batches = self._objects(namespace, c.PLURALS[c.CLASSIFICATION_BATCH])
+        batches.patch(name, {"metadata": {"annotations": dict(annotations)}})
 
     @uses("batch", "jobs", "get")
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        job = _none_if_missing(
+        job = none_if_missing(
             lambda: self.batch.read_namespaced_job(name, namespace, _request_timeout=self.timeout)
         )
         return None if job is None else self.batch.api_client.sanitize_for_serialization(job)
@@ -212,7 +157,7 @@ class ClusterApi:
     @uses("", "secrets", "get")
     def secret_value(self, namespace: str, name: str, key: str) -> bytes | None:
         """One key of a Secret (None when the Secret or the key is missing); never logged."""
-        secret = _none_if_missing(
+        secret = none_if_missing(
             lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
         )
         if secret is None or key not in (secret.data or {}):
@@ -222,7 +167,7 @@ class ClusterApi:
     @uses("", "secrets", "get")
     def secret_labels(self, namespace: str, name: str) -> dict[str, str] | None:
         """The labels of a Secret (None when it does not exist); its contents are not read."""
-        found = _none_if_missing(
+        found = none_if_missing(
             lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
         )
         return None if found is None else dict(found.metadata.labels or {})
@@ -230,16 +175,7 @@ class ClusterApi:
     @uses("", "secrets", "get")
     def secret_exists(self, namespace: str, name: str) -> bool:
         """Whether the Secret exists; its contents are never read into logs or status."""
-        found = _none_if_missing(
+        found = none_if_missing(
             lambda: self.core.read_namespaced_secret(name, namespace, _request_timeout=self.timeout)
         )
         return found is not None
-
-
-def _none_if_missing(call: Any) -> Any:
-    try:
-        return call()
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
