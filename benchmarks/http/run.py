@@ -124,7 +124,7 @@ def object_gets(objects: int = 400, size: int = 40_000) -> dict[str, float]:
                 store.write(f"s3://bench/{key}", blob)
             ways: dict[str, Callable[[str], object]] = {
                 "presigned urllib3 (ObjectStore.read)": lambda key: store.read(f"s3://bench/{key}"),
-                "botocore get_object": lambda key: store._s3.get_object(Bucket="bench", Key=key)[
+                "botocore get_object": lambda key: store.s3.client.get_object(Bucket="bench", Key=key)[
                     "Body"
                 ].read(),
             }
