@@ -3,8 +3,6 @@ resume, run one date now, and all of a schedule's results as one CSV; with eithe
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from typing import Annotated, Any
@@ -15,7 +13,6 @@ from pydantic import ValidationError
 
 from kubeclassify.core.cron import shortest_gap
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
-from kubeclassify.core.storage import ObjectNotFound
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.backends import ScheduleBackend
 from kubeclassify.gateway.catalog import model_exists
@@ -30,6 +27,7 @@ from kubeclassify.gateway.deps import (
 )
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.inputs import check_webhook_url
+from kubeclassify.gateway.results import merged_csv
 from kubeclassify.gateway.schedules import (
     OutOfCredits,
     RunInProgress,
@@ -210,16 +208,5 @@ async def schedule_results(
     record = owned(await schedules.get(name), user, f"schedule {name!r}")
     outputs = await backend.outputs(record)
 
-    async def chunks() -> Any:
-        header_sent = False
-        for uri in outputs:
-            with contextlib.suppress(ObjectNotFound):
-                text = await asyncio.to_thread(store.read, uri)
-                header, _, rows = text.partition(b"\n")
-                if not header_sent:
-                    yield header + b"\n"
-                    header_sent = True
-                yield rows
-
     headers = {"Content-Disposition": f'attachment; filename="{record.name}.csv"'}
-    return StreamingResponse(chunks(), media_type="text/csv", headers=headers)
+    return StreamingResponse(merged_csv(store, outputs), media_type="text/csv", headers=headers)
