@@ -9,12 +9,14 @@ import asyncio
 import datetime as dt
 import hashlib
 import secrets
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cachetools import TLRUCache
 
 ALGORITHM = "HS256"
 API_KEY_PREFIX = "kc_"
@@ -104,13 +106,13 @@ def decode_token(token: str, secret: str) -> Claims | None:
 
 class VerifiedTokens:
     """Tokens this process has verified, with their claims: a client's next requests with the same
-    token skip the signature and JSON work (most of what authentication costs), and every use still
-    checks the expiry. Only tokens that verified are kept; at most `size`, the oldest dropped first."""
+    token skip the signature and JSON work (most of what authentication costs). Only tokens that
+    verified are kept, each until it expires; at most `size`, the least recently used dropped first.
+    Used from the event loop only (cachetools' caches are not thread-safe)."""
 
     def __init__(self, secret: str, size: int = 10_000) -> None:
         self._secret = secret
-        self._size = size
-        self._claims: dict[str, Claims] = {}
+        self._claims: TLRUCache[str, Claims] = TLRUCache(size, ttu=_expiry, timer=time.time)
 
     def claims(self, token: str) -> Claims | None:
         """The token's claims, or None when it is not valid (now)."""
@@ -119,13 +121,12 @@ class VerifiedTokens:
             known = decode_token(token, self._secret)
             if known is None:
                 return None
-            if len(self._claims) >= self._size:
-                del self._claims[next(iter(self._claims))]
             self._claims[token] = known
-        if known.expires <= dt.datetime.now(dt.UTC):
-            self._claims.pop(token, None)
-            return None
         return known
+
+
+def _expiry(token: str, claims: Claims, now: float) -> float:
+    return claims.expires.timestamp()
 
 
 def new_api_key() -> tuple[str, str]:
