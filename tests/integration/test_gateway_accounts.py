@@ -204,19 +204,35 @@ def test_the_first_admin_from_a_plain_password_secret(redis_server: RedisServer)
 
 
 def test_rate_limit_answers_429_with_retry_after(redis_server: RedisServer) -> None:
-    """Three requests a minute: the fourth and later in the same minute wait for the next one. The
-    window is the calendar minute, so the gateway's clock is held 15 s into one (a real minute could
-    turn between the requests)."""
+    """Three requests a minute over a sliding minute: the fourth and later wait until the weight of
+    the last minute's requests has fallen enough. The gateway's clock is held, 15 s into a minute."""
     with TestClient(create_app(settings(redis_server, rate_limit_per_minute=3))) as c:
         token = sign_up(c)
         accounts = c.app.state.accounts  # type: ignore[attr-defined]
-        minute = (accounts.clock() // 60 + 1) * 60
+        minute = (accounts.clock() // 60 + 2) * 60
         accounts.clock = lambda: minute + 15.0
         answers = [c.get("/v1/me", headers=bearer(token)) for _ in range(5)]
-        accounts.clock = lambda: minute + 60.0
-        next_minute = c.get("/v1/me", headers=bearer(token)).status_code
-    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429] and next_minute == 200
-    assert answers[3].headers["Retry-After"] == "45"
+        accounts.clock = lambda: minute + 60.0  # the three still weigh 3: no room
+        next_minute = c.get("/v1/me", headers=bearer(token))
+        accounts.clock = lambda: minute + 80.0  # they weigh 3 x 40/60 = 2: room for one
+        later = [c.get("/v1/me", headers=bearer(token)).status_code for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    assert answers[3].headers["Retry-After"] == "65", "45 s to the next minute, then 20 s"
+    assert next_minute.status_code == 429 and next_minute.headers["Retry-After"] == "20"
+    assert later == [200, 429]
+
+
+def test_a_burst_across_a_minute_boundary_gets_the_limit_not_twice_it(redis_server: RedisServer) -> None:
+    """A fixed window allowed the limit at the end of one minute and again at the start of the next."""
+    with TestClient(create_app(settings(redis_server, rate_limit_per_minute=4))) as c:
+        token = sign_up(c)
+        accounts = c.app.state.accounts  # type: ignore[attr-defined]
+        minute = (accounts.clock() // 60 + 2) * 60
+        codes = []
+        for at in (58.0, 59.0, 61.0, 62.0):
+            accounts.clock = lambda at=at: minute + at
+            codes += [c.get("/v1/me", headers=bearer(token)).status_code for _ in range(2)]
+    assert codes.count(200) == 4, codes
 
 
 def test_concurrent_debits_never_overdraw(redis_server: RedisServer) -> None:

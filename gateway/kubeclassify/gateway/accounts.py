@@ -3,7 +3,8 @@
 Keys: `kc:user:<name>` (hash: password, role, created, gen, disabled), `kc:keys:<name>` (hash: key
 id → digest), `kc:apikey:<digest>` (hash: owner, id, name, created), `kc:credits:<name>` (integer),
 `kc:audit:<name>` (a capped stream), and counters that expire: `kc:fail:name:<name>`,
-`kc:fail:addr:<address>`, `kc:signup:<address>`, `kc:rate:<name>:<minute>`.
+`kc:fail:addr:<address>`, `kc:signup:<address>`, `kc:rate:<name>:<minute>` (requests counted in
+that minute, for a sliding minute's rate).
 
 An account's `gen` is its token generation: access tokens carry the one they were issued in, and
 signing out, a new password, a takeover or disabling moves it on, so every older token stops."""
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -37,13 +39,23 @@ return redis.call('DECRBY', KEYS[1], amount)
 """
 
 
-# Who is signing in, their balance, and one more request counted for their rate limit: one step.
+# Who is signing in, their balance, and this request counted for their rate limit: one step.
+# The rate is a sliding minute, as a sliding-window counter keeps it: this minute's count plus last
+# minute's weighted by the part of it still inside the last 60 s (ARGV[1]); a request is counted only
+# when that stays within the limit (ARGV[2]). A fixed minute let a client send twice the limit
+# across a minute's turn. Returns the user's fields, the balance, 1 or 0 (counted or refused), and
+# the two counts the wait is computed from.
 _SIGN_IN = """
 local user = redis.call('HMGET', KEYS[1], 'role', 'created', 'gen', 'disabled')
 local credits = redis.call('GET', KEYS[2])
-local count = redis.call('INCR', KEYS[3])
-if count == 1 then redis.call('EXPIRE', KEYS[3], 61) end
-return {user[1], user[2], user[3], user[4], credits, count}
+local current = tonumber(redis.call('GET', KEYS[3]) or '0')
+local previous = tonumber(redis.call('GET', KEYS[4]) or '0')
+local counted = 0
+if previous * tonumber(ARGV[1]) + current + 1 <= tonumber(ARGV[2]) then
+  if redis.call('INCR', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], 121) end
+  counted = 1
+end
+return {user[1], user[2], user[3], user[4], credits, counted, current, previous}
 """
 
 # Take one attempt from each counter (KEYS[i], at most ARGV[2i-1] in ARGV[2i] seconds), or none:
@@ -107,7 +119,7 @@ class Accounts:
     def __init__(self, redis: Redis) -> None:
         """`redis` must decode responses (`decode_responses=True`): every value is a str."""
         self.redis: Any = redis
-        self.clock: Callable[[], float] = time.time  # the request-rate window is its calendar minute
+        self.clock: Callable[[], float] = time.time  # the rate's minutes are this clock's
         self._debit = redis.register_script(_DEBIT)
         self._sign_in = redis.register_script(_SIGN_IN)
         self._take = redis.register_script(_TAKE)
@@ -253,13 +265,20 @@ class Accounts:
         token's) is not its current one; and the seconds it must wait before its next request (0: go
         ahead), counting this request: one round trip to Redis for all of it."""
         now = self.clock()
-        keys = [f"kc:user:{username}", f"kc:credits:{username}", f"kc:rate:{username}:{int(now // 60)}"]
-        role, created, gen, disabled, credits, count = await self._sign_in(keys=keys)
-        current = int(gen or 0)
-        if role is None or disabled == "1" or (generation is not None and generation != current):
+        minute, into = int(now // 60), now % 60
+        keys = [
+            f"kc:user:{username}",
+            f"kc:credits:{username}",
+            f"kc:rate:{username}:{minute}",
+            f"kc:rate:{username}:{minute - 1}",
+        ]
+        found = await self._sign_in(keys=keys, args=[(60 - into) / 60, per_minute])
+        role, created, gen, disabled, credits, counted, current, previous = found
+        generation_now = int(gen or 0)
+        if role is None or disabled == "1" or (generation is not None and generation != generation_now):
             return None, 0
-        wait = 0 if int(count) <= per_minute else 60 - int(now % 60)
-        return User(username, role, created or "", int(credits or 0), current), wait
+        wait = 0 if counted else rate_wait(int(current), int(previous), into, per_minute)
+        return User(username, role, created or "", int(credits or 0), generation_now), wait
 
     # -- credits ----------------------------------------------------------------------------------
 
@@ -310,6 +329,17 @@ class Accounts:
         """The account's last `count` events, newest first."""
         found = await self.redis.xrevrange(f"kc:audit:{username}", count=count)
         return [json.loads(values["entry"]) for _, values in found]
+
+
+def rate_wait(current: int, previous: int, into: float, per_minute: int) -> int:
+    """Whole seconds until a request fits the sliding minute again, `into` seconds into this minute
+    with `current` requests counted in it and `previous` in the last, if none come meanwhile."""
+    room = per_minute - 1  # what the earlier requests may weigh for one more to fit
+    if current <= room:  # it fits in this minute, once the last minute's weigh little enough
+        wait = 60 * (1 - (room - current) / previous) - into if previous else 0.0
+    else:  # in the next minute, once this minute's weigh little enough
+        wait = 60 - into + 60 * (1 - room / current)
+    return max(1, math.ceil(wait - 1e-9))
 
 
 def _now() -> str:

@@ -51,7 +51,11 @@ class GatewayConfig(BaseModel):
     image_cost: int = Field(1, ge=0, description="Credits one classified image costs.")
     refill_amount: int = Field(100, ge=1, description="Credits an admin refill adds when no amount is given.")
     rate_limit_per_minute: int = Field(
-        600, ge=1, description="Requests per minute for one account, all its keys and tokens together."
+        600,
+        ge=1,
+        description=(
+            "Requests per minute for one account, all its keys and tokens together, over a sliding minute."
+        ),
     )
     max_api_keys: int = Field(20, ge=1, le=1000, description="API keys one account may have.")
     max_schedules: int = Field(10, ge=0, description="Schedules one account may have (admins: any number).")
