@@ -96,7 +96,7 @@ def test_starting_again_stops() -> None:
 
     async def scenario() -> None:
         retrying = asyncio.create_task(gateway_app._retry(RedisRestarting().call))
-        await asyncio.sleep(1.1)  # its first wait is 1 s: then it is starting
+        await asyncio.sleep(1.1)  # its first try is under way
 
         async def stop() -> None:
             retrying.cancel()

@@ -15,9 +15,11 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import stamina
 
 from kubeclassify.core.fetch import BlockedAddress, FetchError, FetchPolicy, request
 
@@ -58,6 +60,14 @@ class Delivery:
     retryable: bool = False  # a network error, 429 or 5xx: another try may succeed
 
 
+class _TryAgain(Exception):
+    """A try that another may better: a network error, 429 or 5xx."""
+
+    def __init__(self, status: int | None, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
 def deliver(
     url: str,
     payload: Mapping[str, Any],
@@ -66,37 +76,53 @@ def deliver(
     policy: FetchPolicy | None = None,
     attempts: int = 5,
     backoff: float = 1.0,
-    sleep: Callable[[float], None] = time.sleep,
     delivery: str | None = None,
 ) -> Delivery:
     """POST `payload` as JSON, signed when there is a secret and named by `delivery` (the same for
-    every sender of the same event); retried with exponential backoff on network errors, 429 and
-    5xx. A refused address or another 4xx is not retried."""
+    every sender of the same event); tried again (stamina: exponential backoff from `backoff`
+    seconds, with jitter) on network errors, 429 and 5xx. A refused address or another 4xx is not
+    tried again."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
-    status: int | None = None
-    error: str | None = None
-    for attempt in range(1, attempts + 1):
-        headers = {"Content-Type": "application/json", EVENT_HEADER: event}
-        if delivery:
-            headers[DELIVERY_HEADER] = delivery
-        if secret:
-            headers[SIGNATURE_HEADER] = signature(secret, int(time.time()), body)
-        try:
-            resp = request("POST", url, policy, body=body, headers=headers)
-        except BlockedAddress as e:
-            return Delivery(_now(), attempt, False, None, str(e))
-        except FetchError as e:
-            status, error = None, str(e)
-        else:
-            status = resp.status
-            if 200 <= status < 300:
-                return Delivery(_now(), attempt, True, status)
-            error = f"the receiver answered HTTP {status}"
-            if status != 429 and status < 500:
-                return Delivery(_now(), attempt, False, status, error)
-        if attempt < attempts:
-            sleep(backoff * 2 ** (attempt - 1))
-    return Delivery(_now(), attempts, False, status, error, retryable=True)
+    tried = 0
+    try:
+        for attempt in stamina.retry_context(
+            on=_TryAgain, attempts=attempts, timeout=None, wait_initial=backoff, wait_jitter=backoff
+        ):
+            with attempt:
+                tried = attempt.num
+                return _post(url, body, secret, event, policy, delivery, tried)
+    except _TryAgain as e:
+        return Delivery(_now(), tried, False, e.status, e.error, retryable=True)
+    raise AssertionError("stamina ends with an answer or the last error")  # pragma: no cover
+
+
+def _post(
+    url: str,
+    body: bytes,
+    secret: bytes | None,
+    event: str,
+    policy: FetchPolicy | None,
+    delivery: str | None,
+    attempt: int,
+) -> Delivery:
+    """One try: its Delivery, or _TryAgain."""
+    headers = {"Content-Type": "application/json", EVENT_HEADER: event}
+    if delivery:
+        headers[DELIVERY_HEADER] = delivery
+    if secret:
+        headers[SIGNATURE_HEADER] = signature(secret, int(time.time()), body)
+    try:
+        resp = request("POST", url, policy, body=body, headers=headers)
+    except BlockedAddress as e:
+        return Delivery(_now(), attempt, False, None, str(e))
+    except FetchError as e:
+        raise _TryAgain(None, str(e)) from e
+    if 200 <= resp.status < 300:
+        return Delivery(_now(), attempt, True, resp.status)
+    error = f"the receiver answered HTTP {resp.status}"
+    if resp.status == 429 or resp.status >= 500:
+        raise _TryAgain(resp.status, error)
+    return Delivery(_now(), attempt, False, resp.status, error)
 
 
 def _now() -> dt.datetime:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import stamina
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
@@ -23,7 +24,7 @@ from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.backends import BatchBackend, ScheduleBackend
-from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
+from kubeclassify.gateway.cancel import cancelling, stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.deps import ensure_admin
@@ -71,17 +72,25 @@ def _batch_backend(config: GatewayConfig, state: Any) -> BatchBackend:
 
 
 async def _retry(start: Callable[[], Awaitable[None]]) -> None:
-    """Call `start` until Redis answers (and, for the local backend, no other gateway holds it)."""
-    delay = 1.0
-    while True:
-        await asyncio.sleep(delay)
-        try:
-            await start()
-            return
-        except (RedisError, SecondReplica) as e:
-            stop_if_cancelled(e)
-            log.warning("the gateway's background work cannot start yet", extra={"error": str(e)})
-            delay = min(delay * 2, 30.0)
+    """Call `start` until Redis answers (and, for the local backend, no other gateway holds it),
+    waiting from 1 s, doubling, up to 30 s between tries (stamina)."""
+    try:
+        async for attempt in stamina.retry_context(
+            on=_not_started, attempts=None, timeout=None, wait_initial=1.0, wait_max=30.0
+        ):
+            with attempt:
+                await start()
+    except (RedisError, SecondReplica) as e:  # not tried again: the gateway is stopping
+        stop_if_cancelled(e)
+        raise
+
+
+def _not_started(error: Exception) -> bool:
+    """Whether to try starting again after `error` (never while being cancelled: see gateway.cancel)."""
+    if not isinstance(error, RedisError | SecondReplica) or cancelling():
+        return False
+    log.warning("the gateway's background work cannot start yet", extra={"error": str(error)})
+    return True
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
