@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from harness.standins import Catalog, Records, Untouched
 from pydantic import SecretStr
 
 from kubeclassify.core.resources import BatchCounts
@@ -18,7 +19,6 @@ from kubeclassify.gateway import deps
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.batches import BatchRecord
-from kubeclassify.gateway.catalog import NotReady
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.images import ImageRecord
 from kubeclassify.gateway.schedules import ScheduleRecord
@@ -27,39 +27,6 @@ pytestmark = pytest.mark.unit
 
 ALICE = User(username="alice", role="user", created="2026-12-01T00:00:00Z", credits=10)
 ADMIN = dataclasses.replace(ALICE, username="root", role="admin")
-
-
-class Records:
-    """Records by name, as Images, Batches and Schedules give them; nothing else is asked here."""
-
-    def __init__(self, *records: Any) -> None:
-        self.records = {getattr(r, "uid", None) or r.name: r for r in records}
-
-    async def get(self, name: str) -> Any:
-        return self.records.get(name)
-
-
-class Untouched:
-    """The accounts' store and the ledger, for requests refused before either is used: any use fails."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"refused too late: {name} was used")
-
-
-class Catalog:
-    def __init__(self, models: dict[str, str | None]) -> None:
-        self.models = models  # name -> predictor URL; None: exists but does not serve yet
-
-    async def resolve(self, name: str) -> str | None:
-        if name in self.models and self.models[name] is None:
-            raise NotReady(f"model {name!r} is not ready")
-        return self.models.get(name)
-
-    async def describe(self) -> list[dict[str, Any]]:
-        return [{"name": n, "ready": url is not None} for n, url in self.models.items()]
-
-    async def check(self) -> None:
-        return None
 
 
 def image(owner: str) -> ImageRecord:

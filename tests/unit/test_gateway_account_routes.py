@@ -1,0 +1,152 @@
+"""The routes whose refusals depend on what the accounts store holds (sign-in, API keys, accounts,
+credits, the request rate, the schedule cap), with no server: the gateway's own Accounts code, its
+Lua scripts included, runs on fakeredis (an in-memory Redis; the scripts run in lupa's Lua). The
+rest is stood in as in test_gateway_routes. The integration tier runs the same against redis-server."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from fakeredis import FakeAsyncRedis
+from fastapi.testclient import TestClient
+from harness.standins import Catalog, Untouched
+from pydantic import SecretStr
+
+from kubeclassify.gateway import deps
+from kubeclassify.gateway.accounts import Accounts
+from kubeclassify.gateway.app import create_app
+from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
+from kubeclassify.gateway.security import PasswordPool, VerifiedTokens, hash_password
+from kubeclassify.gateway.signin import SignIn
+
+PASSWORD = "a long enough password"
+LIMITS = {"login_failures": 3, "max_api_keys": 2, "max_schedules": 1, "rate_limit_per_minute": 1000}
+
+
+@contextlib.asynccontextmanager
+async def no_lifespan(_: Any) -> AsyncIterator[None]:
+    yield  # the state is made below: nothing connects anywhere
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    config = GatewayConfig(
+        token_secret=SecretStr("x" * 32),
+        redis_url=SecretStr("redis://127.0.0.1:1/0"),
+        manifest={"uri": "file:///nowhere/manifest.csv"},
+        **LIMITS,  # type: ignore[arg-type]
+    )
+    app = create_app(GatewaySettings(gateway=config))
+    app.router.lifespan_context = no_lifespan
+    accounts = Accounts(FakeAsyncRedis(decode_responses=True))
+    passwords = PasswordPool(1)
+    app.state.accounts = accounts
+    app.state.passwords = passwords
+    app.state.tokens = VerifiedTokens(config.token_secret.get_secret_value())
+    app.state.signin = SignIn(accounts, config, passwords)
+    app.dependency_overrides.update(
+        {
+            deps.get_catalog: lambda: Catalog({"digits": "http://predictor"}),
+            deps.get_store: Untouched,
+            deps.get_http: Untouched,
+            deps.get_fetches: Untouched,
+            deps.get_batch_backend: Untouched,
+            deps.get_schedule_backend: lambda: None,
+        }
+    )
+    with TestClient(app) as c:
+        digest = hash_password(PASSWORD)
+        for name, role, credits in [("alice", "user", 0), ("root", "admin", 0)]:
+            c.portal.call(accounts.create_user, name, digest, role, credits)
+        yield c
+    passwords.close()
+
+
+def basic(name: str, password: str = PASSWORD) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def bearer(client: TestClient, name: str) -> dict[str, str]:
+    answer = client.post("/v1/auth/token", data={"username": name, "password": PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def test_wrong_passwords_are_refused_then_the_name_is_locked_out(client: TestClient) -> None:
+    wrong = [client.post("/v1/auth/token", data={"username": "alice", "password": "no"}) for _ in range(3)]
+    assert [a.status_code for a in wrong] == [401] * 3
+    locked = client.post("/v1/auth/token", data={"username": "alice", "password": PASSWORD})
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert client.get("/v1/me", headers=basic("alice")).status_code == 429, "Basic counts the same"
+
+
+def test_an_unknown_name_a_forged_token_and_an_unknown_key_are_refused(client: TestClient) -> None:
+    assert client.post("/v1/auth/token", data={"username": "nobody", "password": PASSWORD}).status_code == 401
+    assert client.get("/v1/me", headers={"Authorization": "Bearer not.a.token"}).status_code == 401
+    assert client.get("/v1/me", headers={"X-API-Key": "kc_unknown"}).status_code == 401
+
+
+def test_registration_is_for_admins_and_a_taken_name_is_refused(client: TestClient) -> None:
+    body = {"username": "bob", "password": PASSWORD}
+    assert client.post("/v1/accounts", json=body, headers=bearer(client, "alice")).status_code == 403
+    taken = client.post("/v1/accounts", json={**body, "username": "alice"}, headers=bearer(client, "root"))
+    assert taken.status_code == 409 and "taken" in taken.text
+
+
+def test_api_keys_are_capped_and_an_unknown_one_cannot_be_revoked(client: TestClient) -> None:
+    alice = bearer(client, "alice")
+    made = [client.post("/v1/keys", json={"name": f"k{i}"}, headers=alice).status_code for i in range(3)]
+    assert made == [201, 201, 409]
+    assert client.delete("/v1/keys/0123456789ab", headers=alice).status_code == 404
+
+
+def test_admin_routes_refuse_what_is_not_there(client: TestClient) -> None:
+    root = bearer(client, "root")
+    assert client.patch("/v1/admin/accounts/nobody", json={"disabled": True}, headers=root).status_code == 404
+    assert client.get("/v1/admin/accounts/nobody/audit", headers=root).status_code == 404
+    assert client.post("/v1/admin/credits/nobody", json={"amount": 5}, headers=root).status_code == 404
+    itself = client.patch("/v1/admin/accounts/root", json={"disabled": True}, headers=root)
+    assert itself.status_code == 409 and "own account" in itself.text
+
+
+def test_a_disabled_account_is_refused_every_way(client: TestClient) -> None:
+    alice = bearer(client, "alice")
+    key = client.post("/v1/keys", json={"name": "k"}, headers=alice).json()["key"]
+    off = client.patch("/v1/admin/accounts/alice", json={"disabled": True}, headers=bearer(client, "root"))
+    assert off.status_code == 200
+    for headers in (alice, basic("alice"), {"X-API-Key": key}):
+        assert client.get("/v1/me", headers=headers).status_code == 401, headers
+
+
+def test_classify_without_credits_is_402_and_nothing_else_is_touched(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/classify",
+        data={"model": "digits"},
+        files={"file": ("a.png", b"x")},
+        headers=bearer(client, "alice"),
+    )
+    assert answer.status_code == 402 and "not enough credits" in answer.text
+
+
+def test_a_second_schedule_over_the_cap_is_409(client: TestClient) -> None:
+    from kubeclassify.gateway.schedules import ScheduleRecord, Schedules
+
+    accounts: Accounts = client.app.state.accounts  # type: ignore[attr-defined]
+    kept = ScheduleRecord(
+        name="alice-daily", owner="alice", model="digits", cron="0 2 * * *", time_zone="UTC"
+    )
+    client.portal.call(Schedules(accounts.redis).save, kept)
+    body = {"cron": "0 3 * * *", "time_zone": "UTC", "model": "digits"}
+    answer = client.post("/v1/schedules", json=body, headers=bearer(client, "alice"))
+    assert answer.status_code == 409 and "the most allowed" in answer.text
+
+
+def test_the_request_rate_is_429_with_retry_after(client: TestClient) -> None:
+    client.app.state.config.rate_limit_per_minute = 2  # type: ignore[attr-defined]
+    alice = bearer(client, "alice")
+    codes = [client.get("/v1/me", headers=alice) for _ in range(3)]
+    assert [a.status_code for a in codes] == [200, 200, 429] and int(codes[2].headers["Retry-After"]) > 0
