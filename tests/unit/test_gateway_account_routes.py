@@ -150,3 +150,57 @@ def test_the_request_rate_is_429_with_retry_after(client: TestClient) -> None:
     alice = bearer(client, "alice")
     codes = [client.get("/v1/me", headers=alice) for _ in range(3)]
     assert [a.status_code for a in codes] == [200, 200, 429] and int(codes[2].headers["Retry-After"]) > 0
+
+
+def refill(client: TestClient, name: str, amount: int) -> None:
+    root = bearer(client, "root")
+    assert client.post(f"/v1/admin/credits/{name}", json={"amount": amount}, headers=root).status_code == 200
+
+
+def test_not_an_image_is_415_and_its_credit_comes_back(client: TestClient) -> None:
+    refill(client, "alice", 3)
+    alice = bearer(client, "alice")
+    form, files = {"model": "digits"}, {"file": ("a.png", b"not an image")}
+    answer = client.post("/v1/classify", data=form, files=files, headers=alice)
+    assert answer.status_code == 415 and "not an image" in answer.text
+    assert client.get("/v1/credits", headers=alice).json()["credits"] == 3
+
+
+def test_a_batch_its_owner_cannot_pay_for_is_402_before_its_csv_is_stored(client: TestClient) -> None:
+    refill(client, "alice", 1)
+    csv = b"url\nhttp://93.184.216.34/a.png\nhttp://93.184.216.34/b.png\n"
+    answer = client.post(
+        "/v1/batches",
+        data={"model": "digits"},
+        files={"file": ("b.csv", csv)},
+        headers=bearer(client, "alice"),
+    )
+    assert answer.status_code == 402 and "2 images cost 2" in answer.text
+
+
+def test_a_batch_with_a_webhook_needs_a_webhook_secret_first(client: TestClient) -> None:
+    form = {"model": "digits", "webhook_url": "http://93.184.216.34/hook"}
+    csv = b"url\nhttp://93.184.216.34/a.png\n"
+    answer = client.post(
+        "/v1/batches", data=form, files={"file": ("b.csv", csv)}, headers=bearer(client, "alice")
+    )
+    assert answer.status_code == 409 and "make a webhook secret first" in answer.text
+
+
+def test_a_new_password_needs_the_current_one(client: TestClient) -> None:
+    body = {"current_password": "not it", "new_password": "another long enough password"}
+    answer = client.post("/v1/me/password", json=body, headers=bearer(client, "alice"))
+    assert answer.status_code == 403 and "current password is wrong" in answer.text
+
+
+def test_a_body_over_the_limit_is_413_unread(client: TestClient) -> None:
+    big = b"x" * (client.app.state.config.max_upload_bytes + (1 << 20))  # type: ignore[attr-defined]
+    answer = client.post("/v1/auth/token", content=big, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413 and "over" in answer.text
+
+
+def test_redis_away_is_503_to_try_again(client: TestClient) -> None:
+    away = Accounts(FakeAsyncRedis(decode_responses=True, connected=False))  # every command fails
+    client.app.state.accounts = client.app.state.signin.accounts = away  # type: ignore[attr-defined]
+    answer = client.get("/v1/me", headers=basic("alice"))
+    assert answer.status_code == 503, answer.text

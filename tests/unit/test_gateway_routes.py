@@ -21,7 +21,7 @@ from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.batches import BatchRecord
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.images import ImageRecord
-from kubeclassify.gateway.schedules import ScheduleRecord
+from kubeclassify.gateway.schedules import OutOfCredits, RunInProgress, ScheduleRecord
 
 pytestmark = pytest.mark.unit
 
@@ -85,6 +85,52 @@ def client(app: Any) -> TestClient:
 def test_another_users_record_is_not_there(client: TestClient, path: str) -> None:
     answer = client.get(path)
     assert answer.status_code == 404, answer.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("DELETE", "/v1/images/0123abcd", None),
+        ("GET", "/v1/batches/bob-0001/results", None),
+        ("GET", "/v1/batches/bob-0001/results.csv", None),
+        ("DELETE", "/v1/schedules/bob-daily", None),
+        ("POST", "/v1/schedules/bob-daily/pause", None),
+        ("POST", "/v1/schedules/bob-daily/resume", None),
+        ("POST", "/v1/schedules/bob-daily/run", {"date": "2026-12-01"}),
+        ("GET", "/v1/schedules/bob-daily/results.csv", None),
+    ],
+)
+def test_another_users_record_cannot_be_changed_or_read_either(
+    client: TestClient, method: str, path: str, body: Any
+) -> None:
+    answer = client.request(method, path, json=body)
+    assert answer.status_code == 404, answer.text
+
+
+class Refusing:
+    """A schedule backend whose run of a date is refused with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def run(self, schedule: Any, date: Any) -> str | None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "says"),
+    [
+        (OutOfCredits("alice has 0 credits; the date's 3 images cost 3"), 402, "0 credits"),
+        (RunInProgress("a run is under way"), 409, "never overlap"),
+    ],
+)
+def test_a_schedules_run_refused_by_its_backend(
+    app: Any, client: TestClient, error: Exception, status: int, says: str
+) -> None:
+    app.dependency_overrides[deps.get_schedules] = lambda: Records(schedule("alice"))
+    app.dependency_overrides[deps.get_schedule_backend] = lambda: Refusing(error)
+    answer = client.post("/v1/schedules/alice-daily/run", json={"date": "2026-12-01"})
+    assert answer.status_code == status and says in answer.text, answer.text
 
 
 def test_an_admin_sees_anyones_record(app: Any, client: TestClient) -> None:
