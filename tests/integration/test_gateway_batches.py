@@ -34,7 +34,6 @@ from kubeclassify.core.webhooks import SIGNATURE_HEADER, verify
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewaySettings
 from kubeclassify.gateway.local_batches import SecondReplica
-from kubeclassify.gateway.schedules import tick
 from kubeclassify.gateway.security import hash_password
 
 DIGITS = range(1760, 1766)
@@ -318,14 +317,14 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         def batches() -> list[dict[str, Any]]:
             return client.get("/v1/batches", headers=auth(token)).json()["items"]  # type: ignore[no-any-return]
 
-        client.portal.call(tick, app.state, name, now)  # DAY1, one image
-        client.portal.call(tick, app.state, name, now)  # while DAY1 runs: nothing (runs never overlap)
+        client.portal.call(app.state.schedules.fire, name, now)  # DAY1, one image
+        client.portal.call(app.state.schedules.fire, name, now)  # while DAY1 runs: nothing (never overlap)
         assert len(batches()) == 1 and info()["last_date"] is None, "a date is done when its run is"
         assert wait_done(client, token, batches()[0]["name"])["state"] == "Succeeded"
         assert info()["last_date"] == DAY1
-        client.portal.call(tick, app.state, name, now)  # EMPTY: no images, done at once
+        client.portal.call(app.state.schedules.fire, name, now)  # EMPTY: no images, done at once
         assert info()["last_date"] == EMPTY and len(batches()) == 1
-        client.portal.call(tick, app.state, name, now)  # DAY3, two images
+        client.portal.call(app.state.schedules.fire, name, now)  # DAY3, two images
         assert wait_done(client, token, batches()[0]["name"])["state"] == "Succeeded"
         assert info()["last_date"] == DAY3 and info()["next_date"] == TODAY.isoformat()
         assert sorted(b["counts"]["total"] for b in batches()) == [1, 2]
@@ -353,7 +352,7 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         client.portal.call(starting.release)
 
         assert client.post(f"/v1/schedules/{name}/pause", headers=auth(token)).json()["paused"]
-        client.portal.call(tick, app.state, name, now + dt.timedelta(days=7))
+        client.portal.call(app.state.schedules.fire, name, now + dt.timedelta(days=7))
         assert info()["last_date"] == DAY3 and len(batches()) == 3, "a paused schedule fires nothing"
         paused_empty = client.post(f"/v1/schedules/{name}/run", json={"date": EMPTY}, headers=auth(token))
         assert paused_empty.status_code == 422, "no images, not 402: pausing is not about credits"
@@ -387,7 +386,7 @@ def test_a_failed_date_is_tried_again_then_the_schedule_pauses_with_the_reason(
         name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
         now = dt.datetime.combine(TODAY, dt.time(12), dt.UTC)
         for tries in (1, 2, 3):
-            client.portal.call(tick, app.state, name, now)
+            client.portal.call(app.state.schedules.fire, name, now)
             newest = client.get("/v1/batches", headers=auth(token)).json()["items"][0]
             assert DAY1.replace("-", "") in newest["name"]
             assert wait_done(client, token, newest["name"])["state"] == "Failed"
@@ -395,13 +394,13 @@ def test_a_failed_date_is_tried_again_then_the_schedule_pauses_with_the_reason(
             assert (info["last_date"], info["failures"]) == (None, tries), "a failed date is not done"
             assert info["last_error"].startswith(DAY1)
         assert info["paused"] and "failed 3 times in a row" in info["reason"]
-        client.portal.call(tick, app.state, name, now)
+        client.portal.call(app.state.schedules.fire, name, now)
         assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 3, "paused: no fourth try"
 
         store.write(f"s3://{bucket}/data/{DAY1}/1790.png", good)
         resumed = client.post(f"/v1/schedules/{name}/resume", headers=auth(token)).json()
         assert not resumed["paused"] and resumed["failures"] == 0
-        client.portal.call(tick, app.state, name, now)
+        client.portal.call(app.state.schedules.fire, name, now)
         newest = client.get("/v1/batches", headers=auth(token)).json()["items"][0]
         assert wait_done(client, token, newest["name"])["state"] == "Succeeded"
         info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
@@ -416,7 +415,7 @@ def test_a_schedule_whose_owner_runs_dry_is_paused_with_the_reason(manifest: Gat
         name = client.post("/v1/schedules", json=body, headers=auth(token)).json()["name"]
         client.portal.call(app.state.accounts.redis.set, "kc:credits:alice", 1)
         now = dt.datetime.combine(TODAY, dt.time(12), dt.UTC)  # DAY3 is yesterday
-        client.portal.call(tick, app.state, name, now)
+        client.portal.call(app.state.schedules.fire, name, now)
         info = client.get(f"/v1/schedules/{name}", headers=auth(token)).json()
         assert info["paused"] and "out of credits" in info["reason"] and info["last_date"] is None
         assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 0

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import stamina
@@ -23,7 +22,7 @@ from kubeclassify.core.kubeapi import api_client
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.gateway import errors
 from kubeclassify.gateway.accounts import Accounts
-from kubeclassify.gateway.backends import BatchBackend, ScheduleBackend
+from kubeclassify.gateway.backends import BatchBackend, Platform, ScheduleBackend
 from kubeclassify.gateway.cancel import cancelling, stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.catalog import Catalog, ModelDeployments, Predictors
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
@@ -65,10 +64,10 @@ def _catalog(config: GatewayConfig, http: aiohttp.ClientSession) -> Catalog:
     return ModelDeployments(api_client(config.kubeconfig), config.namespace)
 
 
-def _batch_backend(config: GatewayConfig, state: Any) -> BatchBackend:
-    if config.batch_backend == "kubernetes":
-        return KubernetesBatches(state, api_client(config.kubeconfig))
-    return LocalBatches(state)
+def _batch_backend(platform: Platform) -> BatchBackend:
+    if platform.config.batch_backend == "kubernetes":
+        return KubernetesBatches(platform, api_client(platform.config.kubeconfig))
+    return LocalBatches(platform)
 
 
 async def _retry(start: Callable[[], Awaitable[None]]) -> None:
@@ -109,11 +108,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.signin = SignIn(app.state.accounts, config, app.state.passwords)
         app.state.fetches = UrlFetches(config.fetch_workers, config.fetches_per_account)
         app.state.catalog = _catalog(config, app.state.http)
-        app.state.s3_settings = settings.s3
         app.state.admin_ready = False
-        app.state.batch_backend = _batch_backend(config, app.state)
+        platform = Platform(config, app.state.accounts, app.state.store, app.state.catalog, settings.s3)
+        app.state.batch_backend = _batch_backend(platform)
         webhooks = Webhooks(redis, config)
-        scheduler = Scheduler(app.state) if config.batch_backend == "local" else None
+        local = config.batch_backend == "local"
+        scheduler = Scheduler(platform, app.state.batch_backend) if local else None
         schedules: ScheduleBackend = scheduler or app.state.batch_backend  # kubernetes: the operator ticks
         app.state.schedules = schedules
 

@@ -1,14 +1,34 @@
 """What the routes need of the two ways batches and schedules run: as local worker processes
 (`local_batches`, `schedules.Scheduler`) or as ClassificationBatches the operator runs
-(`kube_batches`). One Protocol each, so a route is written once for both."""
+(`kube_batches`). One Protocol each, so a route is written once for both; and `Platform`, what
+both are made with."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from kubeclassify.core.settings import S3Settings
+    from kubeclassify.core.storage import ObjectStore
+    from kubeclassify.gateway.accounts import Accounts
+    from kubeclassify.gateway.catalog import Catalog
+    from kubeclassify.gateway.config import GatewayConfig
     from kubeclassify.gateway.schedules import ScheduleRecord
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the gateway's background work runs on, made once in the app's lifespan: its settings,
+    the accounts' Redis (every record lives there), storage, the model catalog, and the S3
+    settings handed to local batch workers."""
+
+    config: GatewayConfig
+    accounts: Accounts
+    store: ObjectStore
+    catalog: Catalog
+    s3: S3Settings
 
 
 class BatchBackend(Protocol):

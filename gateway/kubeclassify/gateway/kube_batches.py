@@ -35,6 +35,7 @@ from kubeclassify.core.resources.classification_batch import (
 )
 from kubeclassify.core.sources import InputError
 from kubeclassify.core.storage import StorageError, join
+from kubeclassify.gateway.backends import Platform
 from kubeclassify.gateway.batches import Batches, finish
 from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.inputs import count_for_date
@@ -55,11 +56,11 @@ class _Gone(Exception):
 
 
 class KubernetesBatches:
-    def __init__(self, app_state: Any, api: Any) -> None:
-        self.state = app_state
-        self.config = app_state.config
-        self.batches = Batches(app_state.accounts.redis)
-        self.ledger = Ledger(app_state.accounts.redis)
+    def __init__(self, platform: Platform, api: Any) -> None:
+        self.platform = platform
+        self.config = platform.config
+        self.batches = Batches(platform.accounts.redis)
+        self.ledger = Ledger(platform.accounts.redis)
         self.objects = CustomObjects(api, self.config.namespace, c.PLURALS[c.CLASSIFICATION_BATCH])
         self.recounts: dict[str, asyncio.Task[None]] = {}
         self.follower: asyncio.Task[None] | None = None
@@ -100,7 +101,7 @@ class KubernetesBatches:
 
     async def outputs(self, schedule: ScheduleRecord) -> list[str]:
         """Every run's results under the schedule's folder, oldest date first."""
-        store = self.state.store
+        store = self.platform.store
         folder = join(self.config.batches_uri, schedule.owner, schedule.name) + "/"
         found = await asyncio.to_thread(lambda: [o.uri for o in store.iter_objects(folder)])
         return sorted(uri for uri in found if uri.endswith("/results.csv"))
@@ -155,7 +156,7 @@ class KubernetesBatches:
         if date is None or self.config.manifest is None:
             raise InputError(f"a run of {name} names no date, or no manifest is configured")
         day = dt.date.fromisoformat(date)
-        return await asyncio.to_thread(count_for_date, self.config.manifest, day, self.state.store)
+        return await asyncio.to_thread(count_for_date, self.config.manifest, day, self.platform.store)
 
     def _recount(self, name: str) -> None:
         """Look at the batch again in a while (its run's images could not be counted)."""

@@ -25,6 +25,7 @@ from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.sources import owner_prefix
+from kubeclassify.gateway.backends import Platform
 from kubeclassify.gateway.batches import (
     Batches,
     BatchRecord,
@@ -65,10 +66,10 @@ class SecondReplica(RuntimeError):
 
 
 class LocalBatches:
-    def __init__(self, app_state: Any) -> None:
-        self.state = app_state
-        self.config = app_state.config
-        self.batches = Batches(app_state.accounts.redis)
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.config = platform.config
+        self.batches = Batches(platform.accounts.redis)
         self.slots = asyncio.Semaphore(self.config.local_batch_concurrency)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.holder = secrets.token_hex(8)
@@ -134,7 +135,7 @@ class LocalBatches:
 
     async def _worker(self, record: BatchRecord) -> dict[str, Any]:
         """Run the batch worker for this batch and return its summary (or its error)."""
-        base = await self.state.catalog.resolve(record.model)
+        base = await self.platform.catalog.resolve(record.model)
         if base is None:
             return {"error": f"no model {record.model!r}"}
         spec_file = self.folder / f"{record.name}.json"
@@ -160,7 +161,7 @@ class LocalBatches:
             argv += ["--allow-network", network]
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            env=worker_env(os.environ, self.state.s3_settings),
+            env=worker_env(os.environ, self.platform.s3),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
         )

@@ -28,6 +28,8 @@ from redis.exceptions import LockError, WatchError
 from kubeclassify.core.cron import next_fire
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts, ScheduleSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
+from kubeclassify.core.sources import InputError
+from kubeclassify.gateway.backends import BatchBackend, Platform
 from kubeclassify.gateway.batches import Batches, BatchRecord, paths
 from kubeclassify.gateway.cancel import stop_tasks
 from kubeclassify.gateway.inputs import count_for_date
@@ -170,30 +172,34 @@ def new_schedule_name(owner: str) -> str:
 
 
 async def run_date(
-    state: Any, schedule: ScheduleRecord, date: dt.date, manual: bool = False
+    platform: Platform, backend: BatchBackend, schedule: ScheduleRecord, date: dt.date, manual: bool = False
 ) -> BatchRecord | None:
     """Start the schedule's batch for `date`: None when the day has no images (the day is done).
     Raises RunInProgress while a run of the schedule has not ended (or another is starting), and
     OutOfCredits, having paused the schedule with the reason, when its owner cannot pay."""
     # One start at a time per schedule: the check that no run is going and the start are one step.
-    lock = state.accounts.redis.lock(f"kc:schedule-start:{schedule.name}", timeout=600, blocking_timeout=1)
+    lock = platform.accounts.redis.lock(f"kc:schedule-start:{schedule.name}", timeout=600, blocking_timeout=1)
     if not await lock.acquire():
         raise RunInProgress("another run of it is starting")
     try:
-        return await _start(state, schedule, date, manual)
+        return await _start(platform, backend, schedule, date, manual)
     finally:
         with contextlib.suppress(LockError):  # held past its timeout: another start may have it now
             await lock.release()
 
 
-async def _start(state: Any, schedule: ScheduleRecord, date: dt.date, manual: bool) -> BatchRecord | None:
-    config, accounts = state.config, state.accounts
+async def _start(
+    platform: Platform, backend: BatchBackend, schedule: ScheduleRecord, date: dt.date, manual: bool
+) -> BatchRecord | None:
+    config, accounts = platform.config, platform.accounts
     schedules, batches = Schedules(accounts.redis), Batches(accounts.redis)
     last = (await schedules.runs(schedule.name))[-1:]
     running = await batches.get(last[0]) if last else None
     if running is not None and running.state not in ENDED_PHASES:
         raise RunInProgress(f"its run {running.name} for {running.date} has not ended")
-    count = await asyncio.to_thread(count_for_date, config.manifest, date, state.store)
+    if config.manifest is None:  # schedules made before this gateway lost its manifest setting
+        raise InputError("no manifest is configured here, so a schedule has nothing to run")
+    count = await asyncio.to_thread(count_for_date, config.manifest, date, platform.store)
     if count == 0:
         return None
     cost = count * config.image_cost
@@ -220,14 +226,14 @@ async def _start(state: Any, schedule: ScheduleRecord, date: dt.date, manual: bo
     )
     await batches.add(record)
     await accounts.redis.rpush(f"kc:schedule-runs:{schedule.name}", name)
-    await state.batch_backend.submit(name)
+    await backend.submit(name)
     return record
 
 
-async def tick(state: Any, name: str, now: dt.datetime | None = None) -> None:
+async def tick(platform: Platform, backend: BatchBackend, name: str, now: dt.datetime | None = None) -> None:
     """One firing of a schedule's cron: the next date, if one is due, the schedule is not paused
     and no run of it is going. A day without images is done at once."""
-    schedules = Schedules(state.accounts.redis)
+    schedules = Schedules(platform.accounts.redis)
     schedule = await schedules.get(name)
     if schedule is None or schedule.paused:
         return
@@ -236,7 +242,7 @@ async def tick(state: Any, name: str, now: dt.datetime | None = None) -> None:
     if date is None:
         return
     try:
-        started = await run_date(state, schedule, date)
+        started = await run_date(platform, backend, schedule, date)
     except (RunInProgress, OutOfCredits):
         return  # the run going ends first; or the schedule is paused, with the reason
     if started is None:  # no images: the day is done
@@ -257,9 +263,12 @@ class Scheduler:
     LONGEST_SLEEP = 60.0  # seconds: the clock is looked at again at least this often
 
     def __init__(
-        self, state: Any, clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+        self,
+        platform: Platform,
+        backend: BatchBackend,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
-        self.state, self.clock = state, clock
+        self.platform, self.backend, self.clock = platform, backend, clock
         self._crons: dict[str, tuple[str, str]] = {}
         self._next: dict[str, dt.datetime] = {}
         self._ticks: dict[str, asyncio.Task[None]] = {}
@@ -271,7 +280,7 @@ class Scheduler:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
-        for schedule in await Schedules(self.state.accounts.redis).every():
+        for schedule in await Schedules(self.platform.accounts.redis).every():
             self.add(schedule)
         self._task = asyncio.create_task(self._fire_when_due(), name="schedules")
 
@@ -305,9 +314,13 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(max(wait, 0.0), self.LONGEST_SLEEP))
 
+    async def fire(self, name: str, now: dt.datetime | None = None) -> None:
+        """One firing of the schedule's cron now (`tick`)."""
+        await tick(self.platform, self.backend, name, now)
+
     async def _tick(self, name: str) -> None:
         try:
-            await tick(self.state, name)
+            await self.fire(name)
         except Exception:  # one schedule's failure stops no other; the next firing tries again
             log.exception("a schedule's tick failed", extra={"schedule": name})
 
@@ -315,12 +328,12 @@ class Scheduler:
         await stop_tasks([self._task, *self._ticks.values()])
 
     async def create(self, schedule: ScheduleRecord) -> None:
-        await Schedules(self.state.accounts.redis).save(schedule)
+        await Schedules(self.platform.accounts.redis).save(schedule)
         self.add(schedule)
 
     async def delete(self, schedule: ScheduleRecord) -> None:
         """No more firings; a run that is going ends as it would."""
-        await Schedules(self.state.accounts.redis).delete(schedule)
+        await Schedules(self.platform.accounts.redis).delete(schedule)
         self._crons.pop(schedule.name, None)
         self._next.pop(schedule.name, None)
 
@@ -331,18 +344,20 @@ class Scheduler:
                 s.failures = 0  # resumed: the date it is on gets its tries again
 
         edit(schedule)  # the caller's copy, and the stored one
-        await Schedules(self.state.accounts.redis).change(schedule.name, edit)
+        await Schedules(self.platform.accounts.redis).change(schedule.name, edit)
 
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
         """Start the date now, as its owner asks, paused or not: the batch's name, or None when the
         day has no images. Raises RunInProgress and OutOfCredits as `run_date` does."""
-        started = await run_date(self.state, schedule, date, manual=True)
+        started = await run_date(self.platform, self.backend, schedule, date, manual=True)
         return None if started is None else started.name
 
     async def outputs(self, schedule: ScheduleRecord) -> list[str]:
         """The results of the schedule's finished runs: each date's latest run once, by date."""
-        batches = Batches(self.state.accounts.redis)
-        runs = [await batches.get(n) for n in await Schedules(self.state.accounts.redis).runs(schedule.name)]
+        batches = Batches(self.platform.accounts.redis)
+        runs = [
+            await batches.get(n) for n in await Schedules(self.platform.accounts.redis).runs(schedule.name)
+        ]
         latest = {b.date: b for b in runs if b is not None and b.state in ENDED_PHASES}
         return [latest[date].output_uri for date in sorted(d for d in latest if d is not None)]
 
