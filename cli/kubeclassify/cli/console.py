@@ -1,5 +1,10 @@
 """Output for people: tables, and a progress bar that is a live line in a terminal and a plain line
-per change elsewhere (a log, CI)."""
+per change elsewhere (a log, CI).
+
+Written here rather than with rich (weighed for this): off a terminal, rich wraps a table to 80
+columns unless told its width, overflow and wrapping column by column, and pads the last column;
+and its progress bar prints nothing per change off a terminal, where this one logs a line. Keeping
+one row per line for scripts and a line per change for CI would take as much code as this module."""
 
 from __future__ import annotations
 
