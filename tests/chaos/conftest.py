@@ -1,5 +1,6 @@
 """What the chaos tier's tests share: the e2e tier's client of the Kubernetes API emulator, the
-seed, a webhook receiver, and a week of digits with the ModelDeployment that classifies them."""
+seed, a webhook receiver, and a `World`: a namespace on the emulator with a week of digits, the
+ModelDeployment that classifies them, and the operator started against it."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import io
 import os
 import random
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from e2e.conftest import api_client
-from harness.kubelet import Cluster
+from e2e.conftest import Operator, api_client, start_operator
+from harness.kubelet import Cluster, ready_inference_service
 from harness.receiver import Receiver
 from PIL import Image
 
-from kubeclassify.cli.services import S3Server
+from kubeclassify.cli.services import PredictorServer, S3Server
 from kubeclassify.core import constants as c
 from kubeclassify.core.model_card import ModelCard
 from kubeclassify.core.storage import ObjectStore
@@ -107,6 +109,56 @@ def stage(
                 "storage": {"secretName": "s3", "endpoint": s3.endpoint_url},
             },
         },
+    )
+
+
+@dataclass(frozen=True)
+class World:
+    """What a chaos test runs in: the emulator's namespace, storage and its bucket, the S3 server,
+    the digits model and its predictor, and a webhook receiver."""
+
+    kubeconfig: Path
+    cluster: Cluster
+    store: ObjectStore
+    bucket: str
+    s3: S3Server
+    digits_model: Path
+    predictor: PredictorServer
+    receiver: Receiver
+
+    @property
+    def namespace(self) -> str:
+        return self.cluster.ns
+
+    def stage(self, days: list[dt.date] = DAYS) -> None:
+        """`stage` the week of digits, and the digits InferenceService ready at the predictor."""
+        stage(self.cluster, self.store, self.bucket, self.s3, self.digits_model, days)
+        ready_inference_service(self.cluster.custom, self.namespace, "digits", self.predictor.url)
+
+    def start_operator(self, home: Path, **settings: Any) -> Operator:
+        """The operator on this namespace, webhooks to loopback allowed; `settings` add or override."""
+        allowed = {"namespaces": f'["{self.namespace}"]', "webhook_allowed_networks": '["127.0.0.0/8"]'}
+        return start_operator(self.kubeconfig, home, **{**allowed, **settings})
+
+    def batch(self, name: str, **spec: Any) -> dict[str, Any]:
+        return batch(name, self.bucket, self.receiver.url, **spec)
+
+
+@pytest.fixture
+def world(
+    kube_api: Any,
+    api_client: Any,
+    namespace: str,
+    store: ObjectStore,
+    bucket: str,
+    s3_server: S3Server,
+    digits_model: Path,
+    digits_predictor: PredictorServer,
+    receiver: Receiver,
+) -> World:
+    cluster = Cluster(api_client, namespace)
+    return World(
+        kube_api.kubeconfig, cluster, store, bucket, s3_server, digits_model, digits_predictor, receiver
     )
 
 

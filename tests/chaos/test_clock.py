@@ -19,16 +19,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from chaos.conftest import PER_DAY, batch, stage
-from e2e.conftest import start_operator
-from harness.kubelet import CB, Cluster, Kubelet, ready_inference_service
-from harness.receiver import Receiver
+from chaos.conftest import PER_DAY, World
+from harness.kubelet import CB, Kubelet
 from harness.wait import wait_for
-from kubernetes import client
 
-from kubeclassify.cli.services import PredictorServer, S3Server
 from kubeclassify.core import constants as c
-from kubeclassify.core.storage import ObjectStore
 
 ZONE = ZoneInfo("America/New_York")
 START = dt.date(2027, 3, 8)
@@ -41,21 +36,12 @@ BACK = dt.datetime(2027, 3, 18, 0, 30, tzinfo=ZONE)
 
 @pytest.mark.timeout(600)
 def test_a_missed_week_across_a_dst_change_runs_each_due_date_once_in_order(
-    kube_api,  # type: ignore[no-untyped-def]
-    api_client: client.ApiClient,
-    namespace: str,
-    store: ObjectStore,
-    bucket: str,
-    s3_server: S3Server,
-    digits_model: Path,
-    digits_predictor: PredictorServer,
-    receiver: Receiver,
+    world: World,
     tmp_path: Path,
     report: Callable[[str], None],
 ) -> None:
     assert BACK.utcoffset() != FIRST.utcoffset(), "the week crosses the change"
-    cluster = Cluster(api_client, namespace)
-    settings = {"namespaces": f'["{namespace}"]', "webhook_allowed_networks": '["127.0.0.0/8"]'}
+    cluster, store, bucket = world.cluster, world.store, world.bucket
     kubelet = Kubelet(cluster, tmp_path / "pods")
 
     def status() -> dict[str, Any]:
@@ -67,12 +53,11 @@ def test_a_missed_week_across_a_dst_change_runs_each_due_date_once_in_order(
     def jobs() -> list[str]:
         return sorted(j["metadata"]["name"] for j in cluster.jobs())
 
-    operator = start_operator(kube_api.kubeconfig, tmp_path / "first", now=FIRST, **settings)
+    operator = world.start_operator(tmp_path / "first", now=FIRST)
     try:
-        stage(cluster, store, bucket, s3_server, digits_model, DAYS)
-        ready_inference_service(cluster.custom, namespace, "digits", digits_predictor.url)
+        world.stage(DAYS)
         schedule = {"cron": "30 2 * * *", "timeZone": str(ZONE), "startDate": str(START), "catchUp": True}
-        cluster.create(CB, batch("dst", bucket, receiver.url, schedule=schedule))
+        cluster.create(CB, world.batch("dst", schedule=schedule))
         wait_for(lambda: status().get("phase") == "Scheduled", what="Scheduled")
         tick()
         wait_for(lambda: status().get("lastProcessedDate") == "2027-03-10", timeout=120, what="up to 03-10")
@@ -81,7 +66,7 @@ def test_a_missed_week_across_a_dst_change_runs_each_due_date_once_in_order(
     finally:
         operator.process.stop()
 
-    operator = start_operator(kube_api.kubeconfig, tmp_path / "back", now=BACK, **settings)
+    operator = world.start_operator(tmp_path / "back", now=BACK)
     try:
         tick()
         wait_for(lambda: status().get("lastProcessedDate") == "2027-03-17", timeout=240, what="up to 03-17")

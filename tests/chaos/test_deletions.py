@@ -18,17 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chaos.conftest import DAYS, PER_DAY, batch, stage
-from e2e.conftest import start_operator
-from harness.kubelet import CB, Cluster, Kubelet, ready_inference_service
-from harness.receiver import Receiver
+from chaos.conftest import DAYS, PER_DAY, World
+from harness.kubelet import CB, Kubelet
 from harness.wait import wait_for
-from kubernetes import client
 
-from kubeclassify.cli.services import PredictorServer, S3Server
 from kubeclassify.core import constants as c
 from kubeclassify.core.resources.classification_batch import CONDITION_SUCCEEDED
-from kubeclassify.core.storage import ObjectStore
 
 EACH = 2  # one-off batches losing a running Job, a finished Job, a pod
 DAILIES = 2
@@ -37,20 +32,12 @@ DAILIES = 2
 @pytest.mark.timeout(600)
 def test_children_deleted_by_hand_leave_no_batch_stuck_and_nothing_twice(
     seed: int,
-    kube_api,  # type: ignore[no-untyped-def]
-    api_client: client.ApiClient,
-    namespace: str,
-    store: ObjectStore,
-    bucket: str,
-    s3_server: S3Server,
-    digits_model: Path,
-    digits_predictor: PredictorServer,
-    receiver: Receiver,
+    world: World,
     tmp_path: Path,
     report: Callable[[str], None],
 ) -> None:
     rng = random.Random(seed)
-    cluster = Cluster(api_client, namespace)
+    cluster, store, namespace = world.cluster, world.store, world.namespace
     names = [f"once-{i}" for i in range(3 * EACH)]
     rng.shuffle(names)
     running, finished, cut = names[:EACH], names[EACH : 2 * EACH], names[2 * EACH :]
@@ -78,20 +65,18 @@ def test_children_deleted_by_hand_leave_no_batch_stuck_and_nothing_twice(
         conditions = status(name).get("conditions") or []
         return next((x.get("reason") for x in conditions if x["type"] == kind), None)
 
-    settings = {"namespaces": f'["{namespace}"]', "webhook_allowed_networks": '["127.0.0.0/8"]'}
-    operator = start_operator(kube_api.kubeconfig, tmp_path / "operator", **settings)
+    operator = world.start_operator(tmp_path / "operator")
     kubelet = Kubelet(cluster, tmp_path / "pods", workers=3)
     kubelet.hold = {job_of(n) for n in running} | {held_daily}
     kubelet.interrupt = {job_of(n): rng.uniform(0.3, 3.0) for n in cut}
     deleted: Counter[str] = Counter()
     try:
-        stage(cluster, store, bucket, s3_server, digits_model)
-        ready_inference_service(cluster.custom, namespace, "digits", digits_predictor.url)
+        world.stage()
         for name in sorted(names):
-            cluster.create(CB, batch(name, bucket, receiver.url, date=str(day[name])))
+            cluster.create(CB, world.batch(name, date=str(day[name])))
         schedule = {"cron": "30 1 * * *", "startDate": str(DAYS[0]), "catchUp": True}
         for name in dailies:
-            cluster.create(CB, batch(name, bucket, receiver.url, schedule=schedule))
+            cluster.create(CB, world.batch(name, schedule=schedule))
         for name in dailies:  # the CronJob's first tick, as its pod would stamp it
             wait_for(lambda n=name: status(n).get("phase") == "Scheduled", what=name)
             uid = cronjob(name).metadata.uid
@@ -131,7 +116,7 @@ def test_children_deleted_by_hand_leave_no_batch_stuck_and_nothing_twice(
         runs = {n: status(n)["recentRuns"] for n in [*names, *dailies]}
         jobs_run = {r["jobName"] for rs in runs.values() for r in rs} | {held_daily}
         ids = {f"{namespace}.{job}" for job in jobs_run}
-        wait_for(lambda: receiver.delivery_ids() >= ids, timeout=60, what=f"the webhooks (seed {seed})")
+        wait_for(lambda: world.receiver.delivery_ids() >= ids, timeout=60, what=f"the webhooks (seed {seed})")
         time.sleep(2)  # long enough for a Job made twice, or a finished Job made again, to show
 
         assert {n: [r["phase"] for r in runs[n]] for n in running} == {
@@ -155,8 +140,8 @@ def test_children_deleted_by_hand_leave_no_batch_stuck_and_nothing_twice(
             assert len(rows) == PER_DAY == r["counts"]["total"], (
                 f"{r['jobName']}: a row per image (seed {seed})"
             )
-        assert receiver.delivery_ids() == ids, f"a webhook for each run, failed ones too (seed {seed})"
-        hooks = len(receiver.received)
+        assert world.receiver.delivery_ids() == ids, f"a webhook for each run, failed ones too (seed {seed})"
+        hooks = len(world.receiver.received)
         report(f"deleted {dict(deleted)}, {len(kubelet.ran)} Jobs run, {hooks} webhooks")
     finally:
         kubelet.stop()

@@ -21,16 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chaos.conftest import DAYS, PER_DAY, batch, stage
-from e2e.conftest import Operator, start_operator
-from harness.kubelet import CB, Cluster, Kubelet, ready_inference_service
-from harness.receiver import Receiver
+from chaos.conftest import DAYS, PER_DAY, World
+from e2e.conftest import Operator
+from harness.kubelet import CB, Kubelet
 from harness.wait import wait_for
-from kubernetes import client
 
-from kubeclassify.cli.services import PredictorServer, S3Server
 from kubeclassify.core import constants as c
-from kubeclassify.core.storage import ObjectStore
 
 ONE_OFFS, DAILIES, RERUNS = 12, 3, 3
 KILLS = 8
@@ -39,22 +35,13 @@ KILLS = 8
 @pytest.mark.timeout(900)
 def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
     seed: int,
-    kube_api,  # type: ignore[no-untyped-def]
-    api_client: client.ApiClient,
-    namespace: str,
-    store: ObjectStore,
-    bucket: str,
-    s3_server: S3Server,
-    digits_model: Path,
-    digits_predictor: PredictorServer,
-    receiver: Receiver,
+    world: World,
     tmp_path: Path,
     report: Callable[[str], None],
 ) -> None:
     rng = random.Random(seed)
-    cluster = Cluster(api_client, namespace)
-    settings = {"namespaces": f'["{namespace}"]', "webhook_allowed_networks": '["127.0.0.0/8"]'}
-    operator: Operator = start_operator(kube_api.kubeconfig, tmp_path / "operator-0", **settings)
+    cluster, store, namespace = world.cluster, world.store, world.namespace
+    operator: Operator = world.start_operator(tmp_path / "operator-0")
     kubelet = Kubelet(cluster, tmp_path / "pods")
     kills = 0
     one_offs = {f"once-{i}": DAYS[i % 7] for i in range(ONE_OFFS)}
@@ -72,13 +59,12 @@ def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
         return once and all(status(n).get("lastProcessedDate") == str(DAYS[-1]) for n in dailies)
 
     try:
-        stage(cluster, store, bucket, s3_server, digits_model)
-        ready_inference_service(cluster.custom, namespace, "digits", digits_predictor.url)
+        world.stage()
         for i, (name, day) in enumerate(one_offs.items()):
-            cluster.create(CB, batch(name, bucket, receiver.url, date=str(day), parallelism=1 + i % 2))
+            cluster.create(CB, world.batch(name, date=str(day), parallelism=1 + i % 2))
         schedule = {"cron": "30 1 * * *", "startDate": str(DAYS[0]), "catchUp": True}
         for name in dailies:
-            cluster.create(CB, batch(name, bucket, receiver.url, schedule=schedule))
+            cluster.create(CB, world.batch(name, schedule=schedule))
         for name in dailies:  # the CronJob's first tick, as its pod would stamp it
             wait_for(lambda n=name: status(n).get("phase") == "Scheduled", what=name)
             annotate(name, c.ANNOTATION_TICK, str(time.time()))
@@ -93,7 +79,7 @@ def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
                 if name not in asked and status(name).get("phase") == "Succeeded":
                     annotate(name, c.ANNOTATION_RERUN_DATE, str(one_offs[name]))
                     asked.add(name)
-            operator = start_operator(kube_api.kubeconfig, tmp_path / f"operator-{k + 1}", **settings)
+            operator = world.start_operator(tmp_path / f"operator-{k + 1}")
         for name in set(reruns) - asked:
             wait_for(lambda n=name: status(n).get("phase") == "Succeeded", timeout=180)
             annotate(name, c.ANNOTATION_RERUN_DATE, str(one_offs[name]))
@@ -116,9 +102,9 @@ def test_the_operator_killed_at_random_loses_and_duplicates_nothing(
             rows = list(csv.DictReader(io.StringIO(store.read(r["outputUri"]).decode())))
             assert len(rows) == PER_DAY, f"{r['jobName']}: a row per image (seed {seed})"
         ids = {f"{namespace}.{r['jobName']}" for r in every}
-        wait_for(lambda: receiver.delivery_ids() >= ids, timeout=60, what=f"the webhooks (seed {seed})")
-        assert receiver.delivery_ids() == ids, f"one id per run (seed {seed})"
-        hooks = len(receiver.received)
+        wait_for(lambda: world.receiver.delivery_ids() >= ids, timeout=60, what=f"the webhooks (seed {seed})")
+        assert world.receiver.delivery_ids() == ids, f"one id per run (seed {seed})"
+        hooks = len(world.receiver.received)
         report(f"{kills} kills, {len(kubelet.ran)} Jobs run, {hooks} webhooks")
     finally:
         kubelet.stop()
