@@ -57,12 +57,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 @pytest.fixture(scope="session")
 def s3_settings(s3_server: S3Server) -> S3Settings:
-    return S3Settings(
-        endpoint_url=s3_server.endpoint_url,
-        access_key_id=s3_server.access_key_id,
-        secret_access_key=s3_server.secret_access_key,  # type: ignore[arg-type]
-        max_attempts=2,
-    )
+    return s3_server.settings().model_copy(update={"max_attempts": 2})
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,6 @@ from common import build_model, digits_cnn, model_only_fresh, photos, write_resu
 
 from kubeclassify.cli.services import S3Server, start_predictor, start_seaweedfs
 from kubeclassify.core.resources import ClassificationBatchSpec, ImageInputSpec  # noqa: E402
-from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402
 from kubeclassify.inference.preprocess import load_image  # noqa: E402
 from kubeclassify.inference.threads import available_cpus, model_streams  # noqa: E402
@@ -250,11 +249,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         s3 = start_seaweedfs(tmp / "s3", tmp / "logs")
-        settings = S3Settings(
-            endpoint_url=s3.endpoint_url,
-            access_key_id=s3.access_key_id,
-            secret_access_key=s3.secret_access_key,
-        )  # type: ignore[arg-type]
+        settings = s3.settings()
         store = ObjectStore(settings)
         try:
             store.create_bucket("bench")

@@ -39,7 +39,6 @@ from common import DIGITS_INPUT, digits_cnn, write_results  # noqa: E402
 
 from kubeclassify.cli.processes import LocalProcess, free_port, start_process  # noqa: E402
 from kubeclassify.cli.services import start_gateway, start_predictor, start_redis, start_seaweedfs  # noqa: E402
-from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -110,13 +109,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         s3 = start_seaweedfs(tmp / "s3", tmp / "logs")
         redis = start_redis(tmp / "redis", tmp / "logs")
-        store = ObjectStore(
-            S3Settings(
-                endpoint_url=s3.endpoint_url,
-                access_key_id=s3.access_key_id,
-                secret_access_key=s3.secret_access_key,  # type: ignore[arg-type]
-            )
-        )
+        store = ObjectStore(s3.settings())
         store.create_bucket("images")
         png = digits_cnn(tmp / "digits")[0]
         spec = {

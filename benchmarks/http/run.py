@@ -36,7 +36,6 @@ from common import write_results  # noqa: E402
 
 from kubeclassify.cli.processes import free_port, port_open  # noqa: E402
 from kubeclassify.cli.services import start_seaweedfs  # noqa: E402
-from kubeclassify.core.settings import S3Settings  # noqa: E402
 from kubeclassify.core.storage import ObjectStore  # noqa: E402
 
 SERVER = r"""
@@ -114,11 +113,7 @@ def object_gets(objects: int = 400, size: int = 40_000) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         s3 = start_seaweedfs(Path(tmp) / "s3", Path(tmp) / "logs")
         try:
-            settings = S3Settings(
-                endpoint_url=s3.endpoint_url,
-                access_key_id=s3.access_key_id,
-                secret_access_key=s3.secret_access_key,
-            )  # type: ignore[arg-type]
+            settings = s3.settings()
             store = ObjectStore(settings)
             store.create_bucket("bench")
             keys = [f"images/{i:05d}.jpg" for i in range(objects)]

@@ -180,18 +180,13 @@ def gateway_lag(kubeconfig: Path, tmp: Path, logs: Path, batches: int) -> dict[s
     from pydantic import SecretStr
 
     from kubeclassify.cli.services import start_redis, start_seaweedfs
-    from kubeclassify.core.settings import S3Settings
     from kubeclassify.core.storage import ObjectStore
     from kubeclassify.gateway.app import create_app
     from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 
     redis, s3 = start_redis(tmp / "redis", logs), start_seaweedfs(tmp / "s3", logs)
     try:
-        s3_settings = S3Settings(
-            endpoint_url=s3.endpoint_url,
-            access_key_id=s3.access_key_id,
-            secret_access_key=s3.secret_access_key,
-        )
+        s3_settings = s3.settings()
         ObjectStore(s3_settings).create_bucket("gateway")
         gateway = GatewayConfig(
             registration="open",

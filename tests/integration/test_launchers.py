@@ -60,13 +60,7 @@ def test_seaweedfs_refuses_unknown_keys_and_stops(tmp_path: Path) -> None:
 
     server = start_seaweedfs(tmp_path / "data", tmp_path / "logs")
     try:
-        good = ObjectStore(
-            S3Settings(
-                endpoint_url=server.endpoint_url,
-                access_key_id=server.access_key_id,
-                secret_access_key=server.secret_access_key,
-            )
-        )  # type: ignore[arg-type]
+        good = ObjectStore(server.settings())  # type: ignore[arg-type]
         good.create_bucket("launcher-check")
         good.write("s3://launcher-check/k", b"v")
         bad = ObjectStore(
@@ -86,19 +80,11 @@ def test_seaweedfs_takes_writes_into_more_buckets_than_it_has_gib_of_free_disk(t
     free: with 76 GiB free, a write into the 77th bucket failed with InternalError (the test suite
     makes a bucket per test, so a runner with less disk failed the last tests of a run)."""
     from kubeclassify.cli.services import start_seaweedfs
-    from kubeclassify.core.settings import S3Settings
     from kubeclassify.core.storage import ObjectStore
 
     server = start_seaweedfs(tmp_path / "data", tmp_path / "logs")
     try:
-        store = ObjectStore(
-            S3Settings(
-                endpoint_url=server.endpoint_url,
-                access_key_id=server.access_key_id,
-                secret_access_key=server.secret_access_key,  # type: ignore[arg-type]
-                max_attempts=1,
-            )
-        )
+        store = ObjectStore(server.settings().model_copy(update={"max_attempts": 1}))
         for i in range(120):
             store.create_bucket(f"many-{i}")
             store.write(f"s3://many-{i}/k", b"v")

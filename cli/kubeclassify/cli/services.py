@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from kubeclassify.cli.processes import (
     LocalProcess,
     find_binary,
@@ -22,6 +24,7 @@ from kubeclassify.cli.processes import (
     http_status,
     start_process,
 )
+from kubeclassify.core.settings import S3Settings
 
 # --- SeaweedFS -------------------------------------------------------------------------------
 
@@ -35,6 +38,15 @@ class S3Server:
     access_key_id: str
     secret_access_key: str
     region: str = "us-east-1"
+
+    def settings(self) -> S3Settings:
+        """Settings that reach this server as its identity."""
+        return S3Settings(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key_id=self.access_key_id,
+            secret_access_key=SecretStr(self.secret_access_key),
+        )
 
     def stop(self) -> None:
         self.process.stop()
