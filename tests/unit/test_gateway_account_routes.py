@@ -204,3 +204,29 @@ def test_redis_away_is_503_to_try_again(client: TestClient) -> None:
     client.app.state.accounts = client.app.state.signin.accounts = away  # type: ignore[attr-defined]
     answer = client.get("/v1/me", headers=basic("alice"))
     assert answer.status_code == 503, answer.text
+
+
+def test_a_private_image_url_is_400_and_its_credit_comes_back(client: TestClient) -> None:
+    from kubeclassify.gateway.fetches import UrlFetches
+
+    client.app.dependency_overrides[deps.get_fetches] = lambda: UrlFetches(1, 1)  # type: ignore[attr-defined]
+    refill(client, "alice", 2)
+    alice = bearer(client, "alice")
+    for url, says in [
+        ("http://127.0.0.1/a.png", "not allowed"),
+        ("http://[::ffff:10.0.0.1]/a.png", "not allowed"),
+        ("file:///etc/passwd", "not an http(s) URL"),
+    ]:
+        answer = client.post("/v1/classify", data={"model": "digits", "url": url}, headers=alice)
+        assert answer.status_code == 400 and says in answer.text, (url, answer.text)
+    assert client.get("/v1/credits", headers=alice).json()["credits"] == 2
+
+
+def test_a_batch_csv_over_its_limit_is_413(client: TestClient) -> None:
+    limit = client.app.state.config.max_csv_bytes  # type: ignore[attr-defined]
+    csv = b"url\n" + b"http://93.184.216.34/a.png\n" * (limit // 26 + 1)
+    files = {"file": ("b.csv", csv)}
+    answer = client.post(
+        "/v1/batches", data={"model": "digits"}, files=files, headers=bearer(client, "alice")
+    )
+    assert answer.status_code == 413, answer.text
