@@ -103,6 +103,25 @@ def test_the_cli_against_the_stack(
     assert len(rows) == 80 and all(r["source"].startswith(f"s3://incoming/{day}/") for r in rows)
     assert json.loads(kubeclassify(home, "credits", "-o", "json").stdout)["credits"] == credits - 80
 
+    assert json.loads(kubeclassify(home, "categories", "-o", "json").stdout)[label] >= 1
+    shown = kubeclassify(home, "images", "--limit", "5").stdout
+    assert re.search(r"\b[01]\.\d{3}\b", shown) and not re.search(r"\b0\.\d{4,}", shown), "scores rounded"
+    made = json.loads(kubeclassify(home, "keys", "create", "for-ci", "-o", "json").stdout)
+    assert made["key"].startswith("kc_")
+    listed = json.loads(kubeclassify(home, "keys", "list", "-o", "json").stdout)
+    assert made["id"] in {k["id"] for k in listed}
+    assert kubeclassify(home, "credits", "--api-key", made["key"]).returncode == 0
+    assert kubeclassify(home, "keys", "revoke", made["id"]).returncode == 0
+    assert kubeclassify(home, "credits", "--api-key", made["key"]).returncode == 2, "revoked at once"
+    unknown = kubeclassify(home, "keys", "revoke", "000000000000")
+    assert unknown.returncode == 2 and "no key" in unknown.stderr
+    refill = kubeclassify(home, "admin", "refill", "admin", "--amount", "7", "-o", "json")
+    assert refill.returncode == 0, refill.stderr
+    refilled = json.loads(refill.stdout)
+    assert refilled["credits"] == credits - 80 + 7
+    balances = json.loads(kubeclassify(home, "admin", "credits", "-o", "json").stdout)
+    assert {"username": "admin", "credits": credits - 80 + 7} in balances
+
 
 def test_cli_errors_say_what_went_wrong_with_meaningful_exit_codes(
     demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path

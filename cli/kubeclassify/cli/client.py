@@ -120,6 +120,27 @@ class Gateway:
         params: dict[str, Any] = {"limit": limit, **({"category": category} if category else {})}
         return self._call("GET", "/v1/images", params=params)
 
+    def categories(self) -> dict[str, int]:
+        return self._call("GET", "/v1/categories")
+
+    def keys(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/keys")
+
+    def create_key(self, name: str) -> dict[str, Any]:
+        """A new API key; the answer is the only place the key itself is shown."""
+        return self._call("POST", "/v1/keys", json={"name": name})
+
+    def revoke_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/v1/keys/{key_id}")
+
+    def balances(self) -> list[dict[str, Any]]:
+        """Every account's credits (an admin's call)."""
+        return self._call("GET", "/v1/admin/credits")
+
+    def refill(self, username: str, amount: int | None = None) -> dict[str, Any]:
+        """Add `amount` credits (the gateway's refill amount when None) to an account (an admin's call)."""
+        return self._call("POST", f"/v1/admin/credits/{username}", json={"amount": amount})
+
     def classify(self, image: str, model: str | None = None) -> dict[str, Any]:
         """Classify a file (uploaded) or an http(s) URL (fetched by the gateway)."""
         form = {"model": model} if model else {}

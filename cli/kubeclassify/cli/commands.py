@@ -277,8 +277,14 @@ def _client(
     return p
 
 
+def _group(subparsers: Parsers, name: str, help: str, description: str) -> Parsers:
+    """A command made of commands (`keys list`): the parsers to add them to."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND", required=True)
+
+
 def register_client(subparsers: Parsers) -> None:
-    """`kubeclassify classify|models|images|credits`."""
+    """`kubeclassify classify|models|images|categories|credits|keys|admin|token`."""
     p = _client("classify", "classify an image file or URL through the gateway", subparsers, _classify)
     p.add_argument("image", help="an image file, or an http(s) URL that the gateway fetches")
     p.add_argument("--model", help="a model (default: the gateway's default)")
@@ -286,7 +292,19 @@ def register_client(subparsers: Parsers) -> None:
     p = _client("images", "list my classified images, newest first", subparsers, _images)
     p.add_argument("--category", help="only images with this label")
     p.add_argument("--limit", type=int, default=50, help="how many (default: %(default)s)")
+    _client("categories", "count my classified images per label", subparsers, _categories)
     _client("credits", "show my credits", subparsers, _credits)
+    key_commands = _group(subparsers, "keys", "my API keys", "List, create and revoke my API keys (kc_...).")
+    _client("list", "list my API keys (never the keys themselves)", key_commands, _keys)
+    made = _client("create", "create an API key; it is shown this once", key_commands, _create_key)
+    made.add_argument("name", help="what the key is for")
+    revoked = _client("revoke", "revoke an API key: it stops working at once", key_commands, _revoke_key)
+    revoked.add_argument("id", help="the key's id, as `keys list` shows it")
+    admin_commands = _group(subparsers, "admin", "an admin's commands", "Every balance, and refills.")
+    _client("credits", "every account's credits", admin_commands, _balances)
+    refill = _client("refill", "add credits to an account", admin_commands, _refill)
+    refill.add_argument("account", help="the account's name")
+    refill.add_argument("--amount", type=int, help="credits to add (default: the gateway's refill amount)")
     _client(
         "token",
         "print an access token (for curl's Authorization: Bearer); the local stack's admin by default",
@@ -409,8 +427,50 @@ def _models(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[
 def _images(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
     from kubeclassify.cli.console import table
 
-    page = gateway.images(args.category, args.limit)
-    return 0, page, lambda p: table(p["items"], ["uid", "label", "score", "filename", "model_name"])
+    def show(p: dict[str, Any]) -> None:  # scores rounded for people, as `classify` shows them
+        rows = [{**i, "score": f"{i['score']:.3f}"} for i in p["items"]]
+        table(rows, ["uid", "label", "score", "filename", "model_name"])
+
+    return 0, gateway.images(args.category, args.limit), show
+
+
+def _categories(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.cli.console import table
+
+    def show(counts: dict[str, int]) -> None:
+        table([{"label": k, "images": n} for k, n in counts.items()], ["label", "images"])
+
+    return 0, gateway.categories(), show
+
+
+def _keys(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.cli.console import table
+
+    return 0, gateway.keys(), lambda ks: table(ks, ["id", "name", "created"])
+
+
+def _create_key(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    def show(k: dict[str, Any]) -> None:
+        print(k["key"])
+        print(f"(id {k['id']}; this is the only time the key is shown)", file=sys.stderr)
+
+    return 0, gateway.create_key(args.name), show
+
+
+def _revoke_key(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    gateway.revoke_key(args.id)
+    return 0, {"id": args.id, "revoked": True}, lambda r: print(f"revoked {r['id']}")
+
+
+def _balances(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.cli.console import table
+
+    return 0, gateway.balances(), lambda bs: table(bs, ["username", "credits"])
+
+
+def _refill(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    answer = gateway.refill(args.account, args.amount)
+    return 0, answer, lambda b: print(f"{b['username']}: {b['credits']} credits")
 
 
 def _credits(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
