@@ -20,10 +20,11 @@ from kubeclassify.gateway import deps
 from kubeclassify.gateway.accounts import Accounts
 from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
-from kubeclassify.gateway.security import PasswordPool, VerifiedTokens, hash_password
+from kubeclassify.gateway.security import PasswordPool, VerifiedTokens, create_token, hash_password
 from kubeclassify.gateway.signin import SignIn
 
 PASSWORD = "a long enough password"
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 LIMITS = {"login_failures": 3, "max_api_keys": 2, "max_schedules": 1, "rate_limit_per_minute": 1000}
 
 
@@ -35,7 +36,7 @@ async def no_lifespan(_: Any) -> AsyncIterator[None]:
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     config = GatewayConfig(
-        token_secret=SecretStr("x" * 32),
+        token_secret=SecretStr(SECRET),
         redis_url=SecretStr("redis://127.0.0.1:1/0"),
         manifest={"uri": "file:///nowhere/manifest.csv"},
         **LIMITS,  # type: ignore[arg-type]
@@ -71,9 +72,17 @@ def basic(name: str, password: str = PASSWORD) -> dict[str, str]:
 
 
 def bearer(client: TestClient, name: str) -> dict[str, str]:
-    answer = client.post("/v1/auth/token", data={"username": name, "password": PASSWORD})
+    """A token as the gateway issues one at sign-in (signing in with the password, tested once
+    below, costs an argon2 verification, a tenth of a second or more)."""
+    token, _ = create_token(name, "admin" if name == "root" else "user", SECRET, 600)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_signing_in_gives_a_token_that_works(client: TestClient) -> None:
+    answer = client.post("/v1/auth/token", data={"username": "alice", "password": PASSWORD})
     assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    me = client.get("/v1/me", headers={"Authorization": f"Bearer {answer.json()['access_token']}"})
+    assert me.json()["username"] == "alice"
 
 
 def test_wrong_passwords_are_refused_then_the_name_is_locked_out(client: TestClient) -> None:
