@@ -239,3 +239,22 @@ def test_a_batch_csv_over_its_limit_is_413(client: TestClient) -> None:
         "/v1/batches", data={"model": "digits"}, files=files, headers=bearer(client, "alice")
     )
     assert answer.status_code == 413, answer.text
+
+
+def test_open_registration_is_limited_per_address_and_closed_is_closed(client: TestClient) -> None:
+    config = client.app.state.config  # type: ignore[attr-defined]
+    config.registration, config.signups_per_hour = "open", 1
+    body = {"username": "bob", "password": PASSWORD}
+    assert client.post("/v1/accounts", json=body).status_code == 201
+    again = client.post("/v1/accounts", json={**body, "username": "cid"})
+    assert again.status_code == 429 and int(again.headers["Retry-After"]) > 0
+    reserved = client.post("/v1/accounts", json={**body, "username": config.admin_username})
+    assert reserved.status_code == 409 and "reserved" in reserved.text
+    config.registration = "closed"
+    assert client.post("/v1/accounts", json=body, headers=bearer(client, "root")).status_code == 403
+
+
+def test_a_schedule_for_an_unknown_model_is_404(client: TestClient) -> None:
+    body = {"cron": "0 3 * * *", "time_zone": "UTC", "model": "nope"}
+    answer = client.post("/v1/schedules", json=body, headers=bearer(client, "alice"))
+    assert answer.status_code == 404 and "no model 'nope'" in answer.text
