@@ -122,6 +122,28 @@ def test_the_cli_against_the_stack(
     balances = json.loads(kubeclassify(home, "admin", "credits", "-o", "json").stdout)
     assert {"username": "admin", "credits": credits - 80 + 7} in balances
 
+    created = kubeclassify(
+        home, "schedules", "create", "--cron", "0 3 * * *", "--start-date", day, "-o", "json"
+    )
+    assert created.returncode == 0, created.stderr
+    schedule = json.loads(created.stdout)["name"]
+    listed_schedules = json.loads(kubeclassify(home, "schedules", "list", "-o", "json").stdout)
+    assert schedule in {s["name"] for s in listed_schedules}
+    ran = kubeclassify(home, "schedules", "run", schedule, "--date", day, "-o", "name")
+    assert ran.returncode == 0, ran.stderr
+    waited = kubeclassify(home, "batch", "status", ran.stdout.strip(), "--wait", "-o", "json", timeout=300)
+    assert json.loads(waited.stdout)["state"] == "Succeeded", waited.stdout + waited.stderr
+    merged = tmp_path / "schedule.csv"
+    assert kubeclassify(home, "schedules", "results", schedule, "--file", str(merged)).returncode == 0
+    merged_rows = list(csv.DictReader(io.StringIO(merged.read_text())))
+    assert len(merged_rows) == 80 and {r["date"] for r in merged_rows} == {day}
+    paused = json.loads(kubeclassify(home, "schedules", "pause", schedule, "-o", "json").stdout)
+    resumed = json.loads(kubeclassify(home, "schedules", "resume", schedule, "-o", "json").stdout)
+    assert paused["paused"] is True and resumed["paused"] is False
+    assert kubeclassify(home, "schedules", "delete", schedule).returncode == 0
+    gone = kubeclassify(home, "schedules", "show", schedule)
+    assert gone.returncode == 2 and "no schedule" in gone.stderr
+
 
 def test_cli_errors_say_what_went_wrong_with_meaningful_exit_codes(
     demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path

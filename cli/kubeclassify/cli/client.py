@@ -176,7 +176,34 @@ class Gateway:
 
     def results_csv(self, name: str) -> Iterator[bytes]:
         """The batch's results as CSV, streamed."""
-        resp = self._open_response("GET", f"/v1/batches/{name}/results.csv")
+        return self._stream(f"/v1/batches/{name}/results.csv")
+
+    def schedule_results_csv(self, name: str) -> Iterator[bytes]:
+        """Every finished run of the schedule as one CSV, oldest date first, streamed."""
+        return self._stream(f"/v1/schedules/{name}/results.csv")
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/schedules")
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/schedules/{name}")
+
+    def create_schedule(self, **fields: Any) -> dict[str, Any]:
+        """A daily schedule over the gateway's manifest (cron, time_zone, start_date, catch_up, model)."""
+        return self._call("POST", "/v1/schedules", json={k: v for k, v in fields.items() if v is not None})
+
+    def delete_schedule(self, name: str) -> None:
+        self._call("DELETE", f"/v1/schedules/{name}")
+
+    def pause_schedule(self, name: str, paused: bool) -> dict[str, Any]:
+        return self._call("POST", f"/v1/schedules/{name}/{'pause' if paused else 'resume'}")
+
+    def run_schedule(self, name: str, date: str) -> dict[str, Any]:
+        """Run one date of the schedule now: the schedule, the date and the batch that runs it."""
+        return self._call("POST", f"/v1/schedules/{name}/run", json={"date": date})
+
+    def _stream(self, path: str) -> Iterator[bytes]:
+        resp = self._open_response("GET", path)
         try:
             while chunk := self.loop.run_until_complete(resp.content.readany()):
                 yield chunk

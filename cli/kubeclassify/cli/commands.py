@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,6 +300,29 @@ def register_client(subparsers: Parsers) -> None:
     made.add_argument("name", help="what the key is for")
     revoked = _client("revoke", "revoke an API key: it stops working at once", key_commands, _revoke_key)
     revoked.add_argument("id", help="the key's id, as `keys list` shows it")
+    schedules = _group(
+        subparsers, "schedules", "my daily schedules", "Daily batches over the gateway's manifest."
+    )
+    _client("list", "list my schedules", schedules, _schedules)
+    made = _client("create", "make a daily schedule", schedules, _create_schedule, "name")
+    made.add_argument("--cron", required=True, help="when runs start, e.g. '30 1 * * *'")
+    made.add_argument("--time-zone", default="UTC", help="of the cron and the dates (default: %(default)s)")
+    made.add_argument("--start-date", help="the first date to process (default: yesterday)")
+    made.add_argument("--catch-up", action="store_true", help="process missed days one by one")
+    made.add_argument("--model", help="a model (default: the gateway's default)")
+    for verb, help, func in [
+        ("show", "show a schedule: its next and last date, paused or not", _show_schedule),
+        ("delete", "delete a schedule (a run that is going ends as it would)", _delete_schedule),
+        ("pause", "pause a schedule", _pause_schedule),
+        ("resume", "resume a paused schedule", _resume_schedule),
+    ]:
+        _client(verb, help, schedules, func).add_argument("name", help="the schedule")
+    ran = _client("run", "run one date of a schedule now", schedules, _run_schedule, "name")
+    ran.add_argument("name", help="the schedule")
+    ran.add_argument("--date", required=True, help="the date (YYYY-MM-DD)")
+    got = _client("results", "write every finished run's results as one CSV", schedules, _schedule_results)
+    got.add_argument("name", help="the schedule")
+    got.add_argument("--file", "-f", type=Path, help="write here instead of standard output")
     admin_commands = _group(subparsers, "admin", "an admin's commands", "Every balance, and refills.")
     _client("credits", "every account's credits", admin_commands, _balances)
     refill = _client("refill", "add credits to an account", admin_commands, _refill)
@@ -525,17 +548,77 @@ def _batch_status(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Cal
 
 
 def _results(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
-    if args.file is None:
-        for chunk in gateway.results_csv(args.name):
-            sys.stdout.buffer.write(chunk)
-    else:  # whole or not at all: a refused or broken download leaves no file behind
-        partial = args.file.with_name(args.file.name + ".part")
-        try:
-            with partial.open("wb") as out:
-                for chunk in gateway.results_csv(args.name):
-                    out.write(chunk)
-            partial.replace(args.file)
-        finally:
-            partial.unlink(missing_ok=True)
+    _download(lambda: gateway.results_csv(args.name), args.file)
     target = str(args.file) if args.file else "-"
     return 0, {"batch": args.name, "file": target}, lambda _: None
+
+
+def _download(chunks: Callable[[], Iterable[bytes]], file: Path | None) -> None:
+    """Write the chunks to standard output, or to `file` whole or not at all: a refused or broken
+    download leaves no file behind."""
+    if file is None:
+        for chunk in chunks():
+            sys.stdout.buffer.write(chunk)
+        return
+    partial = file.with_name(file.name + ".part")
+    try:
+        with partial.open("wb") as out:
+            for chunk in chunks():
+                out.write(chunk)
+        partial.replace(file)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+SCHEDULE_COLUMNS = ["name", "model", "cron", "time_zone", "paused", "last_date", "next_date", "next_run"]
+
+
+def _schedules(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.cli.console import table
+
+    return 0, gateway.schedules(), lambda ss: table(ss, SCHEDULE_COLUMNS)
+
+
+def _schedule_line(s: dict[str, Any]) -> None:
+    state = f"paused: {s['reason']}" if s["paused"] else f"next {s['next_date']} at {s['next_run']}"
+    print(f"{s['name']}  {s['cron']} {s['time_zone']}  last done {s['last_date'] or '-'}, {state}")
+
+
+def _create_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    made = gateway.create_schedule(
+        cron=args.cron,
+        time_zone=args.time_zone,
+        start_date=args.start_date,
+        catch_up=args.catch_up or None,
+        model=args.model,
+    )
+    return 0, made, _schedule_line
+
+
+def _show_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    return 0, gateway.schedule(args.name), _schedule_line
+
+
+def _delete_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    gateway.delete_schedule(args.name)
+    return 0, {"name": args.name, "deleted": True}, lambda d: print(f"deleted {d['name']}")
+
+
+def _pause_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    return 0, gateway.pause_schedule(args.name, True), _schedule_line
+
+
+def _resume_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    return 0, gateway.pause_schedule(args.name, False), _schedule_line
+
+
+def _run_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    ran = gateway.run_schedule(args.name, args.date)
+    ran["name"] = ran["batch"]  # `--output name` prints the batch to follow with `batch status`
+    return 0, ran, lambda r: print(f"{r['schedule']} {r['date']}: batch {r['batch']}")
+
+
+def _schedule_results(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    _download(lambda: gateway.schedule_results_csv(args.name), args.file)
+    target = str(args.file) if args.file else "-"
+    return 0, {"schedule": args.name, "file": target}, lambda _: None
