@@ -33,10 +33,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from kubeclassify.cli.services import S3Server
 from kubeclassify.core import constants as c
 from kubeclassify.core.model_card import ModelCard
-from kubeclassify.core.progress import ShardProgress
+from kubeclassify.core.progress import ShardProgress, duration_text
 from kubeclassify.core.storage import ObjectStore
 from kubeclassify.core.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
-from kubeclassify.operator.builders.batch_status import duration_text
 
 GROUP, VERSION = c.GROUP, c.VERSION
 CB, MD = c.PLURALS[c.CLASSIFICATION_BATCH], c.PLURALS[c.MODEL_DEPLOYMENT]

@@ -11,12 +11,12 @@ import kubernetes_validate
 import pytest
 
 from kubeclassify.core import constants as c
-from kubeclassify.core.progress import ShardProgress, last_progress
+from kubeclassify.core.progress import ShardProgress, duration_text, last_progress
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, ClassificationBatch, ScheduleSpec
 from kubeclassify.core.resources.model_deployment import ModelDeployment, ModelSpec
 from kubeclassify.core.schedule import next_date, upcoming_date
 from kubeclassify.operator.builders.batch import batch_job, job_name, tick_access, tick_cronjob
-from kubeclassify.operator.builders.batch_status import RunOutcome, duration_text, job_outcome, run_progress
+from kubeclassify.operator.builders.batch_status import RunOutcome, job_outcome, run_progress
 from kubeclassify.operator.config import OperatorConfig
 
 CONFIG = OperatorConfig(

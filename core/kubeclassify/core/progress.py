@@ -69,3 +69,13 @@ def last_progress(log: str) -> ShardProgress | None:
             continue
         return progress
     return None
+
+
+def duration_text(seconds: float) -> str:
+    """A short duration for people: 45s, 4m10s, 2h05m."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import io
 import itertools
@@ -145,37 +146,12 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
             _classified(job, store, mine, loaded.predict, copies, streams), labels, job.spec.output.top_k
         )
     part = PartWriter()
-    started = last_report = time.monotonic()
-    for item, ranked, error in results:
-        if time.monotonic() - last_report >= job.progress_every:
-            last_report = time.monotonic()
-            _progress(job, counts, total.value, counts.total / (last_report - started))
-        counts.total += 1
-        row: dict[str, Any] = {
-            "id": item.seq,
-            "source": item.source,
-            "date": item.date,
-            "label": "",
-            "score": "",
-            "top_k": "",
-            "model_name": job.model_name,
-            "model_version": version or job.remote_version,
-            "error": error or "",
-            "time": job.run_time.isoformat(),
-            **item.extra,
-        }
-        if job.spec.output.copy_images:
-            row["copy"] = copies.pop(item.seq, "")
-        if error is None and ranked is not None:
-            row.update(
-                label=ranked[0][0],
-                score=round(ranked[0][1], 6),
-                top_k=json.dumps([{"label": lbl, "score": round(s, 6)} for lbl, s in ranked]),
-            )
-            counts.classified += 1
-        else:
-            counts.failed += 1
-        part.write(item.seq, row)
+    started = time.monotonic()
+    with _reporting(job, counts, total, started):
+        for item, ranked, error in results:
+            _row(job, item, ranked, error, version, copies, counts, part)
+            if job.progress_every == 0:  # a line per image
+                _progress(job, counts, total.value, counts.total / (time.monotonic() - started))
     seconds = time.monotonic() - started
     rate = counts.total / seconds if seconds > 0 else 0.0
     _progress(job, counts, counts.total, rate)  # the last line says where the shard ended
@@ -208,6 +184,67 @@ def run(job: BatchJob, store: ObjectStore) -> Summary:
         is_published,
         failed_fraction_exceeded=exceeded,
     )
+
+
+def _row(
+    job: BatchJob,
+    item: Item,
+    ranked: list[tuple[str, float]] | None,
+    error: str | None,
+    version: str,
+    copies: dict[int, str],
+    counts: BatchCounts,
+    part: PartWriter,
+) -> None:
+    """One image's result row, written to the shard's part and counted."""
+    counts.total += 1
+    row: dict[str, Any] = {
+        "id": item.seq,
+        "source": item.source,
+        "date": item.date,
+        "label": "",
+        "score": "",
+        "top_k": "",
+        "model_name": job.model_name,
+        "model_version": version or job.remote_version,
+        "error": error or "",
+        "time": job.run_time.isoformat(),
+        **item.extra,
+    }
+    if job.spec.output.copy_images:
+        row["copy"] = copies.pop(item.seq, "")
+    if error is None and ranked is not None:
+        row.update(
+            label=ranked[0][0],
+            score=round(ranked[0][1], 6),
+            top_k=json.dumps([{"label": lbl, "score": round(s, 6)} for lbl, s in ranked]),
+        )
+        counts.classified += 1
+    else:
+        counts.failed += 1
+    part.write(item.seq, row)
+
+
+@contextlib.contextmanager
+def _reporting(job: BatchJob, counts: BatchCounts, total: _Total, started: float) -> Iterator[None]:
+    """The shard's progress line every `progress_every` seconds while it runs, from a thread of
+    its own: a shard waiting on slow images still reports (its speed falling), as it would not
+    if lines were written only as images finish."""
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(job.progress_every):
+            _progress(job, counts, total.value, counts.total / (time.monotonic() - started))
+
+    thread = threading.Thread(target=report, name="progress", daemon=True)
+    if job.progress_every > 0:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
 
 
 def _progress(job: BatchJob, counts: BatchCounts, total: int | None, rate: float) -> None:

@@ -134,16 +134,6 @@ def run_progress(job: dict[str, Any], pods: list[dict[str, Any]], logs: dict[str
     return RunProgress(done, failed, total, round(rate, 2))
 
 
-def duration_text(seconds: float) -> str:
-    """A short duration for people: 45s, 4m10s, 2h05m."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def _index(pod: dict[str, Any]) -> str:
     return str((pod.get("metadata", {}).get("annotations") or {}).get(INDEX_ANNOTATION, "0"))
 

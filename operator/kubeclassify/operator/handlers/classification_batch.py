@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from kubeclassify.core.constants import ANNOTATION_RERUN_DATE, ANNOTATION_TICK
 from kubeclassify.core.fetch import FetchPolicy
 from kubeclassify.core.policy import Denial, batch_denials, describe, webhook_secret_denial
+from kubeclassify.core.progress import duration_text
 from kubeclassify.core.resources.classification_batch import (
     CONDITION_READY,
     CONDITION_SUCCEEDED,
@@ -39,7 +40,7 @@ from kubeclassify.operator.builders.batch import (
     tick_access,
     tick_cronjob,
 )
-from kubeclassify.operator.builders.batch_status import RunOutcome, duration_text, job_outcome, run_progress
+from kubeclassify.operator.builders.batch_status import RunOutcome, job_outcome, run_progress
 from kubeclassify.operator.builders.inference_service import name_for, stable_model
 from kubeclassify.operator.config import OperatorConfig
 from kubeclassify.operator.handlers.model_deployment import explain
