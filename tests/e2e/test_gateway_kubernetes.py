@@ -217,6 +217,67 @@ def test_batches_become_classification_batches_and_settle_once(
         assert gw.get("/v1/credits", headers=auth).json()["credits"] == 9, "its reserve came back"
 
 
+def test_a_running_batch_shows_its_runs_progress_and_a_cancel_deletes_its_resource(
+    kube_api,  # type: ignore[no-untyped-def]
+    api_client: client.ApiClient,
+    namespace: str,
+    redis_server: RedisServer,
+    s3_settings: S3Settings,
+    bucket: str,
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    settings = kubernetes_backend(kube_api, custom, namespace, redis_server, s3_settings, bucket)
+    csv_body = b"url\n" + b"".join(b"https://images.example.com/%d.png\n" % i for i in range(4))
+    plural = c.PLURALS[c.CLASSIFICATION_BATCH]
+    with TestClient(create_app(settings)) as gw:
+        auth = {"Authorization": f"Bearer {sign_up(gw)}"}
+        name = gw.post("/v1/batches", files={"file": ("b.csv", csv_body, "text/csv")}, headers=auth).json()[
+            "name"
+        ]
+        assert gw.get("/v1/credits", headers=auth).json()["credits"] == 10 - 4
+        # The operator's status while the run goes (its counts from the pods' progress lines).
+        running = {
+            "phase": "Running",
+            "counts": {"total": 4, "classified": 2, "failed": 1},
+            "imagesPerSecond": 1.5,
+        }
+        custom.patch_namespaced_custom_object_status(
+            c.GROUP, c.VERSION, namespace, plural, name, {"status": running}
+        )
+        info = wait_for(
+            lambda: (
+                (b := gw.get(f"/v1/batches/{name}", headers=auth).json())["counts"]["classified"] == 2 and b
+            ),
+            what="the gateway to show the run's progress",
+        )
+        assert (
+            info["state"] == "Running" and info["counts"]["failed"] == 1 and info["images_per_second"] == 1.5
+        )
+        left = dt.datetime.fromisoformat(info["estimated_completion_time"]) - dt.datetime.now(dt.UTC)
+        assert dt.timedelta(0) < left <= dt.timedelta(seconds=2), "one image left at 1.5 a second"
+        assert gw.delete(f"/v1/batches/{name}", headers=auth).status_code == 409
+
+        cancelled = gw.post(f"/v1/batches/{name}/cancel", headers=auth)
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["state"], cancelled.json()["message"]) == (
+            "Failed",
+            "cancelled by its owner",
+        )
+        assert cancelled.json()["counts"]["classified"] == 2
+        listed = custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural)["items"]
+        assert name not in [item["metadata"]["name"] for item in listed], "its resource (and Job) went"
+        time.sleep(1.0)  # the watch has seen the deletion: it does not end the batch a second time
+        after = gw.get(f"/v1/batches/{name}", headers=auth).json()
+        assert after["message"] == "cancelled by its owner"
+        store, results = ObjectStore(s3_settings), f"s3://{bucket}/batches/alice/{name}/results.csv"
+        store.write(results, b"id,label\n0,7\n")  # as a worker stopped a moment late would have
+        refused = gw.get(f"/v1/batches/{name}/results.csv", headers=auth)
+        assert refused.status_code == 404 and "was cancelled" in refused.text
+        assert gw.get("/v1/credits", headers=auth).json()["credits"] == 10 - 2, "two classified, two back"
+        assert gw.delete(f"/v1/batches/{name}", headers=auth).status_code == 204
+        assert gw.get(f"/v1/batches/{name}", headers=auth).status_code == 404
+
+
 def test_schedules_become_scheduled_classification_batches_whose_runs_the_gateway_admits(
     kube_api,  # type: ignore[no-untyped-def]
     api_client: client.ApiClient,
@@ -244,6 +305,22 @@ def test_schedules_become_scheduled_classification_batches_whose_runs_the_gatewa
         batch = ClassificationBatch.model_validate(body)
         assert batch.spec.schedule is not None and batch.spec.schedule.cron == "30 1 * * *"
         assert batch.spec.output.uri == f"s3://{bucket}/batches/alice/{name}/{{date}}/results.csv"
+
+        edit = {"cron": "0 4 * * *", "time_zone": "Europe/Berlin", "catch_up": True, "model": "digits"}
+        edited = gw.patch(f"/v1/schedules/{name}", json=edit, headers=auth)
+        assert edited.status_code == 200, edited.text
+        assert (edited.json()["cron"], edited.json()["time_zone"]) == ("0 4 * * *", "Europe/Berlin")
+        cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+        assert schema_errors(cr, load_crds()) == []
+        assert {k: cr["spec"]["schedule"][k] for k in ("cron", "timeZone", "catchUp", "startDate")} == {
+            "cron": "0 4 * * *", "timeZone": "Europe/Berlin", "catchUp": True, "startDate": "2026-11-20"
+        }  # fmt: skip
+        assert (
+            gw.patch(
+                f"/v1/schedules/{name}", json={"webhook_url": "https://h.example/x"}, headers=auth
+            ).status_code
+            == 422
+        )
 
         assert gw.post(f"/v1/schedules/{name}/pause", headers=auth).json()["paused"]
         cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)

@@ -116,10 +116,13 @@ def gateway_env(
 
 
 class Site:
-    """A local web server: digit PNGs at /<index>.png (after `delay` seconds), and a webhook receiver."""
+    """A local web server: digit PNGs at /<index>.png (after `delay` seconds; the `held` ones once
+    `release` is set), and a webhook receiver."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, held: frozenset[str] = frozenset()) -> None:
         self.delay = delay
+        self.held = held  # names answered only once `release` is set (or after a minute)
+        self.release = threading.Event()
         self.gets = 0  # GET requests received
         self.hooks: list[tuple[dict[str, str], bytes]] = []
         site = self
@@ -129,6 +132,8 @@ class Site:
                 site.gets += 1
                 time.sleep(site.delay)
                 name = self.path.strip("/")
+                if name in site.held:
+                    site.release.wait(60)
                 if name == "text.png":
                     body, kind = b"this is not an image", "image/png"
                 elif name.endswith(".png") and name[:-4].isdigit():

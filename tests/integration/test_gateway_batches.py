@@ -217,6 +217,80 @@ def test_other_refusals(settings: GatewaySettings, site: Site) -> None:
         wait_done(client, alice, name)
 
 
+def test_a_running_batch_shows_its_progress_and_a_cancel_charges_only_what_it_classified(
+    settings: GatewaySettings, s3_settings: S3Settings
+) -> None:
+    names = [f"{i}.png" for i in range(1700, 1712)]
+    slow = Site(held=frozenset(names[6:]))  # half the images are answered, half hang until released
+    try:
+        with TestClient(create_app(settings)) as client:
+            token = sign_up(client)
+            name = submit(client, token, slow.csv(names)).json()["name"]
+
+            def halfway() -> dict[str, Any] | None:
+                info: dict[str, Any] = client.get(f"/v1/batches/{name}", headers=auth(token)).json()
+                return info if info["counts"]["classified"] == 6 else None
+
+            running = wait_for(halfway, timeout=60, what="the first six images counted while it runs")
+            assert running["state"] == "Running" and running["counts"]["total"] == 12
+            assert running["images_per_second"] > 0
+            assert dt.datetime.fromisoformat(running["estimated_completion_time"]) > dt.datetime.now(dt.UTC)
+            refused = client.delete(f"/v1/batches/{name}", headers=auth(token))
+            assert refused.status_code == 409 and "cancel it first" in refused.text
+
+            cancelled = client.post(f"/v1/batches/{name}/cancel", headers=auth(token))
+            assert cancelled.status_code == 200, cancelled.text
+            info = cancelled.json()
+            assert info["state"] == "Failed" and info["message"] == "cancelled by its owner"
+            assert info["counts"]["classified"] == 6 and info["images_per_second"] is None
+            assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 6
+            again = client.post(f"/v1/batches/{name}/cancel", headers=auth(token))
+            assert again.status_code == 409 and "nothing to cancel" in again.text
+            slow.release.set()  # the worker was stopped: nothing more is classified or charged
+            time.sleep(1.5)
+            assert client.get(f"/v1/batches/{name}", headers=auth(token)).json() == info
+            assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 6
+            assert client.get(f"/v1/batches/{name}/results", headers=auth(token)).status_code == 404
+
+            store = ObjectStore(s3_settings)
+            folder = f"{settings.gateway.batches_uri}/alice/{name}/"
+            assert [o.uri for o in store.iter_objects(folder)]  # its CSV, at least
+            assert client.delete(f"/v1/batches/{name}", headers=auth(token)).status_code == 204
+            assert client.get(f"/v1/batches/{name}", headers=auth(token)).status_code == 404
+            assert client.get("/v1/batches", headers=auth(token)).json()["total"] == 0
+            assert not list(store.iter_objects(folder))
+            assert client.get("/v1/credits", headers=auth(token)).json()["credits"] == 20 - 6
+    finally:
+        slow.release.set()
+        slow.server.shutdown()
+
+
+def test_results_by_label_and_a_finished_batch_deleted(settings: GatewaySettings, site: Site) -> None:
+    with TestClient(create_app(settings)) as client:
+        token = sign_up(client)
+        sheet = site.csv([f"{i}.png" for i in DIGITS] + ["text.png"])
+        name = submit(client, token, sheet, max_failed_fraction="0.5").json()["name"]
+        assert wait_done(client, token, name)["state"] == "Succeeded"
+        rows = client.get(f"/v1/batches/{name}/results", headers=auth(token)).json()["rows"]
+        label = rows[0]["label"]
+        mine = [r for r in rows if r["label"] == label]
+        page = client.get(f"/v1/batches/{name}/results?label={label}", headers=auth(token)).json()
+        assert page["rows"] == mine and not page["more"]
+        one = client.get(f"/v1/batches/{name}/results?label={label}&limit=1", headers=auth(token)).json()
+        assert one["rows"] == mine[:1] and one["more"] == (len(mine) > 1)
+        streamed = client.get(f"/v1/batches/{name}/results.csv?label={label}", headers=auth(token))
+        kept = list(csv.DictReader(io.StringIO(streamed.text)))
+        assert [int(r["id"]) for r in kept] == [r["id"] for r in mine] and {r["label"] for r in kept} == {
+            label
+        }
+        none = client.get(f"/v1/batches/{name}/results.csv?label=no-such", headers=auth(token))
+        assert none.text.splitlines()[0].startswith("id,") and len(none.text.splitlines()) == 1
+        assert client.post(f"/v1/batches/{name}/cancel", headers=auth(token)).status_code == 409
+        assert client.delete(f"/v1/batches/{name}", headers=auth(token)).status_code == 204
+        assert client.get(f"/v1/batches/{name}/results.csv", headers=auth(token)).status_code == 404
+        assert client.delete(f"/v1/batches/{name}", headers=auth(token)).status_code == 404
+
+
 def test_a_restart_mid_batch_loses_nothing_and_a_second_replica_is_refused(
     settings: GatewaySettings,
 ) -> None:

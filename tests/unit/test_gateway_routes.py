@@ -98,6 +98,9 @@ def test_another_users_record_is_not_there(client: TestClient, path: str) -> Non
         ("POST", "/v1/schedules/bob-daily/resume", None),
         ("POST", "/v1/schedules/bob-daily/run", {"date": "2026-12-01"}),
         ("GET", "/v1/schedules/bob-daily/results.csv", None),
+        ("PATCH", "/v1/schedules/bob-daily", {"cron": "0 3 * * *"}),
+        ("POST", "/v1/batches/bob-0001/cancel", None),
+        ("DELETE", "/v1/batches/bob-0001", None),
     ],
 )
 def test_another_users_record_cannot_be_changed_or_read_either(
@@ -247,3 +250,43 @@ def test_a_batch_csv_is_refused_before_it_is_stored(
 def test_a_schedule_is_refused_for_its_cron(client: TestClient, cron: str, says: str) -> None:
     answer = client.post("/v1/schedules", json={"cron": cron, "time_zone": "UTC", "model": "digits"})
     assert answer.status_code == 422 and says in answer.text, answer.text
+
+
+class Ending:
+    """A batch backend whose batch ends (as `state`) when asked to cancel it, as a race would have it."""
+
+    def __init__(self, records: Records, state: str) -> None:
+        self.records, self.state = records, state
+
+    async def cancel(self, name: str) -> None:
+        self.records.records[name].state = self.state
+
+
+def test_a_running_batch_is_not_deleted_and_one_that_ended_first_is_not_cancelled(
+    app: Any, client: TestClient
+) -> None:
+    records = Records(batch("alice"))
+    app.dependency_overrides[deps.get_batches] = lambda: records
+    refused = client.delete("/v1/batches/alice-0001")
+    assert refused.status_code == 409 and "cancel it first" in refused.text
+    app.dependency_overrides[deps.get_batch_backend] = lambda: Ending(records, "Succeeded")
+    late = client.post("/v1/batches/alice-0001/cancel")
+    assert late.status_code == 409 and "has ended (Succeeded)" in late.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"cron": "* * * * *"}, 422, "at most every"),
+        ({"cron": "61 * * * *"}, 422, "cron"),
+        ({"time_zone": "Mars/Olympus"}, 422, "time zone"),
+        ({"model": "nope"}, 404, "no model 'nope'"),
+        ({"webhook_url": "http://10.0.0.1/hook"}, 422, "not a public address"),
+    ],
+)
+def test_a_schedule_edit_is_checked_as_a_new_schedule_is(
+    app: Any, client: TestClient, body: dict[str, Any], status: int, says: str
+) -> None:
+    app.dependency_overrides[deps.get_schedules] = lambda: Records(schedule("alice"))
+    answer = client.patch("/v1/schedules/alice-daily", json=body)
+    assert answer.status_code == status and says in answer.text, answer.text

@@ -6,6 +6,7 @@ both are made with."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -41,6 +42,13 @@ class BatchBackend(Protocol):
     async def submit(self, name: str) -> None:
         """Run the batch recorded under `name` (its credits are reserved already)."""
 
+    async def cancel(self, name: str) -> None:
+        """Stop the batch and end it as cancelled (unless it ended first), charged for the images
+        it classified before it stopped; the rest of its credits are given back."""
+
+    async def forget(self, name: str) -> None:
+        """Remove what runs the ended batch, if anything is left of it."""
+
 
 class ScheduleBackend(Protocol):
     async def create(self, schedule: ScheduleRecord) -> None: ...
@@ -48,6 +56,9 @@ class ScheduleBackend(Protocol):
     async def delete(self, schedule: ScheduleRecord) -> None: ...
 
     async def set_paused(self, schedule: ScheduleRecord, paused: bool) -> None: ...
+
+    async def update(self, schedule: ScheduleRecord, edit: Callable[[ScheduleRecord], None]) -> None:
+        """Apply `edit` (already applied to `schedule`) to the stored schedule and to what runs it."""
 
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
         """Run one date of the schedule now; the run's name, or None when it has no images."""

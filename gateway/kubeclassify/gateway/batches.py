@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from redis.exceptions import WatchError
 
 from kubeclassify.core.resources.classification_batch import (
     ENDED_PHASES,
@@ -59,10 +62,16 @@ class BatchRecord:
     schedule: str | None = None  # the schedule whose run this is (local backend)
     manual: bool = False  # a schedule's run asked for by its owner, not fired by its cron
     run: str = ""  # the id its first run's credits are reserved under in the ledger ("" : the name)
+    images_per_second: float | None = None  # while it runs, as its run last reported
+    estimated_completion_time: float | None = None  # while it runs: when it should end at that speed
 
     @property
     def run_id(self) -> str:
         return self.run or self.name
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == "Failed" and self.message == CANCELLED
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "counts": self.counts.model_dump()})
@@ -95,9 +104,10 @@ def new_name(owner: str) -> str:
 
 
 def paths(batches_uri: str, owner: str, name: str) -> dict[str, str]:
-    """Where a batch's CSV and results live."""
+    """Where a batch's files live: its folder, and in it its CSV and its results."""
     folder = join(batches_uri, owner, name)
     return {
+        "folder": folder + "/",
         "input": join(folder, "input.csv"),
         "output": join(folder, "results.csv"),
     }
@@ -125,6 +135,33 @@ class Batches:
             pipe.hset(f"kc:batch:{record.name}", mapping={"json": record.to_json()})
             if record.state in ENDED_PHASES:
                 pipe.srem(ACTIVE, record.name)
+            await pipe.execute()
+
+    async def change_running(self, name: str, edit: Callable[[BatchRecord], bool]) -> None:
+        """Apply `edit` to the stored record while the batch has not ended, as one transaction: an
+        end recorded meanwhile is never written over (`edit` answers whether it changed anything)."""
+        key = f"kc:batch:{name}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.hget(key, "json")
+                    record = BatchRecord.from_json(raw) if raw else None
+                    if record is None or record.state in ENDED_PHASES or not edit(record):
+                        return
+                    pipe.multi()
+                    pipe.hset(key, mapping={"json": record.to_json()})
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    async def remove(self, record: BatchRecord) -> None:
+        """Forget the batch: its record, its place in its owner's list, its webhook's claim."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"kc:batch:{record.name}", f"kc:webhook-claimed:{record.name}")
+            pipe.zrem(f"kc:batches:{record.owner}", record.name)
+            pipe.srem(ACTIVE, record.name)
             await pipe.execute()
 
     async def of(self, owner: str, offset: int, limit: int) -> tuple[list[BatchRecord], int]:
@@ -161,10 +198,28 @@ async def finish(
     record.counts = counts.model_copy(update={"total": record.counts.total})  # the total it was paid for
     record.state, record.message = state, message[:1000]
     record.finished = record.finished or time.time()
+    record.images_per_second = record.estimated_completion_time = None
     await batches.update(record)
     await Ledger(batches.redis).settle(record.run_id, record.owner, record.counts.classified)
     if record.webhook_url:
         await batches.announce(record)
+
+
+def progressed(record: BatchRecord, counts: BatchCounts, images_per_second: float | None, now: float) -> bool:
+    """Bring a running batch's record in step with what its run reports: the images done so far
+    (its total stays the images it was paid for), the speed, and when it should end at that speed.
+    Whether anything changed."""
+    counts = counts.model_copy(update={"total": record.counts.total})
+    done = counts.classified + counts.failed
+    rate = images_per_second if images_per_second and images_per_second > 0 else None
+    eta = round(now + max(counts.total - done, 0) / rate) if rate is not None else None
+    if (counts, rate, eta) == (record.counts, record.images_per_second, record.estimated_completion_time):
+        return False
+    record.counts, record.images_per_second, record.estimated_completion_time = counts, rate, eta
+    return True
+
+
+CANCELLED = "cancelled by its owner"
 
 
 def failed_fraction_allowed(record: BatchRecord, config: Any) -> float:

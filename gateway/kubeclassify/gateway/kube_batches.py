@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubeclassify.core import constants as c
@@ -34,9 +35,9 @@ from kubeclassify.core.resources.classification_batch import (
     failure_message,
 )
 from kubeclassify.core.sources import InputError
-from kubeclassify.core.storage import StorageError, join
+from kubeclassify.core.storage import StorageError
 from kubeclassify.gateway.backends import Platform
-from kubeclassify.gateway.batches import Batches, finish
+from kubeclassify.gateway.batches import CANCELLED, Batches, BatchRecord, finish, paths, progressed
 from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.inputs import count_for_date
 from kubeclassify.gateway.ledger import Ledger
@@ -80,6 +81,26 @@ class KubernetesBatches:
         body = batch_resource(record, self.config)
         await self._api("create", body)
 
+    async def cancel(self, name: str) -> None:
+        """End the batch as cancelled, charged for the images its run reported done, then delete
+        its ClassificationBatch: its Job and the Job's pods go with it (owner references). A batch
+        whose resource says it has ended is recorded as it ended instead."""
+        record = await self.batches.get(name)
+        if record is None or record.state in ENDED_PHASES:
+            return
+        body = await self._api("get", name)
+        status = (body or {}).get("status") or {}
+        if body is not None and status.get("phase") in ENDED_PHASES:
+            await self._observe(body)
+            return
+        counts = BatchCounts.read(status.get("counts")) if body is not None else record.counts
+        await finish(self.batches, self.config, record, "Failed", CANCELLED, counts)  # before the delete,
+        await self.forget(name)  # so the watch's DELETED finds the batch ended, not deleted by hand
+
+    async def forget(self, name: str) -> None:
+        """Delete the batch's ClassificationBatch, if it is still there."""
+        await self._api("delete", name)
+
     async def create(self, schedule: ScheduleRecord) -> None:
         await Schedules(self.batches.redis).save(schedule)
         await self._api("create", schedule_resource(schedule, self.config))
@@ -94,6 +115,15 @@ class KubernetesBatches:
         await self._patch(schedule.name, {"spec": {"schedule": {"suspend": paused}}})
         await Schedules(self.batches.redis).save(schedule)
 
+    async def update(self, schedule: ScheduleRecord, edit: Callable[[ScheduleRecord], None]) -> None:
+        """Change the schedule's ClassificationBatch (a run that is going ends as it was started),
+        then the stored schedule."""
+        spec = schedule_resource(schedule, self.config)["spec"]
+        changed = {"cron", "timeZone", "catchUp"}
+        patch = {"modelRef": spec["modelRef"], "schedule": {k: spec["schedule"][k] for k in changed}}
+        await self._patch(schedule.name, {"spec": patch})
+        await Schedules(self.batches.redis).change(schedule.name, edit)
+
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
         """Ask the operator to run the date now (its rerun annotation); the resource that runs it."""
         await self._patch(schedule.name, {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: str(date)}}})
@@ -102,7 +132,7 @@ class KubernetesBatches:
     async def outputs(self, schedule: ScheduleRecord) -> list[str]:
         """Every run's results under the schedule's folder, oldest date first."""
         store = self.platform.store
-        folder = join(self.config.batches_uri, schedule.owner, schedule.name) + "/"
+        folder = paths(self.config.batches_uri, schedule.owner, schedule.name)["folder"]
         found = await asyncio.to_thread(lambda: [o.uri for o in store.iter_objects(folder)])
         return sorted(uri for uri in found if uri.endswith("/results.csv"))
 
@@ -283,9 +313,14 @@ class KubernetesBatches:
         counts = BatchCounts.read(status.get("counts"))
         if status.get("phase") in ENDED_PHASES:
             await finish(self.batches, self.config, record, status["phase"], failure_message(status), counts)
-        elif status.get("phase") == "Running" and record.state != "Running":
-            record.state = "Running"
-            await self.batches.update(record)
+        elif status.get("phase") == "Running":
+            now, rate = time.time(), status.get("imagesPerSecond")
+
+            def running(r: BatchRecord) -> bool:
+                started, r.state = r.state != "Running", "Running"
+                return progressed(r, counts, rate, now) or started
+
+            await self.batches.change_running(name, running)
 
     async def _deleted(self, body: dict[str, Any]) -> None:
         """A batch's resource deleted before its end (by hand): the batch fails, and says why."""

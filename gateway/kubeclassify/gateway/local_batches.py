@@ -16,21 +16,26 @@ import os
 import secrets
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 
+from kubeclassify.core.progress import last_progress
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES, BatchCounts
 from kubeclassify.core.settings import S3Settings
 from kubeclassify.core.sources import owner_prefix
 from kubeclassify.gateway.backends import Platform
 from kubeclassify.gateway.batches import (
+    CANCELLED,
     Batches,
     BatchRecord,
     failed_fraction_allowed,
     finish,
+    progressed,
     too_many_failed,
 )
 from kubeclassify.gateway.cancel import stop_tasks
@@ -48,6 +53,8 @@ SETTINGS = ("KUBECLASSIFY_ENVIRONMENT", "KUBECLASSIFY_LOG_LEVEL")  # the worker'
 
 LEASE = "kc:local-batches:lease"
 LEASE_SECONDS = 30
+LOG_LINE_BYTES = 1 << 20  # the longest worker log line passed on (a traceback is one JSON line)
+PROGRESS_SECONDS = 1.0  # how often a worker reports its progress, written into its batch's record
 
 
 def worker_env(environ: Mapping[str, str], s3: S3Settings) -> dict[str, str]:
@@ -72,6 +79,7 @@ class LocalBatches:
         self.batches = Batches(platform.accounts.redis)
         self.slots = asyncio.Semaphore(self.config.local_batch_concurrency)
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.finishing: set[str] = set()
         self.holder = secrets.token_hex(8)
         self.folder = Path(tempfile.mkdtemp(prefix="kubeclassify-batches-"))
         self.lease = self.batches.redis.lock(LEASE, timeout=LEASE_SECONDS, thread_local=False)
@@ -117,6 +125,21 @@ class LocalBatches:
             await stop_tasks(list(self.tasks.values()))
             return
 
+    async def cancel(self, name: str) -> None:
+        """Stop the batch's worker (or its wait for a slot) and end the batch as cancelled, charged
+        for the images its worker reported done. A batch already finishing ends as it would."""
+        task = self.tasks.get(name)
+        if task is not None:
+            if name not in self.finishing:
+                task.cancel()
+            await asyncio.wait([task])
+        record = await self.batches.get(name)
+        if record is not None and record.state not in ENDED_PHASES:
+            await self._finish(record, {"error": CANCELLED, "counts": record.counts.model_dump()})
+
+    async def forget(self, name: str) -> None:
+        """Nothing is left of an ended batch here but its files, which are its owner's to delete."""
+
     async def _run(self, name: str) -> None:
         async with self.slots:
             record = await self.batches.get(name)
@@ -127,11 +150,16 @@ class LocalBatches:
             try:
                 summary = await self._worker(record)
             except asyncio.CancelledError:
-                raise  # the gateway stops: the batch stays active and is resumed on restart
+                self.finishing.discard(name)
+                raise  # the gateway stops (the batch stays active, resumed on restart) or it is cancelled
             except Exception as e:  # noqa: BLE001 - any failure ends this batch with its reason
                 log.exception("batch failed", extra={"batch": name})
                 summary = {"error": str(e)}
-            await self._finish(record, summary)
+            self.finishing.add(name)  # from here a cancel waits for the end instead
+            try:
+                await self._finish(record, summary)
+            finally:
+                self.finishing.discard(name)
 
     async def _worker(self, record: BatchRecord) -> dict[str, Any]:
         """Run the batch worker for this batch and return its summary (or its error)."""
@@ -153,6 +181,8 @@ class LocalBatches:
             base,
             "--termination-log",
             str(summary_file),
+            "--progress-every",
+            str(PROGRESS_SECONDS),
         ]
         if record.column == "url" or record.column == "path":  # the owner's CSV: their rows, their images
             argv += ["--owner-prefix", owner_prefix(self.config.images_uri, record.owner)]
@@ -164,12 +194,21 @@ class LocalBatches:
             env=worker_env(os.environ, self.platform.s3),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            limit=LOG_LINE_BYTES,
         )
+        assert proc.stderr is not None
+        progress = asyncio.create_task(self._follow_progress(record.name, proc.stderr))
         try:
             code = await proc.wait()
+            self.finishing.add(record.name)  # it may have published: a cancel now waits for its end
+            await progress  # its last lines, to the end of the stream
         except asyncio.CancelledError:
+            progress.cancel()
             with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+                proc.kill()  # nothing it does after this is published: its batch ends without it
+            with contextlib.suppress(asyncio.CancelledError):
+                await proc.wait()
             raise
         summary: dict[str, Any] = {}
         if summary_file.exists():
@@ -178,6 +217,27 @@ class LocalBatches:
         if code not in (0, 3) and "error" not in summary:
             summary["error"] = f"the batch worker exited with code {code}"
         return summary
+
+    async def _follow_progress(self, name: str, stream: asyncio.StreamReader) -> None:
+        """Pass the worker's log on to the gateway's, and write each progress line it reports (one
+        every PROGRESS_SECONDS) into the batch's record, unless the batch has ended meanwhile."""
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream's limit: dropped, the rest read on
+                continue
+            if not line:
+                return
+            sys.stderr.write(line.decode(errors="replace"))
+            reported = last_progress(line.decode(errors="replace")) if b'"progress"' in line else None
+            if reported is None:
+                continue
+            counts = BatchCounts(classified=reported.done - reported.failed, failed=reported.failed)
+            edit = partial(
+                progressed, counts=counts, images_per_second=reported.images_per_second, now=time.time()
+            )
+            with contextlib.suppress(RedisError):  # Redis away a moment: the next line says as much
+                await self.batches.change_running(name, edit)
 
     async def _finish(self, record: BatchRecord, summary: dict[str, Any]) -> None:
         counts = BatchCounts.read(summary.get("counts"))

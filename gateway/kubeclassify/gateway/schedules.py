@@ -346,6 +346,12 @@ class Scheduler:
         edit(schedule)  # the caller's copy, and the stored one
         await Schedules(self.platform.accounts.redis).change(schedule.name, edit)
 
+    async def update(self, schedule: ScheduleRecord, edit: Callable[[ScheduleRecord], None]) -> None:
+        """Store the change and plan the next firing by the cron as it is now."""
+        await Schedules(self.platform.accounts.redis).change(schedule.name, edit)
+        if schedule.name in self._crons:
+            self.add(schedule)
+
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
         """Start the date now, as its owner asks, paused or not: the batch's name, or None when the
         day has no images. Raises RunInProgress and OutOfCredits as `run_date` does."""

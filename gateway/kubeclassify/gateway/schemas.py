@@ -4,7 +4,9 @@ gateway keeps on Redis (`images`, `batches`, `schedules`, `accounts`) and from t
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubeclassify.core.resources import BatchCounts
@@ -122,8 +124,14 @@ class BatchInfo(BaseModel):
     model: str
     input: str = Field(description="url or path: what the CSV lists.")
     state: str = Field(description="Pending, Running, Succeeded or Failed.")
-    message: str
-    counts: BatchCounts
+    message: str = Field(description="Why it failed (or 'cancelled by its owner').")
+    counts: BatchCounts = Field(
+        description="total: the images paid for; the others grow while it runs, as its run reports them."
+    )
+    images_per_second: float | None = Field(None, description="While it runs: images done per second.")
+    estimated_completion_time: dt.datetime | None = Field(
+        None, description="While it runs: when it should end at that speed (an estimate), RFC 3339."
+    )
     reserved: int = Field(description="Credits taken at creation; what was not used is given back.")
     created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
     finished: dt.datetime | None = Field(description="When it ended, in RFC 3339 (UTC).")
@@ -155,6 +163,9 @@ class ResultRow(BaseModel):
     )
 
 
+LabelFilter = Annotated[str | None, Query(max_length=256, description="Only the rows with this top label.")]
+
+
 class ResultPage(BaseModel):
     rows: list[ResultRow]
     offset: int
@@ -182,6 +193,18 @@ class ScheduleRequest(BaseModel):
     catch_up: bool = Field(False, description="Process missed days one by one instead of skipping them.")
     model: str | None = Field(None, max_length=63, description="A model (default: the default).")
     webhook_url: str | None = Field(None, max_length=2048, description="Told when each run ends.")
+
+
+class ScheduleEdit(BaseModel):
+    cron: str | None = Field(None, max_length=100, description="When runs start.")
+    time_zone: str | None = Field(None, max_length=64, description="IANA time zone of the cron and of dates.")
+    catch_up: bool | None = Field(
+        None, description="Process missed days one by one instead of skipping them."
+    )
+    model: str | None = Field(None, max_length=63, description="A model.")
+    webhook_url: str | None = Field(
+        None, max_length=2048, description="Told when each run ends; empty: none."
+    )
 
 
 class ScheduleInfo(BaseModel):

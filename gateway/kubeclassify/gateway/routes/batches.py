@@ -37,7 +37,8 @@ from kubeclassify.gateway.deps import (
 )
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.inputs import check_webhook_url, count_for_date, read_csv
-from kubeclassify.gateway.schemas import BatchInfo, BatchPage, ResultPage, WebhookSecret
+from kubeclassify.gateway.results import rows_csv, with_label
+from kubeclassify.gateway.schemas import BatchInfo, BatchPage, LabelFilter, ResultPage, WebhookSecret
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ async def _results(store: ObjectStore, record: BatchRecord, binary: bool = False
     """The batch's results, open for reading: 409 while it runs, 404 when it published none."""
     if record.state not in ENDED_PHASES:
         raise HTTPException(409, f"batch {record.name} is {record.state}: results come when it ends")
+    if record.cancelled:  # what its worker may have written before it was stopped is not served
+        raise HTTPException(404, f"batch {record.name} was cancelled: it has no results")
     try:
         opened: IO[Any] = await asyncio.to_thread(
             store.open if binary else store.open_text, record.output_uri
@@ -206,16 +209,20 @@ async def result_rows(
     store: StoreDep,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    label: LabelFilter = None,
 ) -> Any:
     """A finished batch's result rows, typed, paged: one row per input image, with its label, score,
-    top k, or its error; the input's other columns under `extra`."""
+    top k, or its error; the input's other columns under `extra`. With `label`, only the rows with
+    that top label (offset and limit count those)."""
     record = owned(await batches.get(name), user, f"batch {name!r}")
     text = await _results(store, record)
+    keep = with_label(label)
 
     def page() -> tuple[list[dict[str, str]], bool]:
         with contextlib.closing(text):
             rows, more = [], False
-            for i, row in enumerate(csv.DictReader(text)):
+            kept = (row for row in csv.DictReader(text) if keep is None or keep(row))
+            for i, row in enumerate(kept):
                 if i >= offset + limit:
                     more = True
                     break
@@ -233,9 +240,16 @@ async def result_rows(
     responses={200: {"content": {"text/csv": {}}, "description": "The results CSV."}, **problems(404, 409)},
     summary="The results CSV, streamed",
 )
-async def result_csv(name: str, user: CurrentUser, batches: BatchesDep, store: StoreDep) -> Any:
-    """A finished batch's results as the CSV the worker wrote, streamed."""
+async def result_csv(
+    name: str, user: CurrentUser, batches: BatchesDep, store: StoreDep, label: LabelFilter = None
+) -> Any:
+    """A finished batch's results as the CSV the worker wrote, streamed; with `label`, only the
+    rows with that top label, under the same header."""
     record = owned(await batches.get(name), user, f"batch {name!r}")
+    headers = {"Content-Disposition": f'attachment; filename="{record.name}.csv"'}
+    if label is not None:
+        text = await _results(store, record)
+        return StreamingResponse(rows_csv([text], with_label(label)), media_type="text/csv", headers=headers)
     stream = await _results(store, record, binary=True)
 
     async def chunks() -> Any:
@@ -243,8 +257,61 @@ async def result_csv(name: str, user: CurrentUser, batches: BatchesDep, store: S
             while chunk := await asyncio.to_thread(stream.read, 1 << 16):
                 yield chunk
 
-    headers = {"Content-Disposition": f'attachment; filename="{record.name}.csv"'}
     return StreamingResponse(chunks(), media_type="text/csv", headers=headers)
+
+
+@router.post(
+    "/batches/{name}/cancel",
+    response_model=BatchInfo,
+    summary="Cancel a batch that has not ended",
+    responses=problems(404, 409),
+)
+async def cancel_batch(name: str, user: CurrentUser, batches: BatchesDep, backend: BatchBackendDep) -> Any:
+    """Stop a batch that has not ended: its worker or Job is stopped and it ends as Failed,
+    'cancelled by its owner', with no results. It is charged for the images classified before it
+    stopped, as its run last reported them; the rest of its credits are given back. A batch that
+    ended first is 409."""
+    record = owned(await batches.get(name), user, f"batch {name!r}")
+    if record.state not in ENDED_PHASES:
+        await backend.cancel(name)
+        record = owned(await batches.get(name), user, f"batch {name!r}")
+        if record.cancelled:
+            return record.public()
+    raise HTTPException(409, f"batch {name} has ended ({record.state}): there is nothing to cancel")
+
+
+@router.delete(
+    "/batches/{name}",
+    status_code=204,
+    summary="Delete an ended batch: its record, its CSV and its results",
+    responses=problems(404, 409),
+)
+async def delete_batch(
+    name: str,
+    user: CurrentUser,
+    config: ConfigDep,
+    batches: BatchesDep,
+    store: StoreDep,
+    backend: BatchBackendDep,
+) -> None:
+    """Delete a batch that has ended (cancel one that runs first): its record, the CSV it was
+    started from and its results. Its charges stay in the ledger."""
+    record = owned(await batches.get(name), user, f"batch {name!r}")
+    if record.state not in ENDED_PHASES:
+        raise HTTPException(409, f"batch {name} is {record.state}: cancel it first")
+    await backend.forget(name)
+    folder = paths(config.batches_uri, record.owner, record.name)["folder"]
+    try:
+        await asyncio.to_thread(_delete_under, store, folder)
+    except StorageError as e:
+        raise HTTPException(503, "the batch's files could not be deleted; try again") from e
+    await batches.remove(record)
+
+
+def _delete_under(store: ObjectStore, folder: str) -> None:
+    for found in list(store.iter_objects(folder)):
+        with contextlib.suppress(ObjectNotFound):
+            store.delete(found.uri)
 
 
 @router.post(

@@ -15,7 +15,8 @@ from kubeclassify.core.cron import shortest_gap
 from kubeclassify.core.resources.classification_batch import ScheduleSpec
 from kubeclassify.gateway.accounts import User
 from kubeclassify.gateway.backends import ScheduleBackend
-from kubeclassify.gateway.catalog import model_exists
+from kubeclassify.gateway.catalog import Catalog, model_exists
+from kubeclassify.gateway.config import GatewayConfig
 from kubeclassify.gateway.deps import (
     CatalogDep,
     ConfigDep,
@@ -27,7 +28,7 @@ from kubeclassify.gateway.deps import (
 )
 from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.inputs import check_webhook_url
-from kubeclassify.gateway.results import merged_csv
+from kubeclassify.gateway.results import merged_csv, with_label
 from kubeclassify.gateway.schedules import (
     OutOfCredits,
     RunInProgress,
@@ -35,7 +36,7 @@ from kubeclassify.gateway.schedules import (
     Schedules,
     new_schedule_name,
 )
-from kubeclassify.gateway.schemas import RunInfo, ScheduleInfo, ScheduleRequest
+from kubeclassify.gateway.schemas import LabelFilter, RunInfo, ScheduleEdit, ScheduleInfo, ScheduleRequest
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +70,12 @@ async def create_schedule(
     """Make a daily schedule over the configured manifest: a cron and time zone, an optional start
     date and catch-up, a model. Each run classifies the next date (yesterday in the schedule's zone,
     or day by day with catch_up), skips a day without images, and is paid for when it starts."""
-    try:
-        ScheduleSpec(
-            cron=body.cron, time_zone=body.time_zone, start_date=body.start_date, catch_up=body.catch_up
-        )
-    except ValidationError as e:
-        raise HTTPException(422, "; ".join(err["msg"] for err in e.errors())) from e
-    if not user.is_admin:
-        gap = shortest_gap(body.cron, body.time_zone, _now())
-        if gap < dt.timedelta(seconds=config.min_schedule_interval):
-            raise HTTPException(
-                422,
-                f"cron {body.cron!r} fires {_every(gap)}; schedules may fire at most every"
-                f" {_every(dt.timedelta(seconds=config.min_schedule_interval)).removeprefix('every ')}",
-            )
-        if len(await schedules.of(user.username)) >= config.max_schedules:
-            raise HTTPException(
-                409, f"you have {config.max_schedules} schedules, the most allowed: delete one"
-            )
-    model = body.model or config.default_model
-    if model is None or not await model_exists(catalog, model):
-        raise HTTPException(404, f"no model {model!r}")
+    _check_timing(body.cron, body.time_zone, body.start_date, body.catch_up, user, config)
+    if not user.is_admin and len(await schedules.of(user.username)) >= config.max_schedules:
+        raise HTTPException(409, f"you have {config.max_schedules} schedules, the most allowed: delete one")
+    model = await _check_model(body.model or config.default_model, catalog)
     if body.webhook_url:
-        if config.batch_backend == "kubernetes":
-            raise HTTPException(422, "webhook_url: schedules send webhooks with the local batch backend only")
-        await check_webhook_url(body.webhook_url, config)
+        await _check_webhook(body.webhook_url, config)
     record = ScheduleRecord(
         name=new_schedule_name(user.username),
         owner=user.username,
@@ -122,6 +104,83 @@ async def list_schedules(user: CurrentUser, schedules: SchedulesDep) -> Any:
 @router.get("/schedules/{name}", response_model=ScheduleInfo, summary="A schedule", responses=problems(404))
 async def get_schedule(name: str, user: CurrentUser, schedules: SchedulesDep) -> Any:
     """A schedule, with its last and next date and next run."""
+    return owned(await schedules.get(name), user, f"schedule {name!r}").public(_now())
+
+
+def _check_timing(
+    cron: str,
+    time_zone: str,
+    start_date: dt.date | None,
+    catch_up: bool,
+    user: User,
+    config: GatewayConfig,
+) -> None:
+    """A cron and time zone a schedule can use: valid, and not firing more often than allowed."""
+    try:
+        ScheduleSpec(cron=cron, time_zone=time_zone, start_date=start_date, catch_up=catch_up)
+    except ValidationError as e:
+        raise HTTPException(422, "; ".join(err["msg"] for err in e.errors())) from e
+    if not user.is_admin:
+        gap = shortest_gap(cron, time_zone, _now())
+        if gap < dt.timedelta(seconds=config.min_schedule_interval):
+            raise HTTPException(
+                422,
+                f"cron {cron!r} fires {_every(gap)}; schedules may fire at most every"
+                f" {_every(dt.timedelta(seconds=config.min_schedule_interval)).removeprefix('every ')}",
+            )
+
+
+async def _check_model(model: str | None, catalog: Catalog) -> str:
+    if model is None or not await model_exists(catalog, model):
+        raise HTTPException(404, f"no model {model!r}")
+    return model
+
+
+async def _check_webhook(url: str, config: GatewayConfig) -> None:
+    if config.batch_backend == "kubernetes":
+        raise HTTPException(422, "webhook_url: schedules send webhooks with the local batch backend only")
+    await check_webhook_url(url, config)
+
+
+@router.patch(
+    "/schedules/{name}",
+    response_model=ScheduleInfo,
+    summary="Change a schedule's cron, time zone, catch-up, model or webhook",
+    responses=problems(404, 413),
+)
+async def edit_schedule(
+    name: str,
+    body: ScheduleEdit,
+    user: CurrentUser,
+    config: ConfigDep,
+    schedules: SchedulesDep,
+    backend: ScheduleBackendDep,
+    catalog: CatalogDep,
+) -> Any:
+    """Change what is sent of a schedule (cron, time_zone, catch_up, model, webhook_url; an empty
+    webhook_url removes it), checked as when it was made. A run that is going ends as it was
+    started; the next firing follows the change. The dates already done stay done."""
+    record = owned(await schedules.get(name), user, f"schedule {name!r}")
+    cron = body.cron or record.cron
+    time_zone = body.time_zone or record.time_zone
+    catch_up = record.catch_up if body.catch_up is None else body.catch_up
+    start = dt.date.fromisoformat(record.start_date) if record.start_date else None
+    _check_timing(cron, time_zone, start, catch_up, user, config)
+    model = await _check_model(body.model, catalog) if body.model else record.model
+    if body.webhook_url:
+        await _check_webhook(body.webhook_url, config)
+    webhook_url = record.webhook_url if body.webhook_url is None else body.webhook_url or None
+
+    def edit(s: ScheduleRecord) -> None:
+        s.cron, s.time_zone, s.catch_up = cron, time_zone, catch_up
+        s.model, s.webhook_url = model, webhook_url
+
+    edit(record)
+    try:
+        await backend.update(record, edit)
+    except Exception as e:  # the Kubernetes API refused or is away: the schedule is as it was
+        log.warning("a schedule could not be changed", extra={"schedule": name, "error": str(e)})
+        raise HTTPException(503, "the schedule could not be changed; try again") from e
     return owned(await schedules.get(name), user, f"schedule {name!r}").public(_now())
 
 
@@ -202,11 +261,17 @@ async def run_now(
     summary="All results of a schedule as one CSV, oldest run first",
 )
 async def schedule_results(
-    name: str, user: CurrentUser, schedules: SchedulesDep, backend: ScheduleBackendDep, store: StoreDep
+    name: str,
+    user: CurrentUser,
+    schedules: SchedulesDep,
+    backend: ScheduleBackendDep,
+    store: StoreDep,
+    label: LabelFilter = None,
 ) -> Any:
-    """Every finished run of a schedule as one CSV, oldest first, streamed."""
+    """Every finished run of a schedule as one CSV, oldest first, streamed; with `label`, only the
+    rows with that top label."""
     record = owned(await schedules.get(name), user, f"schedule {name!r}")
     outputs = await backend.outputs(record)
-
+    rows = merged_csv(store, outputs, with_label(label))
     headers = {"Content-Disposition": f'attachment; filename="{record.name}.csv"'}
-    return StreamingResponse(merged_csv(store, outputs), media_type="text/csv", headers=headers)
+    return StreamingResponse(rows, media_type="text/csv", headers=headers)
