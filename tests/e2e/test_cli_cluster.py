@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from harness.kubeapi_launch import kubeconfig_for
 from kubernetes import client, config
 
@@ -110,3 +111,38 @@ def test_kubeconfig_alone_reads_KUBECONFIG_and_a_missing_one_is_a_message(
     dead = kubeconfig_for("http://127.0.0.1:9", tmp_path / "dead.yaml")
     away = run("status", "alice-3f9c2a", "--kubeconfig", str(dead), env=base)
     assert away.returncode == 4 and "cannot reach the Kubernetes API" in away.stderr, away.stderr
+
+
+def test_one_dates_results_of_a_daily_batch(
+    kube_api: Any, namespace: str, s3_settings: S3Settings, store: ObjectStore, tmp_path: Path
+) -> None:
+    submitted = cli(kube_api, namespace, "submit", "--resource", "examples/batch-daily.yaml", "-o", "name")
+    assert submitted.returncode == 0, submitted.stderr
+    name = submitted.stdout.strip()
+    template = yaml.safe_load((ROOT / "examples/batch-daily.yaml").read_text())["spec"]["output"]["uri"]
+    store.create_bucket(template.split("/")[2])
+    for day in ("2026-11-19", "2026-11-20"):
+        store.write(template.format(date=day), f"id,source,label\n1,s3://x/{day}.png,cat\n".encode())
+    got = cli(kube_api, namespace, "results", name, "--date", "2026-11-19", env=s3_settings.to_env())
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "id,source,label\n1,s3://x/2026-11-19.png,cat\n"
+    bad = cli(kube_api, namespace, "results", name, "--date", "2026-13-01")
+    assert bad.returncode == 2 and "not a date" in bad.stderr
+    absent = cli(
+        kube_api,
+        namespace,
+        "results",
+        name,
+        "--date",
+        "2026-11-18",
+        "-f",
+        str(tmp_path / "x.csv"),
+        env=s3_settings.to_env(),
+    )
+    assert absent.returncode == 2 and "has no results at" in absent.stderr, absent.stderr
+    assert not (tmp_path / "x.csv").exists()
+    one = cli(kube_api, namespace, "submit", "--resource", "examples/batch-one-date.yaml", "-o", "name")
+    single = cli(kube_api, namespace, "results", one.stdout.strip(), "--date", "2026-11-20")
+    assert single.returncode == 2 and "not a daily batch" in single.stderr
+    label = cli(kube_api, namespace, "results", name, "--label", "cat")
+    assert label.returncode == 2 and "--label is the gateway's" in label.stderr

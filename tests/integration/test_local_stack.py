@@ -102,10 +102,33 @@ def test_the_cli_against_the_stack(
     rows = list(csv.DictReader(io.StringIO(results.read_text())))
     assert len(rows) == 80 and all(r["source"].startswith(f"s3://incoming/{day}/") for r in rows)
     assert json.loads(kubeclassify(home, "credits", "-o", "json").stdout)["credits"] == credits - 80
+    top = rows[0]["label"]
+    only = tmp_path / "only.csv"
+    assert (
+        kubeclassify(home, "batch", "results", batch["name"], "--label", top, "-f", str(only)).returncode == 0
+    )
+    assert list(csv.DictReader(io.StringIO(only.read_text()))) == [r for r in rows if r["label"] == top]
+    batches = json.loads(kubeclassify(home, "batch", "list", "-o", "json").stdout)
+    assert batch["name"] in {b["name"] for b in batches["items"]}
+    assert batch["name"] in kubeclassify(home, "batch", "list").stdout
+    assert kubeclassify(home, "batch", "delete", batch["name"]).returncode == 0
+    deleted = kubeclassify(home, "batch", "status", batch["name"])
+    assert deleted.returncode == 2 and "no batch" in deleted.stderr
+    ended = kubeclassify(home, "batch", "cancel", batch["name"])
+    assert ended.returncode == 2 and "no batch" in ended.stderr
 
     assert json.loads(kubeclassify(home, "categories", "-o", "json").stdout)[label] >= 1
     shown = kubeclassify(home, "images", "--limit", "5").stdout
     assert re.search(r"\b[01]\.\d{3}\b", shown) and not re.search(r"\b0\.\d{4,}", shown), "scores rounded"
+    first = json.loads(kubeclassify(home, "images", "--limit", "1", "-o", "json").stdout)
+    second = json.loads(kubeclassify(home, "images", "--limit", "1", "--offset", "1", "-o", "json").stdout)
+    assert first["total"] >= 2 and first["items"][0]["uid"] != second["items"][0]["uid"]
+    copy = tmp_path / "copy.png"
+    uid = json.loads(classified.stdout)["uid"]
+    assert kubeclassify(home, "images", "get", uid, "--file", str(copy)).returncode == 0
+    assert copy.read_bytes() == image.read_bytes()
+    assert kubeclassify(home, "images", "delete", uid).returncode == 0
+    assert kubeclassify(home, "images", "get", uid, "--file", str(copy)).returncode == 2
     made = json.loads(kubeclassify(home, "keys", "create", "for-ci", "-o", "json").stdout)
     assert made["key"].startswith("kc_")
     listed = json.loads(kubeclassify(home, "keys", "list", "-o", "json").stdout)
@@ -137,6 +160,17 @@ def test_the_cli_against_the_stack(
     assert kubeclassify(home, "schedules", "results", schedule, "--file", str(merged)).returncode == 0
     merged_rows = list(csv.DictReader(io.StringIO(merged.read_text())))
     assert len(merged_rows) == 80 and {r["date"] for r in merged_rows} == {day}
+    before = json.loads(kubeclassify(home, "schedules", "show", schedule, "-o", "json").stdout)
+    edited = kubeclassify(
+        home, "schedules", "edit", schedule, "--cron", "30 4 * * *", "--catch-up", "-o", "json"
+    )
+    assert edited.returncode == 0, edited.stderr
+    changed = json.loads(edited.stdout)
+    assert (changed["cron"], changed["catch_up"]) == ("30 4 * * *", True)
+    assert changed["last_date"] == before["last_date"], "the dates done stay done"
+    assert dt.datetime.fromisoformat(changed["next_run"]).astimezone(dt.UTC).time() == dt.time(4, 30)
+    nothing = kubeclassify(home, "schedules", "edit", schedule)
+    assert nothing.returncode == 2 and "say what to change" in nothing.stderr
     paused = json.loads(kubeclassify(home, "schedules", "pause", schedule, "-o", "json").stdout)
     resumed = json.loads(kubeclassify(home, "schedules", "resume", schedule, "-o", "json").stdout)
     assert paused["paused"] is True and resumed["paused"] is False

@@ -116,9 +116,20 @@ class Gateway:
     def models(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/models")
 
-    def images(self, category: str | None = None, limit: int = 50) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit, **({"category": category} if category else {})}
+    def images(self, category: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "limit": limit,
+            "offset": offset,
+            **({"category": category} if category else {}),
+        }
         return self._call("GET", "/v1/images", params=params)
+
+    def image_content(self, uid: str) -> Iterator[bytes]:
+        """The image as it was uploaded or fetched, streamed."""
+        return self._stream(f"/v1/images/{uid}/content")
+
+    def delete_image(self, uid: str) -> None:
+        self._call("DELETE", f"/v1/images/{uid}")
 
     def categories(self) -> dict[str, int]:
         return self._call("GET", "/v1/categories")
@@ -168,15 +179,25 @@ class Gateway:
     def batch(self, name: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/batches/{name}")
 
+    def batches(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """A page of my batches, newest first."""
+        return self._call("GET", "/v1/batches", params={"offset": offset, "limit": limit})
+
+    def cancel_batch(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/batches/{name}/cancel")
+
+    def delete_batch(self, name: str) -> None:
+        self._call("DELETE", f"/v1/batches/{name}")
+
     def wait_for_batch(
         self, name: str, every: float = 1.0, on_progress: Callable[[dict[str, Any]], None] | None = None
     ) -> dict[str, Any]:
         """Poll the batch until it has finished; `on_progress` sees each state."""
         return until_finished(lambda: self.batch(name), every, on_progress)
 
-    def results_csv(self, name: str) -> Iterator[bytes]:
-        """The batch's results as CSV, streamed."""
-        return self._stream(f"/v1/batches/{name}/results.csv")
+    def results_csv(self, name: str, label: str | None = None) -> Iterator[bytes]:
+        """The batch's results as CSV, streamed; with `label`, only the rows with that top label."""
+        return self._stream(f"/v1/batches/{name}/results.csv", {"label": label} if label else None)
 
     def schedule_results_csv(self, name: str) -> Iterator[bytes]:
         """Every finished run of the schedule as one CSV, oldest date first, streamed."""
@@ -192,6 +213,11 @@ class Gateway:
         """A daily schedule over the gateway's manifest (cron, time_zone, start_date, catch_up, model)."""
         return self._call("POST", "/v1/schedules", json={k: v for k, v in fields.items() if v is not None})
 
+    def edit_schedule(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Change a schedule: the fields given (cron, time_zone, catch_up, model, webhook_url)."""
+        changes = {k: v for k, v in fields.items() if v is not None}
+        return self._call("PATCH", f"/v1/schedules/{name}", json=changes)
+
     def delete_schedule(self, name: str) -> None:
         self._call("DELETE", f"/v1/schedules/{name}")
 
@@ -202,8 +228,8 @@ class Gateway:
         """Run one date of the schedule now: the schedule, the date and the batch that runs it."""
         return self._call("POST", f"/v1/schedules/{name}/run", json={"date": date})
 
-    def _stream(self, path: str) -> Iterator[bytes]:
-        resp = self._open_response("GET", path)
+    def _stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[bytes]:
+        resp = self._open_response("GET", path, params=params)
         try:
             while chunk := self.loop.run_until_complete(resp.content.readany()):
                 yield chunk

@@ -4,6 +4,7 @@ status, and read its results from S3 (the settings' `KUBECLASSIFY_S3__*`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from kubeclassify.core.constants import API_VERSION, CLASSIFICATION_BATCH, PLURA
 from kubeclassify.core.kubeapi import CustomObjects, api_client
 from kubeclassify.core.resources.classification_batch import ClassificationBatch
 from kubeclassify.core.settings import Settings
-from kubeclassify.core.storage import ObjectStore
+from kubeclassify.core.storage import ObjectNotFound, ObjectStore, StorageError
 
 
 class ClusterError(RuntimeError):
@@ -88,13 +89,36 @@ class Batches:
         """Poll the batch until its run has finished."""
         return until_finished(lambda: self.batch(name), every, on_progress)
 
-    def results_csv(self, name: str) -> Iterator[bytes]:
-        """The results object of the batch's current or last run, read from S3."""
-        uri = self.batch(name)["output_uri"]
-        if not uri:
-            raise ClusterError(409, f"{name} has no results yet")
-        with ObjectStore(Settings().s3).open(uri) as f:
+    def results_csv(self, name: str, date: str | None = None) -> Iterator[bytes]:
+        """The results object of the batch's current or last run, or of one date of a daily batch,
+        read from S3."""
+        if date is None:
+            uri = self.batch(name)["output_uri"]
+            if not uri:
+                raise ClusterError(409, f"{name} has no results yet")
+        else:
+            uri = dated_output(self._call("get", name) or {}, date)
+        try:
+            opened = ObjectStore(Settings().s3).open(uri)
+        except ObjectNotFound as e:
+            raise ClusterError(404, f"{name} has no results at {uri}") from e
+        except StorageError as e:
+            raise ClusterError(0, f"cannot read {uri}: {e}") from e
+        with opened as f:
             yield from iter(lambda: f.read(1 << 20), b"")
+
+
+def dated_output(body: dict[str, Any], date: str) -> str:
+    """Where a daily batch publishes one date's results (a rerun of the date replaces them)."""
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError as e:
+        raise ClusterError(400, f"--date {date!r} is not a date (YYYY-MM-DD)") from e
+    spec = body.get("spec") or {}
+    if not spec.get("schedule"):
+        name = (body.get("metadata") or {}).get("name")
+        raise ClusterError(409, f"{name} is not a daily batch: it has one run's results, not one per date")
+    return str(spec["output"]["uri"].format(date=day.isoformat()))  # a schedule's has {date}
 
 
 def summary(body: dict[str, Any]) -> dict[str, Any]:

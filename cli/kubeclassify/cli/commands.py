@@ -289,9 +289,18 @@ def register_client(subparsers: Parsers) -> None:
     p.add_argument("image", help="an image file, or an http(s) URL that the gateway fetches")
     p.add_argument("--model", help="a model (default: the gateway's default)")
     _client("models", "list the models and whether each serves", subparsers, _models)
-    p = _client("images", "list my classified images, newest first", subparsers, _images)
+    p = _client(
+        "images", "list my classified images, newest first (or get or delete one)", subparsers, _images
+    )
     p.add_argument("--category", help="only images with this label")
     p.add_argument("--limit", type=int, default=50, help="how many (default: %(default)s)")
+    p.add_argument("--offset", type=int, default=0, help="after skipping this many (default: %(default)s)")
+    image_commands = p.add_subparsers(title="images commands", metavar="COMMAND")
+    got = _client("get", "download an image as it was sent", image_commands, _get_image)
+    got.add_argument("uid", help="the image's uid, as `images` lists it")
+    got.add_argument("--file", "-f", type=Path, help="write here instead of standard output")
+    gone = _client("delete", "delete an image and its record", image_commands, _delete_image)
+    gone.add_argument("uid", help="the image's uid")
     _client("categories", "count my classified images per label", subparsers, _categories)
     _client("credits", "show my credits", subparsers, _credits)
     key_commands = _group(subparsers, "keys", "my API keys", "List, create and revoke my API keys (kc_...).")
@@ -310,6 +319,17 @@ def register_client(subparsers: Parsers) -> None:
     made.add_argument("--start-date", help="the first date to process (default: yesterday)")
     made.add_argument("--catch-up", action="store_true", help="process missed days one by one")
     made.add_argument("--model", help="a model (default: the gateway's default)")
+    edited = _client(
+        "edit", "change a schedule's cron, time zone, catch-up, model or webhook", schedules, _edit_schedule
+    )
+    edited.add_argument("name", help="the schedule")
+    edited.add_argument("--cron", help="when runs start, e.g. '30 1 * * *'")
+    edited.add_argument("--time-zone", help="of the cron and the dates")
+    edited.add_argument(
+        "--catch-up", action=argparse.BooleanOptionalAction, help="process missed days one by one"
+    )
+    edited.add_argument("--model", help="a model")
+    edited.add_argument("--webhook-url", help="told when each run ends ('' for none)")
     for verb, help, func in [
         ("show", "show a schedule: its next and last date, paused or not", _show_schedule),
         ("delete", "delete a schedule (a run that is going ends as it would)", _delete_schedule),
@@ -371,9 +391,26 @@ def register_batch(subparsers: Parsers) -> None:
     st = _client("status", "show a batch's state and counts", commands, _batch_status)
     st.add_argument("name", help="the batch (as `submit` printed it)")
     st.add_argument("--wait", action="store_true", help="show progress until it ends; exit 1 if it failed")
-    res = _client("results", "write a finished batch's results as CSV", commands, _results)
+    res = _client(
+        "results", "write a finished batch's results as CSV", commands, _results, check=_results_usage
+    )
     res.add_argument("name", help="the batch")
     res.add_argument("--file", "-f", type=Path, help="write here instead of standard output")
+    res.add_argument("--label", help="only the rows with this top label")
+    res.add_argument(
+        "--date", help="with --kubeconfig: that date's results of a daily batch (default: the last run's)"
+    )
+    listed = _client("list", "list my batches, newest first", commands, _batch_list)
+    listed.add_argument("--limit", type=int, default=50, help="how many (default: %(default)s)")
+    listed.add_argument(
+        "--offset", type=int, default=0, help="after skipping this many (default: %(default)s)"
+    )
+    cancel = _client(
+        "cancel", "stop a batch; what it did not classify is given back", commands, _batch_cancel
+    )
+    cancel.add_argument("name", help="the batch")
+    deleted = _client("delete", "delete an ended batch, its CSV and its results", commands, _batch_delete)
+    deleted.add_argument("name", help="the batch")
     for p in (sub, st, res):
         p.add_argument(
             "--kubeconfig",
@@ -454,7 +491,18 @@ def _images(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[
         rows = [{**i, "score": f"{i['score']:.3f}"} for i in p["items"]]
         table(rows, ["uid", "label", "score", "filename", "model_name"])
 
-    return 0, gateway.images(args.category, args.limit), show
+    return 0, gateway.images(args.category, args.limit, args.offset), show
+
+
+def _get_image(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    _download(lambda: gateway.image_content(args.uid), args.file)
+    target = str(args.file) if args.file else "-"
+    return 0, {"uid": args.uid, "file": target}, lambda _: None
+
+
+def _delete_image(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    gateway.delete_image(args.uid)
+    return 0, {"uid": args.uid, "deleted": True}, lambda d: print(f"deleted {d['uid']}")
 
 
 def _categories(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
@@ -547,10 +595,45 @@ def _batch_status(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Cal
     return _follow(gateway, gateway.batch(args.name), args)
 
 
+def _results_usage(args: argparse.Namespace) -> None:
+    if args.kubeconfig is not None and args.label:
+        raise UsageError("--label is the gateway's; with --kubeconfig the whole results object is read")
+    if args.kubeconfig is None and args.date:
+        raise UsageError("--date goes with --kubeconfig; a gateway schedule's dates: `schedules results`")
+
+
 def _results(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
-    _download(lambda: gateway.results_csv(args.name), args.file)
+    if args.kubeconfig is not None:
+        _download(lambda: gateway.results_csv(args.name, args.date), args.file)
+    else:
+        _download(lambda: gateway.results_csv(args.name, args.label), args.file)
     target = str(args.file) if args.file else "-"
     return 0, {"batch": args.name, "file": target}, lambda _: None
+
+
+BATCH_COLUMNS = ["name", "state", "model", "input", "classified", "failed", "total", "created"]
+
+
+def _batch_list(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    from kubeclassify.cli.console import table, when
+
+    def show(page: dict[str, Any]) -> None:
+        rows = [{**b, **b["counts"], "created": when(b["created"])} for b in page["items"]]
+        table(rows, BATCH_COLUMNS)
+        shown = page["offset"] + len(page["items"])
+        if shown < page["total"]:
+            print(f"({shown} of {page['total']}; --offset {shown} for more)", file=sys.stderr)
+
+    return 0, gateway.batches(args.offset, args.limit), show
+
+
+def _batch_cancel(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    return 0, gateway.cancel_batch(args.name), _batch_line
+
+
+def _batch_delete(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    gateway.delete_batch(args.name)
+    return 0, {"name": args.name, "deleted": True}, lambda d: print(f"deleted {d['name']}")
 
 
 def _download(chunks: Callable[[], Iterable[bytes]], file: Path | None) -> None:
@@ -593,6 +676,19 @@ def _create_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, 
         model=args.model,
     )
     return 0, made, _schedule_line
+
+
+def _edit_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    fields = {
+        "cron": args.cron,
+        "time_zone": args.time_zone,
+        "catch_up": args.catch_up,
+        "model": args.model,
+        "webhook_url": args.webhook_url,
+    }
+    if all(v is None for v in fields.values()):
+        raise UsageError("say what to change: --cron, --time-zone, --catch-up, --model or --webhook-url")
+    return 0, gateway.edit_schedule(args.name, **fields), _schedule_line
 
 
 def _show_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:

@@ -8,10 +8,12 @@ one row per line for scripts and a line per change for CI would take as much cod
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from kubeclassify.core.progress import duration_text
 from kubeclassify.core.resources.classification_batch import ENDED_PHASES
 
 
@@ -25,8 +27,21 @@ def table(
         print(indent + "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip(), file=out)
 
 
-def batch_progress(out: TextIO = sys.stderr) -> Callable[[dict[str, Any]], None]:
-    """A callback that shows a gateway batch's progress (its `state` and `counts`)."""
+def when(value: str | None) -> str:
+    """An RFC 3339 time as people read it, to the minute in UTC: 2026-12-06 15:40."""
+    if not value:
+        return ""
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def batch_progress(
+    out: TextIO = sys.stderr, now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+) -> Callable[[dict[str, Any]], None]:
+    """A callback that shows a batch's progress: its `state`, its `counts`, and while it runs its
+    speed and the time it still needs (`images_per_second`, `estimated_completion_time`)."""
     last: list[str] = []
     live = out.isatty()
 
@@ -34,10 +49,16 @@ def batch_progress(out: TextIO = sys.stderr) -> Callable[[dict[str, Any]], None]
         counts = info["counts"]
         done, total = counts["classified"] + counts["failed"], counts["total"]
         width = 30
-        filled = int(width * done / total) if total else 0
+        filled = min(int(width * done / total), width) if total else 0
         line = f"{info['name']}: {info['state']:<9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
         if counts["failed"]:
             line += f", {counts['failed']} failed"
+        rate, eta = info.get("images_per_second"), info.get("estimated_completion_time")
+        if info["state"] not in ENDED_PHASES and rate:
+            line += f", {rate:.1f} images/s"
+            if eta:
+                left = max((dt.datetime.fromisoformat(eta) - now()).total_seconds(), 0)
+                line += f", {duration_text(left)} left"
         if live:
             end = "\n" if info["state"] in ENDED_PHASES else ""
             out.write(f"\r{line}{end}")
