@@ -176,5 +176,45 @@ def test_start_a_batch_watch_it_and_download_the_results(
         assert len(rows) == 3
         expected = {predicted_label(digits_predictor, digit_png(i)[0]) for i in (1760, 1761)}
         assert {r["label"] for r in rows if not r["error"]} == expected
+        delete = f'#batches tr[data-name="{name}"] button.delete'
+        WebDriverWait(browser, 30, ignored_exceptions=stale).until(
+            lambda b: b.find_element(By.CSS_SELECTOR, delete).click() or True
+        )
+        WebDriverWait(browser, 30).until(
+            lambda b: not b.find_elements(By.CSS_SELECTOR, f'#batches tr[data-name="{name}"]')
+        )
     finally:
+        site.server.shutdown()
+
+
+def test_a_running_batch_shows_its_speed_and_is_cancelled_from_the_page(
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    names = [f"{i}.png" for i in range(1770, 1776)]
+    site = Site(held=frozenset(names[3:]))  # three answered, three held until the test ends
+    try:
+        sheet = tmp_path / "batch.csv"
+        sheet.write_bytes(site.csv(names))
+        sign_up_in(browser, gateway.url, "canceller")
+        browser.find_element(By.ID, "csv").send_keys(str(sheet))
+        browser.find_element(By.CSS_SELECTOR, "#batch button[type=submit]").click()
+        stale = [StaleElementReferenceException]
+
+        def going(b: webdriver.Chrome) -> str | bool:
+            rows = b.find_elements(By.CSS_SELECTOR, "#batches tbody tr[data-state=Running]")
+            return bool(rows) and "images/s" in rows[0].text and rows[0].text
+
+        text = WebDriverWait(browser, 60, ignored_exceptions=stale).until(going)
+        assert "3/6" in str(text) and " left" in str(text), text
+        browser.save_screenshot(str(tmp_path / "running.png"))
+        WebDriverWait(browser, 30, ignored_exceptions=stale).until(
+            lambda b: b.find_element(By.CSS_SELECTOR, "#batches button.cancel").click() or True
+        )
+        found = WebDriverWait(browser, 30, ignored_exceptions=stale).until(finished_row)
+        _, state, _, why = found  # type: ignore[misc]
+        assert (state, why) == ("Failed", "cancelled by its owner")
+        credits = WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "credits").text == "97")
+        assert credits, "six paid for, three classified: three given back"
+    finally:
+        site.release.set()
         site.server.shutdown()

@@ -1,5 +1,5 @@
 // The KubeClassify web page: sign in, upload an image, see the label and the top-k as bars;
-// start a CSV batch, watch it, download its results.
+// start a CSV batch, watch it go (images/s, the time left), cancel it, download or delete its results.
 // The token stays in this page's memory only; it is gone on reload.
 "use strict";
 
@@ -25,7 +25,7 @@ async function api(path, options = {}) {
   if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
   const response = await fetch(path, { ...options, headers });
   if (!response.ok) throw new Error(await problem(response));
-  return response.json();
+  return response.status === 204 ? null : response.json();
 }
 
 async function signIn(username, password) {
@@ -48,6 +48,22 @@ async function download(name) {
   URL.revokeObjectURL(link.href);
 }
 
+function duration(seconds) {
+  const whole = Math.max(0, Math.round(seconds));
+  const [h, m, s] = [Math.floor(whole / 3600), Math.floor((whole % 3600) / 60), whole % 60];
+  if (h) return `${h}h${String(m).padStart(2, "0")}m`;
+  return m ? `${m}m${String(s).padStart(2, "0")}s` : `${s}s`;
+}
+
+function button(text, className, work) {
+  const made = document.createElement("button");
+  made.type = "button";
+  made.className = className;
+  made.textContent = text;
+  made.addEventListener("click", () => work().catch((e) => showError(e.message)));
+  return made;
+}
+
 function batchRow(batch) {
   const row = document.createElement("tr");
   row.dataset.name = batch.name;
@@ -59,15 +75,39 @@ function batchRow(batch) {
   });
   cells[1].className = `state-${batch.state}`;
   const c = batch.counts;
-  cells[2].textContent = `${c.classified + c.failed}/${c.total}` + (c.failed ? ` (${c.failed} failed)` : "");
+  const done = c.classified + c.failed;
+  const ended = batch.state === "Succeeded" || batch.state === "Failed";
+  const bar = document.createElement("progress");
+  bar.max = c.total || 1;
+  bar.value = Math.min(done, bar.max);
+  const text = document.createElement("span");
+  text.className = "progress";
+  let said = `${done}/${c.total}` + (c.failed ? ` (${c.failed} failed)` : "");
+  if (!ended && batch.images_per_second) {
+    said += ` · ${batch.images_per_second.toFixed(1)} images/s`;
+    if (batch.estimated_completion_time) {
+      said += ` · ${duration((Date.parse(batch.estimated_completion_time) - Date.now()) / 1000)} left`;
+    }
+  }
+  text.textContent = said;
+  cells[2].append(bar, " ", text);
   if (batch.message) cells[1].title = batch.message;
-  if (batch.state === "Succeeded" || batch.state === "Failed") {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "download";
-    button.textContent = "Download CSV";
-    button.addEventListener("click", () => download(batch.name).catch((e) => showError(e.message)));
-    cells[3].append(button);
+  if (ended) {
+    cells[3].append(
+      button("Download CSV", "download", () => download(batch.name)),
+      button("Delete", "delete", async () => {
+        await api(`/v1/batches/${encodeURIComponent(batch.name)}`, { method: "DELETE" });
+        await refreshBatches();
+      }),
+    );
+  } else {
+    cells[3].append(
+      button("Cancel", "cancel", async () => {
+        await api(`/v1/batches/${encodeURIComponent(batch.name)}/cancel`, { method: "POST" });
+        await refreshBatches();
+        await refresh();
+      }),
+    );
   }
   row.append(...cells);
   return row;
