@@ -322,6 +322,11 @@ def test_schedules_become_scheduled_classification_batches_whose_runs_the_gatewa
             == 422
         )
 
+        fired = gw.post(f"/v1/schedules/{name}/fire", headers=auth)
+        assert fired.status_code == 202 and fired.json() == {"schedule": name, "date": None, "batch": name}
+        cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+        assert c.ANNOTATION_TICK in cr["metadata"]["annotations"], "ticked as its CronJob ticks it"
+
         assert gw.post(f"/v1/schedules/{name}/pause", headers=auth).json()["paused"]
         cr = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
         assert cr["spec"]["schedule"]["suspend"] is True
@@ -365,6 +370,10 @@ def test_schedules_become_scheduled_classification_batches_whose_runs_the_gatewa
         )
         time.sleep(1.0)
         assert replica.get("/v1/credits", headers=auth).json()["credits"] == 10 - 1
+        runs = gw.get(f"/v1/schedules/{name}/runs", headers=auth).json()
+        assert [(r["date"], r["batch"], r["state"], r["counts"]["classified"]) for r in runs] == [
+            ("2026-11-20", f"{name}-20261120", "Succeeded", 1)
+        ]
 
         store = ObjectStore(s3_settings)
         for day, text in (

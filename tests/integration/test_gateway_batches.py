@@ -402,6 +402,14 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         assert wait_done(client, token, batches()[0]["name"])["state"] == "Succeeded"
         assert info()["last_date"] == DAY3 and info()["next_date"] == TODAY.isoformat()
         assert sorted(b["counts"]["total"] for b in batches()) == [1, 2]
+        runs = client.get(f"/v1/schedules/{name}/runs", headers=auth(token)).json()
+        assert [(r["date"], r["state"], r["counts"]["classified"]) for r in runs] == [
+            (DAY3, "Succeeded", 2),
+            (DAY1, "Succeeded", 1),
+        ], "newest first; the empty day ran nothing"
+        assert [r["batch"] for r in runs] == [b["name"] for b in batches()]
+        one = client.get(f"/v1/schedules/{name}/runs?limit=1", headers=auth(token)).json()
+        assert one == runs[:1]
 
         def merged() -> list[dict[str, str]]:
             text = client.get(f"/v1/schedules/{name}/results.csv", headers=auth(token)).text
@@ -434,7 +442,11 @@ def test_a_schedule_works_through_the_days_skips_empty_ones_and_collects_its_res
         assert paused_run.status_code == 202, "its owner may run a date of a paused schedule"
         wait_done(client, token, paused_run.json()["batch"])
         assert not client.post(f"/v1/schedules/{name}/resume", headers=auth(token)).json()["paused"]
-        for path in (f"/v1/schedules/{name}", f"/v1/schedules/{name}/results.csv"):
+        for path in (
+            f"/v1/schedules/{name}",
+            f"/v1/schedules/{name}/results.csv",
+            f"/v1/schedules/{name}/runs",
+        ):
             assert client.get(path, headers=auth(bob)).status_code == 404
         assert client.post(f"/v1/schedules/{name}/pause", headers=auth(bob)).status_code == 404
         assert [s["name"] for s in client.get("/v1/schedules", headers=auth(token)).json()] == [name]

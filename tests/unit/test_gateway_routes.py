@@ -21,7 +21,7 @@ from kubeclassify.gateway.app import create_app
 from kubeclassify.gateway.batches import BatchRecord
 from kubeclassify.gateway.config import GatewayConfig, GatewaySettings
 from kubeclassify.gateway.images import ImageRecord
-from kubeclassify.gateway.schedules import OutOfCredits, RunInProgress, ScheduleRecord
+from kubeclassify.gateway.schedules import NothingDue, OutOfCredits, RunInProgress, ScheduleRecord
 
 pytestmark = pytest.mark.unit
 
@@ -99,6 +99,7 @@ def test_another_users_record_is_not_there(client: TestClient, path: str) -> Non
         ("POST", "/v1/schedules/bob-daily/run", {"date": "2026-12-01"}),
         ("GET", "/v1/schedules/bob-daily/results.csv", None),
         ("PATCH", "/v1/schedules/bob-daily", {"cron": "0 3 * * *"}),
+        ("POST", "/v1/schedules/bob-daily/fire", None),
         ("POST", "/v1/batches/bob-0001/cancel", None),
         ("DELETE", "/v1/batches/bob-0001", None),
     ],
@@ -117,6 +118,9 @@ class Refusing:
         self.error = error
 
     async def run(self, schedule: Any, date: Any) -> str | None:
+        raise self.error
+
+    async def fire_now(self, schedule: Any) -> Any:
         raise self.error
 
 
@@ -290,3 +294,27 @@ def test_a_schedule_edit_is_checked_as_a_new_schedule_is(
     app.dependency_overrides[deps.get_schedules] = lambda: Records(schedule("alice"))
     answer = client.patch("/v1/schedules/alice-daily", json=body)
     assert answer.status_code == status and says in answer.text, answer.text
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "says"),
+    [
+        (OutOfCredits("alice has 0 credits; the date's 3 images cost 3"), 402, "0 credits"),
+        (RunInProgress("a run is under way"), 409, "never overlap"),
+        (NothingDue("every day up to yesterday in UTC is done"), 409, "nothing is due"),
+    ],
+)
+def test_a_schedule_fired_by_hand_is_refused_as_its_backend_says(
+    app: Any, client: TestClient, error: Exception, status: int, says: str
+) -> None:
+    app.dependency_overrides[deps.get_schedules] = lambda: Records(schedule("alice"))
+    app.dependency_overrides[deps.get_schedule_backend] = lambda: Refusing(error)
+    answer = client.post("/v1/schedules/alice-daily/fire")
+    assert answer.status_code == status and says in answer.text, answer.text
+
+
+def test_a_paused_schedule_is_not_fired(app: Any, client: TestClient) -> None:
+    paused = dataclasses.replace(schedule("alice"), paused=True, reason="paused by its owner")
+    app.dependency_overrides[deps.get_schedules] = lambda: Records(paused)
+    answer = client.post("/v1/schedules/alice-daily/fire")
+    assert answer.status_code == 409 and "resume it first" in answer.text

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from kubeclassify.core.settings import S3Settings
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from kubeclassify.gateway.accounts import Accounts
     from kubeclassify.gateway.catalog import Catalog
     from kubeclassify.gateway.config import GatewayConfig
-    from kubeclassify.gateway.schedules import ScheduleRecord
+    from kubeclassify.gateway.schedules import Fired, ScheduleRecord
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,15 @@ class ScheduleBackend(Protocol):
     async def update(self, schedule: ScheduleRecord, edit: Callable[[ScheduleRecord], None]) -> None:
         """Apply `edit` (already applied to `schedule`) to the stored schedule and to what runs it."""
 
+    async def fire_now(self, schedule: ScheduleRecord) -> Fired | None:
+        """Fire the schedule now, as its cron would: what the firing did, or None when another
+        process takes the date (the operator)."""
+
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
         """Run one date of the schedule now; the run's name, or None when it has no images."""
+
+    async def history(self, schedule: ScheduleRecord, limit: int) -> list[dict[str, Any]]:
+        """The schedule's last `limit` runs, newest first (the fields of schemas.ScheduleRun)."""
 
     async def outputs(self, schedule: ScheduleRecord) -> list[str]:
         """The results objects of the schedule's dates, oldest first."""

@@ -42,7 +42,7 @@ from kubeclassify.gateway.cancel import stop_if_cancelled, stop_tasks
 from kubeclassify.gateway.inputs import count_for_date
 from kubeclassify.gateway.ledger import Ledger
 from kubeclassify.gateway.resources import batch_resource, schedule_resource
-from kubeclassify.gateway.schedules import ScheduleRecord, Schedules, pause
+from kubeclassify.gateway.schedules import Fired, ScheduleRecord, Schedules, pause
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,29 @@ class KubernetesBatches:
         await self._patch(schedule.name, {"spec": patch})
         await Schedules(self.batches.redis).change(schedule.name, edit)
 
+    async def fire_now(self, schedule: ScheduleRecord) -> Fired | None:
+        """Tick the schedule's ClassificationBatch now, as its CronJob does: the operator takes the
+        next due date (what it takes is not known here: None)."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        await self._patch(schedule.name, {"metadata": {"annotations": {c.ANNOTATION_TICK: now}}})
+        return None
+
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
         """Ask the operator to run the date now (its rerun annotation); the resource that runs it."""
         await self._patch(schedule.name, {"metadata": {"annotations": {c.ANNOTATION_RERUN_DATE: str(date)}}})
         return schedule.name
+
+    async def history(self, schedule: ScheduleRecord, limit: int) -> list[dict[str, Any]]:
+        """The runs the schedule's ClassificationBatch keeps in its status (its recent ones),
+        newest first."""
+        body = await self._api("get", schedule.name)
+        runs = ((body or {}).get("status") or {}).get("recentRuns") or []
+        return [
+            {"date": r.get("date"), "batch": r.get("jobName"), "state": r.get("phase") or "Pending",
+             "message": r.get("message"), "counts": BatchCounts.read(r.get("counts")),
+             "started": r.get("startTime"), "finished": r.get("completionTime")}
+            for r in reversed(runs[-limit:])
+        ]  # fmt: skip
 
     async def outputs(self, schedule: ScheduleRecord) -> list[str]:
         """Every run's results under the schedule's folder, oldest date first."""

@@ -93,9 +93,9 @@ class Schedules:
             r for r in [await self.get(n) for n in sorted(await self.redis.smembers("kc:schedules"))] if r
         ]
 
-    async def runs(self, name: str) -> list[str]:
-        """The batches a schedule started, oldest first."""
-        return list(await self.redis.lrange(f"kc:schedule-runs:{name}", 0, -1))
+    async def runs(self, name: str, last: int | None = None) -> list[str]:
+        """The batches a schedule started (the `last` ones), oldest first."""
+        return list(await self.redis.lrange(f"kc:schedule-runs:{name}", -last if last else 0, -1))
 
     async def delete(self, record: ScheduleRecord) -> None:
         """Forget the schedule (its runs' batches and results stay)."""
@@ -230,27 +230,47 @@ async def _start(
     return record
 
 
-async def tick(platform: Platform, backend: BatchBackend, name: str, now: dt.datetime | None = None) -> None:
-    """One firing of a schedule's cron: the next date, if one is due, the schedule is not paused
-    and no run of it is going. A day without images is done at once."""
-    schedules = Schedules(platform.accounts.redis)
-    schedule = await schedules.get(name)
-    if schedule is None or schedule.paused:
-        return
+@dataclass(frozen=True)
+class Fired:
+    """What a firing did: the date it took, and the batch that runs it (None: the day had no
+    images, so it is done)."""
+
+    date: dt.date
+    batch: str | None
+
+
+class NothingDue(Exception):
+    """Every complete day up to yesterday (in the schedule's zone) is done."""
+
+
+async def fire(
+    platform: Platform, backend: BatchBackend, schedule: ScheduleRecord, now: dt.datetime | None = None
+) -> Fired:
+    """One firing of a schedule: its next due date (yesterday, or with catch-up the day after the
+    last one done) runs, or is done at once when it has no images. Raises NothingDue, and
+    RunInProgress and OutOfCredits as `run_date` does."""
     last = dt.date.fromisoformat(schedule.last_date) if schedule.last_date else None
     date = next_date(schedule.spec(), last, now or dt.datetime.now(dt.UTC))
     if date is None:
-        return
-    try:
-        started = await run_date(platform, backend, schedule, date)
-    except (RunInProgress, OutOfCredits):
-        return  # the run going ends first; or the schedule is paused, with the reason
+        raise NothingDue(f"every day up to yesterday in {schedule.time_zone} is done")
+    started = await run_date(platform, backend, schedule, date)
     if started is None:  # no images: the day is done
 
         def skip(s: ScheduleRecord) -> None:
             s.last_date = max(date.isoformat(), s.last_date or "")
 
-        await schedules.change(name, skip)
+        await Schedules(platform.accounts.redis).change(schedule.name, skip)
+    return Fired(date, None if started is None else started.name)
+
+
+async def tick(platform: Platform, backend: BatchBackend, name: str, now: dt.datetime | None = None) -> None:
+    """One firing of a schedule's cron, unless it is paused; nothing when no date is due, a run of
+    it is going (it ends first), or its owner cannot pay (it is paused, with the reason)."""
+    schedule = await Schedules(platform.accounts.redis).get(name)
+    if schedule is None or schedule.paused:
+        return
+    with contextlib.suppress(NothingDue, RunInProgress, OutOfCredits):
+        await fire(platform, backend, schedule, now)
 
 
 class Scheduler:
@@ -352,11 +372,26 @@ class Scheduler:
         if schedule.name in self._crons:
             self.add(schedule)
 
+    async def fire_now(self, schedule: ScheduleRecord) -> Fired | None:
+        """Fire the schedule now, as its cron would (`fire`)."""
+        return await fire(self.platform, self.backend, schedule, self.clock())
+
     async def run(self, schedule: ScheduleRecord, date: dt.date) -> str | None:
         """Start the date now, as its owner asks, paused or not: the batch's name, or None when the
         day has no images. Raises RunInProgress and OutOfCredits as `run_date` does."""
         started = await run_date(self.platform, self.backend, schedule, date, manual=True)
         return None if started is None else started.name
+
+    async def history(self, schedule: ScheduleRecord, limit: int) -> list[dict[str, Any]]:
+        """The schedule's last runs, newest first: each one's batch as it stands."""
+        redis = self.platform.accounts.redis
+        names = reversed(await Schedules(redis).runs(schedule.name, limit))
+        found = [await Batches(redis).get(n) for n in names]
+        return [
+            {"date": b.date, "batch": b.name, "state": b.state, "message": b.message,
+             "counts": b.counts, "started": b.created, "finished": b.finished}
+            for b in found if b is not None
+        ]  # fmt: skip
 
     async def outputs(self, schedule: ScheduleRecord) -> list[str]:
         """The results of the schedule's finished runs: each date's latest run once, by date."""

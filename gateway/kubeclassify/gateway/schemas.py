@@ -231,6 +231,27 @@ class ScheduleInfo(BaseModel):
     created: dt.datetime = Field(description="When it was made, in RFC 3339 (UTC).")
 
 
+class ScheduleRun(BaseModel):
+    date: str | None = Field(description="The date it processes.")
+    batch: str | None = Field(description="Its batch (local backend) or its Job (kubernetes).")
+    state: str = Field(description="Pending, Running, Succeeded or Failed.")
+    message: str | None = Field(None, description="Why it failed.")
+    counts: BatchCounts
+    started: dt.datetime | None = Field(None, description="When it started, RFC 3339.")
+    finished: dt.datetime | None = Field(None, description="When it ended, RFC 3339.")
+
+
+class FiredInfo(BaseModel):
+    schedule: str
+    date: str | None = Field(
+        description="The date the firing took (none with the kubernetes backend: the operator takes it)."
+    )
+    batch: str | None = Field(
+        description="What runs it: a batch (local backend) or the ClassificationBatch; none when the"
+        " day had no images, so it is done at once."
+    )
+
+
 class RunInfo(BaseModel):
     schedule: str
     date: str

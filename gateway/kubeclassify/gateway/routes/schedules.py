@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
@@ -30,13 +30,22 @@ from kubeclassify.gateway.errors import SIGNED_IN, problems
 from kubeclassify.gateway.inputs import check_webhook_url
 from kubeclassify.gateway.results import merged_csv, with_label
 from kubeclassify.gateway.schedules import (
+    NothingDue,
     OutOfCredits,
     RunInProgress,
     ScheduleRecord,
     Schedules,
     new_schedule_name,
 )
-from kubeclassify.gateway.schemas import LabelFilter, RunInfo, ScheduleEdit, ScheduleInfo, ScheduleRequest
+from kubeclassify.gateway.schemas import (
+    FiredInfo,
+    LabelFilter,
+    RunInfo,
+    ScheduleEdit,
+    ScheduleInfo,
+    ScheduleRequest,
+    ScheduleRun,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +258,52 @@ async def run_now(
     if batch is None:
         raise HTTPException(422, f"the manifest lists no images for {date}")
     return {"schedule": record.name, "date": date.isoformat(), "batch": batch}
+
+
+@router.get(
+    "/schedules/{name}/runs",
+    response_model=list[ScheduleRun],
+    summary="A schedule's runs, newest first",
+    responses=problems(404),
+)
+async def schedule_runs(
+    name: str,
+    user: CurrentUser,
+    schedules: SchedulesDep,
+    backend: ScheduleBackendDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """A schedule's last runs, newest first: each one's date, batch, state and counts (with the
+    kubernetes backend, those its ClassificationBatch keeps in its status)."""
+    record = owned(await schedules.get(name), user, f"schedule {name!r}")
+    return await backend.history(record, limit)
+
+
+@router.post(
+    "/schedules/{name}/fire",
+    status_code=202,
+    response_model=FiredInfo,
+    summary="Fire the schedule now, as its cron would",
+    responses=problems(402, 404, 409, 413),
+)
+async def fire_now(name: str, user: CurrentUser, schedules: SchedulesDep, backend: ScheduleBackendDep) -> Any:
+    """Fire the schedule now, as its cron would: its next due date runs (yesterday in its time
+    zone, or with catch_up the day after the last one done), or is done at once when it has no
+    images. 409 while it is paused, a run of it is going, or every day up to yesterday is done."""
+    record = owned(await schedules.get(name), user, f"schedule {name!r}")
+    if record.paused:
+        raise HTTPException(409, f"schedule {name} is paused ({record.reason}): resume it first")
+    try:
+        fired = await backend.fire_now(record)
+    except OutOfCredits as e:
+        raise HTTPException(402, str(e)) from e
+    except RunInProgress as e:
+        raise HTTPException(409, f"schedule {name}: {e}; runs of a schedule never overlap") from e
+    except NothingDue as e:
+        raise HTTPException(409, f"schedule {name}: nothing is due: {e}") from e
+    if fired is None:
+        return {"schedule": name, "date": None, "batch": name}
+    return {"schedule": name, "date": fired.date.isoformat(), "batch": fired.batch}
 
 
 @router.get(
