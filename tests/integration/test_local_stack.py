@@ -53,16 +53,30 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subpr
 
 
 @pytest.mark.calendar  # the sample images are dated yesterday and the two days before
-def test_the_demo_classifies_the_first_day_and_shows_the_broken_files(
+def test_the_demo_walks_a_schedule_through_the_days_and_shows_the_broken_files(
     demo: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
-    _, done = demo
+    home, done = demo
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "training the digits model" in out
     assert "1. One image through the REST API" in out and "→" in out
-    assert "Succeeded: 80 classified, 4 failed, 84 rows" in out
-    assert "Accuracy on 80 digits the model never saw:" in out
+    today = dt.date.today()
+    days = [today - dt.timedelta(days=n) for n in (4, 3, 2, 1)]
+    walked = [line.strip() for line in out.splitlines() if re.match(r"\s+\d{4}-\d\d-\d\d: ", line)]
+    assert walked == [
+        f"{days[0]}: no images, done",
+        f"{days[1]}: Succeeded, 80 classified, 4 failed",
+        f"{days[2]}: Succeeded, 80 classified, 0 failed",
+        f"{days[3]}: Succeeded, 80 classified, 0 failed",
+    ], out
+    assert f"Every day up to yesterday is done (last date {days[3]}); the next firing" in out
+    assert f"takes {today}." in out
+    assert "results.csv (244 rows)" in out
+    assert "Accuracy on 240 digits the model never saw:" in out
+    demo_schedule = json.loads(kubeclassify(home, "schedules", "list", "-o", "json").stdout)[0]["name"]
+    again = kubeclassify(home, "schedules", "fire", demo_schedule)
+    assert again.returncode == 2 and "nothing is due" in again.stderr
     for name in ("truncated.png", "not-an-image.png", "empty.png", "never-uploaded.png"):
         assert name in out.split("Rows with an error (4;", 1)[1]
     assert "/docs" in out and "keeps running" in out

@@ -224,6 +224,10 @@ class Gateway:
     def pause_schedule(self, name: str, paused: bool) -> dict[str, Any]:
         return self._call("POST", f"/v1/schedules/{name}/{'pause' if paused else 'resume'}")
 
+    def fire_schedule(self, name: str) -> dict[str, Any]:
+        """Fire the schedule now, as its cron would: the date it took and the batch that runs it."""
+        return self._call("POST", f"/v1/schedules/{name}/fire")
+
     def run_schedule(self, name: str, date: str) -> dict[str, Any]:
         """Run one date of the schedule now: the schedule, the date and the batch that runs it."""
         return self._call("POST", f"/v1/schedules/{name}/run", json={"date": date})

@@ -340,6 +340,8 @@ def register_client(subparsers: Parsers) -> None:
     ran = _client("run", "run one date of a schedule now", schedules, _run_schedule, "name")
     ran.add_argument("name", help="the schedule")
     ran.add_argument("--date", required=True, help="the date (YYYY-MM-DD)")
+    fired = _client("fire", "fire a schedule now, as its cron would", schedules, _fire_schedule, "name")
+    fired.add_argument("name", help="the schedule")
     got = _client("results", "write every finished run's results as one CSV", schedules, _schedule_results)
     got.add_argument("name", help="the schedule")
     got.add_argument("--file", "-f", type=Path, help="write here instead of standard output")
@@ -461,7 +463,7 @@ def _call(
         return 2
     code, data, show = result
     if args.output == "name":
-        print(data["name"])
+        print(data["name"] or "")
     elif args.output == "json":
         print(json.dumps(data, indent=2))
     else:
@@ -712,6 +714,21 @@ def _run_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Cal
     ran = gateway.run_schedule(args.name, args.date)
     ran["name"] = ran["batch"]  # `--output name` prints the batch to follow with `batch status`
     return 0, ran, lambda r: print(f"{r['schedule']} {r['date']}: batch {r['batch']}")
+
+
+def _fire_schedule(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
+    fired = gateway.fire_schedule(args.name)
+    fired["name"] = fired["batch"]  # `--output name` prints the batch to follow (empty: nothing runs)
+
+    def show(f: dict[str, Any]) -> None:
+        if f["date"] is None:
+            print(f"{f['schedule']}: ticked; the operator runs its next date ({f['batch']})")
+        elif f["batch"] is None:
+            print(f"{f['schedule']} {f['date']}: no images, done")
+        else:
+            print(f"{f['schedule']} {f['date']}: batch {f['batch']}")
+
+    return 0, fired, show
 
 
 def _schedule_results(gateway: Any, args: argparse.Namespace) -> tuple[int, Any, Callable[[Any], None]]:
