@@ -36,6 +36,15 @@ def pytest_configure(config: pytest.Config) -> None:
     follow_environment()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Each phase's report on its test (`item.report_call`...), for fixtures that keep artefacts
+    of a failed test (the web page's screenshots)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each test's tier is the folder it lives in (tests/unit, tests/integration...)."""
     for item in items:

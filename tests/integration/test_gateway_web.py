@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,10 +19,11 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as visible
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from kubeclassify.cli.services import GatewayServer, PredictorServer, RedisServer, start_gateway
 from kubeclassify.core.settings import S3Settings
+from kubeclassify.core.storage import ObjectStore
 
 
 @pytest.fixture
@@ -32,6 +34,12 @@ def gateway(
     bucket: str,
     digits_predictor: PredictorServer,
 ) -> Iterator[GatewayServer]:
+    store = ObjectStore(s3_settings)
+    lines = ["filepath,date,label"]
+    for i, day in ((1740, DAY), (1741, DAY), (1742, NEXT_DAY)):
+        store.write(f"s3://{bucket}/data/{day}/{i}.png", digit_png(i)[0])
+        lines.append(f"{day}/{i}.png,{day},")
+    store.write(f"s3://{bucket}/data/metadata.csv", ("\n".join(lines) + "\n").encode())
     settings = gateway_env(
         fresh_redis_url(redis_server),
         s3_settings,
@@ -39,14 +47,22 @@ def gateway(
         digits_predictor,
         batches_uri=f"s3://{bucket}/batches",
         fetch_allowed_networks='["127.0.0.0/8"]',
+        manifest=json.dumps({"uri": f"s3://{bucket}/data/metadata.csv", "root": f"s3://{bucket}/data/"}),
+        admin_username="root",
+        admin_password=ADMIN_PASSWORD,
     )
     server = start_gateway(tmp_path / "logs", settings)
     yield server
     server.stop()
 
 
+DAY, NEXT_DAY = "2026-11-20", "2026-11-21"  # the manifest's days: two images, then one
+ADMIN_PASSWORD = "the root password, long enough"
+ARTEFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "web"
+
+
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[webdriver.Chrome]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and driver, "Debian's chromium and chromium-driver are needed: run `make browser`"
     options = webdriver.ChromeOptions()
@@ -59,6 +75,12 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options.add_experimental_option("prefs", {"download.default_directory": str(tmp_path / "downloads")})
     chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
     yield chrome
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:  # what the page showed, kept for whoever reads the failure
+        ARTEFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTEFACTS / f"{request.node.name}.png"
+        chrome.save_screenshot(str(shot))
+        print(f"the page at the failure: {shot}")
     chrome.quit()
 
 
@@ -218,3 +240,130 @@ def test_a_running_batch_shows_its_speed_and_is_cancelled_from_the_page(
     finally:
         site.release.set()
         site.server.shutdown()
+
+
+def click(browser: webdriver.Chrome, css: str) -> None:
+    """Click what `css` finds, as soon as it is there (the page redraws its tables)."""
+    stale = [StaleElementReferenceException]
+    WebDriverWait(browser, 30, ignored_exceptions=stale).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, css).click() or True
+    )
+
+
+def text_of(browser: webdriver.Chrome, css: str) -> str:
+    """The text of the first element `css` finds ("" when none, or when it was just redrawn)."""
+    try:
+        elements = browser.find_elements(By.CSS_SELECTOR, css)
+        return elements[0].text if elements else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def test_my_images_as_a_gallery_by_category_downloaded_and_deleted(
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path, digits_predictor: PredictorServer
+) -> None:
+    sign_up_in(browser, gateway.url, "gallery")
+    sent = {}
+    for i in (1750, 1751, 1752):
+        image = tmp_path / f"digit-{i}.png"
+        image.write_bytes(digit_png(i)[0])
+        sent[image.name] = predicted_label(digits_predictor, image.read_bytes())
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        browser.find_element(By.CSS_SELECTOR, "#classify button[type=submit]").click()
+        shown = len(sent)
+        WebDriverWait(browser, 30).until(
+            lambda b: len(b.find_elements(By.CSS_SELECTOR, "#gallery figure")) == shown  # noqa: B023
+        )
+    stale = [StaleElementReferenceException]  # the gallery is redrawn as images come and go
+    WebDriverWait(browser, 30, ignored_exceptions=stale).until(
+        lambda b: (
+            sorted(c.get_attribute("data-label") for c in b.find_elements(By.CSS_SELECTOR, "#gallery figure"))
+            == sorted(sent.values())
+        )
+    )
+    WebDriverWait(browser, 30, ignored_exceptions=stale).until(  # each thumbnail: the image, fetched
+        lambda b: all(
+            i.get_attribute("src").startswith("blob:")
+            for i in b.find_elements(By.CSS_SELECTOR, "#gallery img")
+        )
+    )
+    options = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "#category option")]
+    counts = {label: list(sent.values()).count(label) for label in set(sent.values())}
+    assert options == ["All (3)", *(f"{label} ({n})" for label, n in sorted(counts.items()))]
+    browser.save_screenshot(str(tmp_path / "gallery.png"))
+
+    label = sorted(counts)[0]
+    Select(browser.find_element(By.ID, "category")).select_by_value(label)
+    WebDriverWait(browser, 30, ignored_exceptions=stale).until(
+        lambda b: (
+            {c.get_attribute("data-label") for c in b.find_elements(By.CSS_SELECTOR, "#gallery figure")}
+            == {label}
+        )
+    )
+    name = next(n for n, lbl in sent.items() if lbl == label)
+    click(browser, "#gallery figure button.download")
+    target = tmp_path / "downloads" / name
+    WebDriverWait(browser, 30).until(lambda _: target.exists() and target.stat().st_size > 0)
+    assert target.read_bytes() == (tmp_path / name).read_bytes()
+    click(browser, "#gallery figure button.delete")
+    WebDriverWait(browser, 30).until(lambda b: text_of(b, "#category option") == "All (2)")
+
+
+def test_a_daily_schedule_from_the_page(
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sign_up_in(browser, gateway.url, "scheduler")
+    WebDriverWait(browser, 30).until(visible.visibility_of_element_located((By.ID, "schedules-section")))
+    browser.find_element(By.ID, "cron").clear()
+    browser.find_element(By.ID, "cron").send_keys("30 1 * * *")
+    browser.execute_script(f"document.getElementById('start-date').value = '{DAY}'")
+    browser.find_element(By.CSS_SELECTOR, "#schedule button[type=submit]").click()
+    row = "#schedules tbody tr:not(.runs)"
+    WebDriverWait(browser, 30).until(lambda b: DAY in text_of(b, row))
+    assert "30 1 * * * UTC, catching up" in text_of(browser, row)
+
+    click(browser, f"{row} button.fire")  # the next due date: the start date, two images
+    WebDriverWait(browser, 60).until(lambda b: text_of(b, f"{row} td:nth-child(3)") == DAY)
+    click(browser, f"{row} button.runs")
+    WebDriverWait(browser, 30).until(
+        lambda b: text_of(b, "#schedules tr.runs li") == f"{DAY}: Succeeded, 2 classified, 0 failed of 2"
+    )
+    browser.execute_script(f"document.querySelector('{row} .run-date').value = '{NEXT_DAY}'")
+    click(browser, f"{row} button.run")
+    WebDriverWait(browser, 60).until(
+        lambda b: f"{NEXT_DAY}: Succeeded, 1 classified" in text_of(b, "#schedules tr.runs")
+    )
+    browser.save_screenshot(str(tmp_path / "schedules.png"))
+    click(browser, f"{row} button.results")
+    target = tmp_path / "downloads"
+    WebDriverWait(browser, 30).until(lambda _: any(target.glob("*.csv")))
+    rows = list(csv.DictReader(io.StringIO(next(target.glob("*.csv")).read_text())))
+    assert sorted(r["date"] for r in rows) == [DAY, DAY, NEXT_DAY]
+
+    click(browser, f"{row} button.pause")
+    WebDriverWait(browser, 30).until(lambda b: "paused: paused by its owner" in text_of(b, row))
+    click(browser, f"{row} button.resume")
+    WebDriverWait(browser, 30).until(lambda b: "paused" not in text_of(b, row))
+    click(browser, f"{row} button.delete")
+    WebDriverWait(browser, 30).until(lambda b: not b.find_elements(By.CSS_SELECTOR, row))
+
+
+def test_the_models_and_for_an_admin_every_account_with_a_refill(
+    gateway: GatewayServer, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    sign_up_in(browser, gateway.url, "someone")
+    model = WebDriverWait(browser, 30).until(lambda b: text_of(b, "#models tbody tr"))
+    assert model.startswith("digits (default)") and "ready" in model
+    assert browser.find_element(By.ID, "accounts-section").get_attribute("hidden") is not None
+    browser.find_element(By.ID, "sign-out").click()
+    assert browser.find_element(By.ID, "password").get_attribute("value") == "", "not left on the page"
+
+    browser.find_element(By.ID, "username").send_keys("root")
+    browser.find_element(By.ID, "password").send_keys(ADMIN_PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "#login button[type=submit]").click()
+    account = '#accounts tr[data-name="someone"]'
+    WebDriverWait(browser, 30).until(lambda b: text_of(b, account).startswith("someone 100"))
+    browser.find_element(By.CSS_SELECTOR, f"{account} input.amount").send_keys("25")
+    click(browser, f"{account} button.refill")
+    WebDriverWait(browser, 30).until(lambda b: text_of(b, account).startswith("someone 125"))
+    browser.save_screenshot(str(tmp_path / "accounts.png"))
